@@ -1,0 +1,1 @@
+"""The ``radguard`` command line: the operator's composition root."""

@@ -1,2 +1,36 @@
+"""Entry point of the ``radguard`` command: one typer app with a sub-app per area."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from services.cli.stack_commands import app as stack_app
+from stack.processes import StackError
+from stack.settings import StackConfigError
+
+app = typer.Typer(
+    name="radguard",
+    help="radguard: keeps radiology AI models honest in clinical use.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(stack_app, name="stack")
+
+_err = Console(stderr=True)
+
+
 def main() -> None:
-    pass
+    """Run the CLI; expected failures print one line naming the problem and exit 1."""
+    try:
+        app()
+    except (StackError, StackConfigError) as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Shared contract vocabulary: study, patient, acquisition, model, arm, event envelope, route table."""

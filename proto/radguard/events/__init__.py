@@ -1,0 +1,1 @@
+"""Kafka payload contracts."""

@@ -1,0 +1,1 @@
+"""Contracts of the governance control plane."""

@@ -1,0 +1,1 @@
+"""Contracts of the inference gateway hospital systems call."""

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Prepare this clone on a fresh Debian 12 machine: system packages (only if absent), the Python
+# environment from the lock file, and the Kafka broker's jars. Safe to run again: each step
+# notices when there is nothing to do. Caches live outside the clone (uv's cache, ~/.cache/radguard).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+UV_VERSION=0.13.9
+log() { printf '[setup] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "[setup] error: need root to run: $*" >&2; exit 1; fi
+}
+
+# --- system packages (Debian), installed only when missing ------------------------------------
+missing=()
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- Python environment from uv.lock ---------------------------------------------------------
+PY=python3.11
+command -v "$PY" >/dev/null || PY=python3
+if [ "$("$PY" -m uv --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" ]; then
+  log "installing uv $UV_VERSION"
+  "$PY" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
+fi
+log "creating .venv from uv.lock (uv cache: ${UV_CACHE_DIR:-~/.cache/uv})"
+UV_PROJECT_ENVIRONMENT="$PWD/.venv" "$PY" -m uv sync --frozen --python "$PY" --quiet
+
+# --- Kafka jars (cached by the pom's hash) ------------------------------------------------------
+log "resolving Kafka jars"
+.venv/bin/python - <<'PY'
+from stack.components.kafka import Kafka
+from stack.components.base import Layout
+from stack.settings import load_stack_settings
+
+settings = load_stack_settings()
+print(f"[setup] Kafka jars in {Kafka(settings, Layout(settings.state_dir)).resolve_libs()}")
+PY
+log "done: .venv is ready; next: .venv/bin/radguard stack up"

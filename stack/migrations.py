@@ -1,0 +1,18 @@
+"""Which migration folders make up radguard's database schema, applied in version order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stack.settings import REPO_ROOT
+
+#: Folders of versioned SQL files (``NNNN_name.sql``); later areas add their own folder here.
+MIGRATION_DIRS: tuple[Path, ...] = (REPO_ROOT / "services" / "runtime" / "migrations",)
+
+
+async def apply_migrations(dsn: str) -> list[str]:
+    """Apply every pending migration; returns the names applied now."""
+    from services.runtime.migrate import run_migrations
+
+    applied = await run_migrations(dsn, list(MIGRATION_DIRS))
+    return [str(item) for item in applied]

@@ -1,0 +1,26 @@
+"""The Kafka topics radguard's data plane uses, with their partitioning and retention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic the stack creates if it is missing."""
+
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+#: Predictions are keyed by study so one study's events stay ordered; 6 partitions let the
+#: monitors' consumer groups scale to a few members. Routes are a compacted table keyed by
+#: model name: the latest route per model is what every gateway applies.
+TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("radguard.predictions.v1", 6),
+    TopicSpec("radguard.reviews.v1", 6),
+    TopicSpec("radguard.findings.v1", 3),
+    TopicSpec("radguard.routes.v1", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+    TopicSpec("radguard.audit.v1", 1),
+)

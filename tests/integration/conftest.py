@@ -1,0 +1,49 @@
+"""The real stack for integration tests, brought up by the same code as ``radguard stack up``.
+
+If a developer's stack is already running in the state folder, it is reused and left running;
+otherwise the session starts it and takes it down at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from stack.manager import Stack
+from stack.settings import load_stack_settings
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """Where the real servers listen."""
+
+    kafka_bootstrap: str
+    postgres_dsn: str
+    triton_grpc_url: str
+    triton_http_url: str
+
+
+@pytest.fixture(scope="session")
+def real_stack() -> Iterator[Stack]:
+    """The running :class:`Stack` (started here unless it already runs)."""
+    stack = Stack(load_stack_settings())
+    was_running = all(stack.running(c) for c in stack.components)
+    stack.up(progress=lambda comp, msg: print(f"[stack] {comp}: {msg}"))
+    yield stack
+    if not was_running and os.environ.get("RADGUARD_KEEP_STACK") != "1":
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack(real_stack: Stack) -> StackEndpoints:
+    """Endpoints of the real Kafka, PostgreSQL and Triton."""
+    s = real_stack.settings
+    return StackEndpoints(
+        kafka_bootstrap=s.kafka_bootstrap,
+        postgres_dsn=s.postgres_dsn,
+        triton_grpc_url=s.triton_grpc_url,
+        triton_http_url=f"{s.host}:{s.triton_http_port}",
+    )

@@ -1,0 +1,173 @@
+"""`radguard stack up|status|down` on an isolated stack: its own state folder and free ports.
+
+These run the CLI as a user would (a subprocess), so they cover the exit codes and messages too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack.processes import port_in_use, process_cmdline
+
+RADGUARD = str(Path(sys.executable).parent / "radguard")
+COMPONENTS = ("postgres", "kafka", "triton")
+PORT_VARS = (
+    "RADGUARD_STACK_KAFKA_PORT",
+    "RADGUARD_STACK_KAFKA_CONTROLLER_PORT",
+    "RADGUARD_STACK_POSTGRES_PORT",
+    "RADGUARD_STACK_TRITON_GRPC_PORT",
+    "RADGUARD_STACK_TRITON_HTTP_PORT",
+    "RADGUARD_STACK_TRITON_METRICS_PORT",
+)
+
+
+def free_ports(n: int) -> list[int]:
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [RADGUARD, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def pids(state: Path) -> dict[str, int]:
+    out = {}
+    for comp in COMPONENTS:
+        path = state / "pids" / f"{comp}.json"
+        if path.exists():
+            out[comp] = json.loads(path.read_text())["pid"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def iso_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("iso-stack") / "state"
+    env = dict(os.environ)
+    env.update(zip(PORT_VARS, map(str, free_ports(len(PORT_VARS))), strict=True))
+    env["RADGUARD_STACK_STATE_DIR"] = str(state)
+    env["RADGUARD_STACK_KAFKA_HEAP"] = "256m"
+    env["COLUMNS"] = "200"
+    yield env
+    run_cli(env, "stack", "down")
+
+
+def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
+    state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
+    first = run_cli(iso_env, "stack", "up")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "started: postgres, kafka, triton" in first.stdout
+    started = pids(state)
+    assert set(started) == set(COMPONENTS)
+
+    second = run_cli(iso_env, "stack", "up")
+    assert second.returncode == 0, second.stderr
+    assert "started:" not in second.stdout
+    assert "already running: postgres, kafka, triton" in second.stdout
+    assert pids(state) == started
+
+    status = run_cli(iso_env, "stack", "status")
+    assert status.returncode == 0, status.stdout
+    for comp, port_var in (
+        ("postgres", "RADGUARD_STACK_POSTGRES_PORT"),
+        ("kafka", "RADGUARD_STACK_KAFKA_PORT"),
+        ("triton", "RADGUARD_STACK_TRITON_GRPC_PORT"),
+    ):
+        line = next(ln for ln in status.stdout.splitlines() if f" {comp} " in ln)
+        assert "ready" in line and iso_env[port_var] in line
+    assert "4.1.1" in status.stdout  # Kafka, from the resolved jars
+    assert "2.51.0" in status.stdout  # Triton, as the server reports it
+    assert "15." in status.stdout  # PostgreSQL
+
+    # SIGKILL each component in turn: status reports it dead, up restarts only that one.
+    for comp in COMPONENTS:
+        before = pids(state)
+        os.kill(before[comp], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process_cmdline(before[comp]) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        dead = run_cli(iso_env, "stack", "status")
+        assert dead.returncode == 1
+        line = next(ln for ln in dead.stdout.splitlines() if f" {comp} " in ln)
+        assert "dead" in line, dead.stdout
+        again = run_cli(iso_env, "stack", "up")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert f"started: {comp}\n" in again.stdout
+        after = pids(state)
+        assert after[comp] != before[comp]
+        assert {k: v for k, v in after.items() if k != comp} == {k: v for k, v in before.items() if k != comp}
+
+    final = pids(state)
+    down = run_cli(iso_env, "stack", "down")
+    assert down.returncode == 0, down.stderr
+    assert pids(state) == {}
+    for pid in final.values():
+        assert process_cmdline(pid) is None
+    for var in PORT_VARS:
+        assert not port_in_use("127.0.0.1", int(iso_env[var])), var
+    assert run_cli(iso_env, "stack", "status").returncode == 1
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode != 0
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_port_in_use_is_one_clear_error_and_starts_nothing(iso_env: dict[str, str]) -> None:
+    state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
+    port = int(iso_env["RADGUARD_STACK_KAFKA_PORT"])
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        proc = run_cli(iso_env, "stack", "up")
+    line = _one_error_line(proc)
+    assert f"port {port}" in line and "RADGUARD_STACK_KAFKA_PORT" in line
+    assert pids(state) == {}
+
+
+def test_unwritable_state_folder(iso_env: dict[str, str], tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = dict(iso_env, RADGUARD_STACK_STATE_DIR=str(blocker / "state"))
+    line = _one_error_line(run_cli(env, "stack", "up"))
+    assert "not writable" in line and "RADGUARD_STACK_STATE_DIR" in line
+
+
+def test_missing_java_names_the_fix(iso_env: dict[str, str], tmp_path: Path) -> None:
+    env = dict(iso_env, PATH=str(Path(sys.executable).parent), RADGUARD_STACK_STATE_DIR=str(tmp_path / "s"))
+    line = _one_error_line(run_cli(env, "stack", "up"))
+    assert "java not found" in line and "apt-get install -y openjdk-17-jre-headless" in line
+    assert not (tmp_path / "s" / "pids").exists() or not any((tmp_path / "s" / "pids").iterdir())
+
+
+def test_bad_port_setting_names_the_variable(iso_env: dict[str, str]) -> None:
+    env = dict(iso_env, RADGUARD_STACK_POSTGRES_PORT="seventy")
+    line = _one_error_line(run_cli(env, "stack", "status"))
+    assert "RADGUARD_STACK_POSTGRES_PORT" in line
