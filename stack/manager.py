@@ -12,7 +12,7 @@ from stack.components.base import Component, Layout
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
 from stack.components.triton import Triton
-from stack.processes import ProcessRecord, StackError, is_ours, port_in_use, stop_process
+from stack.processes import ProcessRecord, StackError, exit_code, is_ours, port_in_use, stop_process
 from stack.settings import StackSettings
 
 #: Called with (component name, what is happening) as the stack makes progress.
@@ -148,8 +148,9 @@ class Stack:
             for name, comp in list(pending.items()):
                 rec = self.record(comp)
                 if rec is None or not is_ours(rec):
+                    code = exit_code(rec.pid) if rec else None
                     raise StackError(
-                        f"{name} exited during start-up: see {self.layout.log(name)} "
+                        f"{name} exited during start-up (exit status {code}): see {self.layout.log(name)} "
                         f"(last lines: {self._tail_one_line(name)})"
                     )
                 if comp.is_ready():

@@ -15,4 +15,4 @@ async def apply_migrations(dsn: str) -> list[str]:
     from services.runtime.migrate import run_migrations
 
     applied = await run_migrations(dsn, list(MIGRATION_DIRS))
-    return [str(item) for item in applied]
+    return [item.path.name for item in applied]

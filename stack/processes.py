@@ -62,8 +62,21 @@ def process_cmdline(pid: int) -> str | None:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+#: Processes started by this Python process: their liveness comes from the child handle itself.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def exit_code(pid: int) -> int | None:
+    """Exit status of a child this process started, or None while it runs (or if it is not our child)."""
+    child = _CHILDREN.get(pid)
+    return None if child is None else child.poll()
+
+
 def is_ours(record: ProcessRecord) -> bool:
     """True when the recorded pid is alive and still runs the command we started."""
+    child = _CHILDREN.get(record.pid)
+    if child is not None:
+        return child.poll() is None
     cmdline = process_cmdline(record.pid)
     return cmdline is not None and record.marker in cmdline
 
@@ -97,6 +110,7 @@ def spawn(
             )
         except OSError as exc:
             raise StackError(f"{name}: cannot start {argv[0]}: {exc.strerror}") from None
+    _CHILDREN[proc.pid] = proc
     return ProcessRecord(name=name, pid=proc.pid, marker=marker, started_at=time.time())
 
 

@@ -15,10 +15,11 @@ import pwd
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from stack.components.base import Component, running_as_root
-from stack.processes import ProcessRecord, StackError, port_open, spawn
+from stack.processes import ProcessRecord, StackError, port_open, process_cmdline, spawn
 
 _INSTALL_HINT = "apt-get install -y postgresql-15"
 _SERVICE_USER = "postgres"
@@ -124,8 +125,29 @@ class Postgres(Component):
             tail = (result.stdout + result.stderr).strip().splitlines()[-2:]
             raise StackError("initdb failed: " + " | ".join(tail))
 
+    def _clear_stale_locks(self, data: Path) -> None:
+        """Remove lock files left by a postmaster that was killed.
+
+        PostgreSQL refuses to start while the pid recorded in ``postmaster.pid`` or in the socket's
+        ``.s.PGSQL.<port>.lock`` still exists — and a killed postmaster that nobody has reaped yet
+        (a zombie) still exists. A lock whose pid is gone or a zombie is stale and removed; a live
+        postmaster on the same data is reported instead.
+        """
+        for lock in [data / "postmaster.pid", *data.glob(".s.PGSQL.*.lock")]:
+            try:
+                pid = int(lock.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+            deadline = time.monotonic() + 10
+            while process_cmdline(pid) is not None:  # alive and not a zombie
+                if time.monotonic() > deadline:
+                    raise StackError(f"another PostgreSQL (pid {pid}) is running on {data}: stop it first")
+                time.sleep(0.2)
+            lock.unlink(missing_ok=True)
+
     def start(self) -> ProcessRecord:
         data = self.data_dir()
+        self._clear_stale_locks(data)
         argv = [
             str(find_bindir() / "postgres"),
             "-D",
