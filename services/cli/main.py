@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from services.cli.routes_commands import app as routes_app
 from services.cli.stack_commands import app as stack_app
 from stack.processes import StackError
 from stack.settings import StackConfigError
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(routes_app, name="routes")
 
 _err = Console(stderr=True)
 

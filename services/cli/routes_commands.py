@@ -1,0 +1,132 @@
+"""``radguard routes``: show and set model route tables on the compacted routes topic.
+
+Governance owns routes once it exists; until then an operator publishes a default route here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.gateway.adapters.routes import ROUTES_TOPIC, route_event
+from services.gateway.routing import BUCKETS, Route, RouteBook
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from stack.processes import StackError
+from stack.settings import load_stack_settings
+
+app = typer.Typer(help="Show and set model route tables (stable / canary / shadow).", no_args_is_help=True)
+_out = Console()
+
+BootstrapOption = Annotated[
+    str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: the local stack's)")
+]
+
+
+def _bootstrap(value: str | None) -> str:
+    return value or load_stack_settings().kafka_bootstrap
+
+
+async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
+    """Read the routes topic from the beginning until it goes quiet."""
+    from services.gateway.adapters.routes import apply_record
+
+    book = RouteBook()
+    consumer = AsyncKafkaConsumer(
+        [ROUTES_TOPIC],
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        client_id="radguard-cli-routes",
+        bootstrap_timeout_ms=5000,
+    )
+    try:
+        await consumer.start()
+    except Exception as exc:
+        raise StackError(f"cannot reach Kafka at {bootstrap}: {exc} (is `radguard stack up` running?)") from None
+    try:
+        quiet = 0.0
+        while quiet < idle_s:
+            records = await consumer.getmany(timeout_s=0.25)
+            quiet = quiet + 0.25 if not records else 0.0
+            for record in records:
+                apply_record(book, record)
+    finally:
+        await consumer.close()
+    return book
+
+
+async def publish_route(bootstrap: str, route: Route) -> None:
+    """Publish one route table (keyed by model name) and wait for the broker's acknowledgement."""
+    producer = AsyncKafkaProducer(bootstrap, client_id="radguard-cli-routes", bootstrap_timeout_ms=5000)
+    try:
+        await producer.start()
+    except Exception as exc:
+        raise StackError(f"cannot reach Kafka at {bootstrap}: {exc} (is `radguard stack up` running?)") from None
+    try:
+        await producer.send(ROUTES_TOPIC, route_event(route, "cli").SerializeToString(), route.model_name.encode())
+    finally:
+        await producer.close()
+
+
+@app.command("set")
+def set_route(
+    model: Annotated[str, typer.Argument(help="model name, e.g. chest_nodule")],
+    stable: Annotated[str, typer.Option("--stable", help="version that answers by default")],
+    canary: Annotated[str, typer.Option("--canary", help="version under canary")] = "",
+    canary_weight: Annotated[
+        float, typer.Option("--canary-weight", min=0.0, max=1.0, help="share of studies sent to the canary, 0..1")
+    ] = 0.0,
+    shadow: Annotated[list[str] | None, typer.Option("--shadow", help="version scored silently (repeatable)")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="why the route changes")] = "set from the CLI",
+    bootstrap: BootstrapOption = None,
+) -> None:
+    """Publish a new route table for MODEL (its revision is the current one plus one)."""
+    servers = _bootstrap(bootstrap)
+    current = asyncio.run(read_routes(servers)).get(model)
+    revision = (current.revision if current else 0) + 1
+    try:
+        route = Route(
+            model_name=model,
+            stable_version=stable,
+            canary_version=canary,
+            canary_weight_bp=round(canary_weight * BUCKETS),
+            shadow_versions=tuple(shadow or ()),
+            revision=revision,
+            reason=reason,
+        )
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
+    asyncio.run(publish_route(servers, route))
+    _out.print(f"route for {model} is now revision {revision}")
+    _print([route])
+
+
+@app.command("show")
+def show(bootstrap: BootstrapOption = None) -> None:
+    """Print every model's current route table."""
+    book = asyncio.run(read_routes(_bootstrap(bootstrap)))
+    routes = [r for name in book.models() if (r := book.get(name)) is not None]
+    if not routes:
+        _out.print("no routes published yet: `radguard routes set MODEL --stable VERSION`")
+        return
+    _print(routes)
+
+
+def _print(routes: list[Route]) -> None:
+    table = Table()
+    for col in ("model", "revision", "stable", "canary", "canary share", "shadows", "reason"):
+        table.add_column(col)
+    for r in routes:
+        table.add_row(
+            r.model_name,
+            str(r.revision),
+            r.stable_version,
+            r.canary_version or "-",
+            f"{r.canary_weight_bp / BUCKETS:.1%}",
+            ", ".join(r.shadow_versions) or "-",
+            r.reason,
+        )
+    _out.print(table)

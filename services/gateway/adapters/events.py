@@ -1,0 +1,246 @@
+"""PredictionSink that writes every PredictionEvent to a durable spool first, then drains it to Kafka.
+
+The answer never waits for Kafka or the disk: ``record`` appends to an in-memory batch; a writer task
+makes batches durable (one write + fsync per batch) and a drainer publishes from the spool in order,
+advancing the spool's cursor only over records Kafka acknowledged. With Kafka down the spool grows,
+the gateway keeps answering, and the spool drains when Kafka returns. A full spool flips
+``accepting()`` to False (the gateway then refuses new predictions with RESOURCE_EXHAUSTED and
+reports degraded health) — events are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from radguard.common.v1 import common_pb2
+from radguard.events.v1 import events_pb2
+from services.gateway.domain import PredictCommand, Prediction, Sex, age_band
+from services.gateway.routing import Arm
+from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
+from services.runtime.kafka import extract_context, inject_context
+
+_log = logging.getLogger(__name__)
+
+PREDICTIONS_TOPIC = "radguard.predictions.v1"
+SCHEMA_VERSION = 1
+_ARMS = {Arm.STABLE: common_pb2.ARM_STABLE, Arm.CANARY: common_pb2.ARM_CANARY, Arm.SHADOW: common_pb2.ARM_SHADOW}
+_SEXES = {
+    Sex.UNSPECIFIED: common_pb2.SEX_UNSPECIFIED,
+    Sex.FEMALE: common_pb2.SEX_FEMALE,
+    Sex.MALE: common_pb2.SEX_MALE,
+    Sex.OTHER: common_pb2.SEX_OTHER,
+}
+
+#: send(topic, value, key, headers) → awaitable acknowledgement; raises on failure.
+SendFn = Callable[[str, bytes, bytes | None, list[tuple[str, bytes]]], Awaitable[object]]
+
+
+def prediction_event(
+    command: PredictCommand, prediction: Prediction, producer: str, age_edges: tuple[int, ...]
+) -> events_pb2.PredictionEvent:
+    """The Kafka payload for one prediction. Carries the pseudonym only, never the raw patient id."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    span = trace.get_current_span().get_span_context()
+    acq = command.acquisition
+    event = events_pb2.PredictionEvent(
+        meta=common_pb2.EventMeta(
+            schema_version=SCHEMA_VERSION,
+            event_id=prediction.prediction_id,
+            event_time=now,
+            producer=producer,
+            trace_id=format(span.trace_id, "032x") if span.is_valid else "",
+            span_id=format(span.span_id, "016x") if span.is_valid else "",
+            request_id=command.request_id,
+        ),
+        prediction_id=prediction.prediction_id,
+        model=common_pb2.ModelRef(model_name=prediction.model_name, model_version=prediction.version),
+        arm=_ARMS[prediction.arm],
+        study=common_pb2.StudyRef(
+            study_instance_uid=command.study.study_uid,
+            series_instance_uid=command.study.series_uid,
+            accession_number=command.study.accession,
+        ),
+        patient_pseudonym=command.patient_pseudonym,
+        patient_context=common_pb2.PatientContext(sex=_SEXES[command.sex], age_years=command.age_years)
+        if command.age_years is not None
+        else common_pb2.PatientContext(sex=_SEXES[command.sex]),
+        age_band=age_band(command.age_years, age_edges),
+        acquisition=common_pb2.AcquisitionContext(
+            site_id=acq.site_id,
+            modality=acq.modality,
+            body_part=acq.body_part,
+            manufacturer=acq.manufacturer,
+            manufacturer_model=acq.manufacturer_model,
+            protocol_name=acq.protocol_name,
+            pixel_spacing_mm=common_pb2.PixelSpacing(row_mm=acq.pixel_spacing_row_mm, col_mm=acq.pixel_spacing_col_mm),
+        ),
+        raw_score=prediction.raw_score,
+        probability=prediction.probability,
+        decision=common_pb2.DECISION_POSITIVE if prediction.positive else common_pb2.DECISION_NEGATIVE,
+        threshold=prediction.threshold,
+        descriptors=prediction.outputs.descriptors,
+        embedding=prediction.outputs.embedding,
+        latency_ms=prediction.latency_ms,
+        route_revision=prediction.route_revision,
+        request_id=command.request_id,
+        served_prediction_id=prediction.served_prediction_id,
+    )
+    return event
+
+
+@dataclass(frozen=True)
+class SinkTuning:
+    """Batching and retry knobs of the spooled sink."""
+
+    flush_interval_s: float = 0.005
+    max_batch: int = 512
+    drain_batch: int = 512
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 5.0
+
+
+class SpooledKafkaSink:
+    """PredictionSink: in-memory batch → durable spool → Kafka, in order, nothing dropped."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        send: SendFn,
+        *,
+        producer_name: str,
+        age_edges: tuple[int, ...],
+        tuning: SinkTuning | None = None,
+    ) -> None:
+        self.spool = spool
+        self._send = send
+        self._producer_name = producer_name
+        self._age_edges = age_edges
+        self.tuning = tuning or SinkTuning()
+        self._buffer: list[SpooledRecord] = []
+        self._buffer_ready = asyncio.Event()
+        self._spooled = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        #: Kafka reachable at the last attempt (for health and metrics).
+        self.kafka_ok = True
+        self.published = 0
+        self.refused = 0
+
+    # ---- PredictionSink --------------------------------------------------------------------------------
+    def accepting(self) -> bool:
+        return not self.spool.full
+
+    def record(self, command: PredictCommand, prediction: Prediction) -> None:
+        event = prediction_event(command, prediction, self._producer_name, self._age_edges)
+        self._buffer.append(
+            SpooledRecord(
+                topic=PREDICTIONS_TOPIC,
+                key=command.study.study_uid.encode(),
+                value=event.SerializeToString(),
+                headers=tuple(inject_context()),
+            )
+        )
+        self._buffer_ready.set()
+
+    # ---- lifecycle ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer and the drainer tasks on the running loop."""
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._writer(), name="spool-writer"),
+            loop.create_task(self._drainer(), name="spool-drainer"),
+        ]
+
+    async def stop(self, drain_timeout_s: float = 10.0) -> None:
+        """Make buffered events durable, try to publish the spool, then stop (what is left stays spooled)."""
+        self._stopping = True
+        self._buffer_ready.set()
+        writer, drainer = self._tasks or (None, None)
+        if writer is not None:
+            await writer
+        if drainer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait_drained(), drain_timeout_s)
+            drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drainer
+        self.spool.close()
+
+    async def wait_drained(self, poll_s: float = 0.02) -> None:
+        """Wait until everything recorded so far has been acknowledged by Kafka."""
+        while self._buffer or self.spool.pending_bytes:  # noqa: ASYNC110 - two sources of truth, polled
+            await asyncio.sleep(poll_s)
+
+    # ---- tasks -----------------------------------------------------------------------------------------------
+    async def _writer(self) -> None:
+        while True:
+            await self._buffer_ready.wait()
+            self._buffer_ready.clear()
+            if not self._stopping:
+                await asyncio.sleep(self.tuning.flush_interval_s)  # group commit: let a batch form
+            while self._buffer:
+                batch = self._buffer[: self.tuning.max_batch]
+                try:
+                    await asyncio.to_thread(self.spool.append, batch)
+                except SpoolFull:
+                    # accepting() is already False for new work; keep what we hold and retry shortly.
+                    _log.error("prediction spool full: %d bytes pending", self.spool.pending_bytes)
+                    await asyncio.sleep(self.tuning.retry_initial_s)
+                    continue
+                del self._buffer[: len(batch)]
+                self._spooled.set()
+            if self._stopping:
+                return
+
+    async def _drainer(self) -> None:
+        backoff = self.tuning.retry_initial_s
+        acked: set[Position] = set()
+        while True:
+            entries = await asyncio.to_thread(self.spool.read, self.tuning.drain_batch)
+            if not entries:
+                self._spooled.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spooled.wait(), 0.5)
+                continue
+            todo = [(pos, rec) for pos, rec in entries if pos not in acked]
+            results = await asyncio.gather(*(self._publish(rec) for _, rec in todo), return_exceptions=True)
+            failed = False
+            for (pos, _rec), res in zip(todo, results, strict=True):
+                if isinstance(res, BaseException):
+                    failed = True
+                else:
+                    acked.add(pos)
+            # Advance over the acknowledged prefix only: order on disk is the order of record().
+            upto = None
+            for pos, rec in entries:
+                if pos not in acked:
+                    break
+                upto = self.spool.next_position(pos, rec)
+                acked.discard(pos)
+                self.published += 1
+            if upto is not None:
+                await asyncio.to_thread(self.spool.commit, upto)
+            self.kafka_ok = not failed
+            if failed:
+                _log.warning("publishing spooled predictions failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.tuning.retry_max_s)
+            else:
+                backoff = self.tuning.retry_initial_s
+
+    async def _publish(self, rec: SpooledRecord) -> object:
+        # Publish inside the trace context captured when the prediction was answered.
+        token = otel_context.attach(extract_context(rec.headers))
+        try:
+            return await self._send(rec.topic, rec.value, rec.key, list(rec.headers))
+        finally:
+            otel_context.detach(token)

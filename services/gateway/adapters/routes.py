@@ -1,0 +1,126 @@
+"""Route tables on the compacted ``radguard.routes.v1`` topic: follow them into a RouteBook, or publish one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from radguard.common.v1 import common_pb2
+from radguard.events.v1 import events_pb2
+from services.gateway.domain import uuid7
+from services.gateway.routing import Route, RouteBook
+from services.runtime.kafka import AsyncKafkaConsumer, ConsumedRecord
+
+_log = logging.getLogger(__name__)
+
+ROUTES_TOPIC = "radguard.routes.v1"
+
+
+def route_from_table(table: common_pb2.RouteTable) -> Route:
+    """Domain route from its protobuf table (ValueError if the table is inconsistent)."""
+    return Route(
+        model_name=table.model_name,
+        stable_version=table.stable_version,
+        canary_version=table.canary_version,
+        canary_weight_bp=table.canary_weight_bp,
+        shadow_versions=tuple(table.shadow_versions),
+        revision=table.revision,
+        reason=table.reason,
+    )
+
+
+def route_event(route: Route, producer: str) -> events_pb2.RouteTableEvent:
+    """The payload that announces ``route`` on the routes topic."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    return events_pb2.RouteTableEvent(
+        meta=common_pb2.EventMeta(schema_version=1, event_id=uuid7(), event_time=now, producer=producer),
+        table=common_pb2.RouteTable(
+            model_name=route.model_name,
+            stable_version=route.stable_version,
+            canary_version=route.canary_version,
+            canary_weight_bp=route.canary_weight_bp,
+            shadow_versions=list(route.shadow_versions),
+            revision=route.revision,
+            updated_at=now,
+            reason=route.reason,
+        ),
+    )
+
+
+def apply_record(book: RouteBook, record: ConsumedRecord) -> bool:
+    """Apply one routes-topic record; malformed records are logged and skipped (never crash the gateway)."""
+    if record.value is None:
+        return False
+    try:
+        event = events_pb2.RouteTableEvent.FromString(record.value)
+        route = route_from_table(event.table)
+    except Exception as exc:
+        _log.error(
+            "skipping malformed route record at %s/%d@%d: %s", record.topic, record.partition, record.offset, exc
+        )
+        return False
+    applied = book.apply(route)
+    if applied:
+        _log.info(
+            "route applied model=%s revision=%d stable=%s canary=%s weight_bp=%d shadows=%s",
+            route.model_name,
+            route.revision,
+            route.stable_version,
+            route.canary_version or "-",
+            route.canary_weight_bp,
+            ",".join(route.shadow_versions) or "-",
+        )
+    return applied
+
+
+class RouteFollower:
+    """Reads the whole routes topic (no consumer group) and keeps a RouteBook current."""
+
+    def __init__(self, consumer: AsyncKafkaConsumer, book: RouteBook, poll_timeout_s: float = 0.2) -> None:
+        self.consumer = consumer
+        self.book = book
+        self.poll_timeout_s = poll_timeout_s
+        self._task: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    async def start(self) -> None:
+        """Start following in the background (connecting, with retries, there)."""
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="route-follower")
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.consumer.start()
+                return
+            except Exception as exc:
+                _log.warning("routes topic unreachable (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _follow(self) -> None:
+        await self._connect()
+        while True:
+            try:
+                records = await self.consumer.getmany(timeout_s=self.poll_timeout_s)
+            except Exception as exc:
+                _log.warning("reading routes failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            for record in records:
+                apply_record(self.book, record)
+            if not records:
+                self.caught_up.set()
+
+    async def stop(self) -> None:
+        """Stop following and close the consumer."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.consumer.close()

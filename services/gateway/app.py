@@ -1,0 +1,112 @@
+"""Wiring of the gateway process: settings → adapters → handler → servicers → server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.gateway import oip_servicer as oip_api
+from services.gateway import servicer as gateway_api
+from services.gateway.adapters.catalog import RepositoryCatalog
+from services.gateway.adapters.events import SpooledKafkaSink
+from services.gateway.adapters.routes import ROUTES_TOPIC, RouteFollower
+from services.gateway.adapters.triton import TritonBackend
+from services.gateway.handlers import HandlerLimits, PredictHandler
+from services.gateway.oip_servicer import OpenInferenceServicer
+from services.gateway.pseudonym import Pseudonymiser
+from services.gateway.routing import RouteBook
+from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
+from services.gateway.settings import GatewaySettings
+from services.gateway.spool import Spool
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from services.runtime.server import RadguardServer
+
+
+@dataclass
+class Gateway:
+    """The assembled gateway: its server and the parts tests and benchmarks look at."""
+
+    server: RadguardServer
+    handler: PredictHandler
+    routes: RouteBook
+    sink: SpooledKafkaSink
+    follower: RouteFollower
+    backend: TritonBackend
+
+
+def build_gateway(settings: GatewaySettings) -> Gateway:
+    """Assemble (but do not start) a gateway; its start and shutdown are server hooks."""
+    backend = TritonBackend(settings.triton_grpc_url, settings.grpc_max_receive_message_bytes)
+    catalog = RepositoryCatalog.load(settings.model_repo)
+    routes = RouteBook()
+    producer = AsyncKafkaProducer.from_settings(settings)
+    spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
+
+    producer_started = False
+
+    async def send(topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> object:
+        # Connect lazily: a gateway must start (and answer, spooling) while Kafka is down.
+        nonlocal producer_started
+        if not producer_started:
+            await producer.start()
+            producer_started = True
+        return await producer.send(topic, value, key, headers)
+
+    sink = SpooledKafkaSink(
+        spool, send, producer_name=f"gateway/{settings.instance_id}", age_edges=settings.age_band_edges
+    )
+    consumer = AsyncKafkaConsumer(
+        [ROUTES_TOPIC],
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        client_id=f"gateway-{settings.instance_id}-routes",
+        auto_offset_reset="earliest",
+        bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+    )
+    follower = RouteFollower(consumer, routes, settings.routes_poll_s)
+    handler = PredictHandler(
+        backend,
+        catalog,
+        routes,
+        sink,
+        HandlerLimits(infer_timeout_s=settings.infer_timeout_s, shadow_timeout_s=settings.shadow_timeout_s),
+    )
+    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
+    translator = RequestTranslator(
+        catalog, pseudonymiser, RequestLimits(settings.max_image_bytes, settings.stream_concurrency)
+    )
+    gateway_servicer = InferenceGatewayServicer(translator, handler, routes)
+    oip = OpenInferenceServicer(
+        backend.stub, backend, catalog, handler, pseudonymiser, settings.max_image_bytes, settings.infer_timeout_s
+    )
+
+    server = RadguardServer(settings)
+    gateway_api.register(server, gateway_servicer)
+    oip_api.register(server, oip)
+
+    async def triton_ready() -> bool:
+        return await backend.ready()
+
+    async def spool_ok() -> bool:
+        return sink.accepting()
+
+    server.add_readiness_check("triton", triton_ready)
+    server.add_readiness_check("event-spool", spool_ok)
+
+    async def close_producer() -> None:
+        if producer_started:
+            await producer.close()
+
+    # Hooks run after the server has drained, in this order.
+    server.add_shutdown_hook(handler.drain_shadows, "shadow-calls")
+    server.add_shutdown_hook(sink.stop, "event-spool")
+    server.add_shutdown_hook(follower.stop, "route-follower")
+    server.add_shutdown_hook(close_producer, "kafka-producer")
+    server.add_shutdown_hook(backend.close, "triton-channel")
+    return Gateway(server, handler, routes, sink, follower, backend)
+
+
+async def start_gateway(gateway: Gateway) -> None:
+    """Start the background parts, then the server."""
+    gateway.sink.start()
+    await gateway.follower.start()
+    await gateway.server.start()

@@ -1,0 +1,111 @@
+"""The gateway's domain objects: a validated prediction command and what comes back."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+import numpy.typing as npt
+
+from services.gateway.routing import Arm
+
+
+class Sex(Enum):
+    """Patient sex as received."""
+
+    UNSPECIFIED = "unspecified"
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Where and how the image was acquired (no patient data)."""
+
+    site_id: str = ""
+    modality: str = ""
+    body_part: str = ""
+    manufacturer: str = ""
+    manufacturer_model: str = ""
+    protocol_name: str = ""
+    pixel_spacing_row_mm: float = 0.0
+    pixel_spacing_col_mm: float = 0.0
+
+
+@dataclass(frozen=True)
+class Study:
+    """The study reference."""
+
+    study_uid: str
+    series_uid: str = ""
+    accession: str = ""
+
+
+@dataclass(frozen=True)
+class PredictCommand:
+    """One validated request to score a study. The patient is already pseudonymised."""
+
+    model_name: str
+    request_id: str
+    study: Study
+    patient_pseudonym: str
+    sex: Sex
+    age_years: int | None
+    acquisition: Acquisition
+    image: npt.NDArray[np.float32] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """What the model returned for one image."""
+
+    logit: float
+    embedding: tuple[float, ...]
+    descriptors: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A scored, calibrated prediction (served or shadow)."""
+
+    prediction_id: str
+    model_name: str
+    version: str
+    arm: Arm
+    raw_score: float
+    probability: float
+    positive: bool
+    threshold: float
+    latency_ms: float
+    route_revision: int
+    outputs: ModelOutputs
+    served_prediction_id: str = ""
+
+
+def uuid7() -> str:
+    """A time-ordered UUID (version 7): 48-bit Unix milliseconds, then random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def age_band(age: int | None, edges: tuple[int, ...]) -> str:
+    """Age band label for ``age`` given ascending band edges, e.g. (18, 40, 60, 70) → "60-69", "70+"."""
+    if age is None:
+        return ""
+    lower = 0
+    for edge in edges:
+        if age < edge:
+            return f"{lower}-{edge - 1}"
+        lower = edge
+    return f"{lower}+"

@@ -1,0 +1,179 @@
+"""The prediction use case: route, infer, calibrate, answer, record — shadows off the answer's path."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.gateway.calibration import Calibration
+from services.gateway.domain import ModelOutputs, PredictCommand, Prediction, uuid7
+from services.gateway.ports import InferenceBackend, ModelCatalog, PredictionSink
+from services.gateway.routing import Arm, Assignment, RouteBook, assign
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+
+#: Runs the assigned model version for one request and returns its outputs.
+Runner = Callable[[str], Awaitable[ModelOutputs]]
+
+
+@dataclass(frozen=True)
+class HandlerLimits:
+    """Timeouts and sizes of the prediction use case."""
+
+    infer_timeout_s: float = 5.0
+    shadow_timeout_s: float = 10.0
+    max_shadow_in_flight: int = 64
+    idempotency_cache_size: int = 10_000
+
+
+class PredictHandler:
+    """Scores one study with the version its route assigns, and records the prediction."""
+
+    def __init__(
+        self,
+        backend: InferenceBackend,
+        catalog: ModelCatalog,
+        routes: RouteBook,
+        sink: PredictionSink,
+        limits: HandlerLimits | None = None,
+    ) -> None:
+        self.backend = backend
+        self.catalog = catalog
+        self.routes = routes
+        self.sink = sink
+        self.limits = limits or HandlerLimits()
+        self._answers: OrderedDict[tuple[str, str], Prediction] = OrderedDict()
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        #: Shadow calls that failed or were skipped under load (exported as a metric by the composition root).
+        self.shadow_failures = 0
+
+    def assignment(self, model_name: str, study_uid: str, pinned_version: str = "") -> Assignment:
+        """The route a study takes; NotFound if the model has no route.
+
+        A caller may pin the version (the Open Inference Protocol lets clients name one); only the
+        versions the route currently serves can be pinned, so governance still decides what answers.
+        """
+        route = self.routes.get(model_name)
+        if route is None:
+            raise NotFound(f"model '{model_name}'")
+        chosen = assign(route, study_uid)
+        if not pinned_version or pinned_version == chosen.version:
+            return chosen
+        if pinned_version == route.stable_version:
+            arm = Arm.STABLE
+        elif pinned_version == route.canary_version and route.canary_weight_bp > 0:
+            arm = Arm.CANARY
+        else:
+            raise InvalidArgument(
+                "model_version",
+                f"version {pinned_version} of '{model_name}' is not being served "
+                f"(stable {route.stable_version}); leave it empty to follow the route",
+            )
+        shadows = tuple(v for v in route.shadow_versions if v != pinned_version)
+        return Assignment(pinned_version, arm, shadows, route.revision)
+
+    async def predict(
+        self,
+        command: PredictCommand,
+        received_at: float | None = None,
+        runner: Runner | None = None,
+        pinned_version: str = "",
+    ) -> Prediction:
+        """Answer one study.
+
+        Args:
+            command: The validated request.
+            received_at: ``time.perf_counter()`` when the request arrived (for latency).
+            runner: How to run the assigned version instead of ``backend.infer`` (the OIP endpoint
+                forwards the caller's own request to Triton this way, without rebuilding it).
+            pinned_version: A version the caller asked for explicitly (see :meth:`assignment`).
+        """
+        t0 = received_at if received_at is not None else time.perf_counter()
+        key = (command.model_name, command.request_id)
+        cached = self._answers.get(key)
+        if cached is not None:
+            return cached
+        if not self.sink.accepting():
+            raise ResourceExhausted("prediction events cannot be recorded (spool full); retry later")
+        target = self.assignment(command.model_name, command.study.study_uid, pinned_version)
+        calibration = self.catalog.calibration(command.model_name, target.version)
+        if runner is not None:
+            outputs = await runner(target.version)
+        else:
+            outputs = (
+                await self.backend.infer(
+                    command.model_name, target.version, command.image[np.newaxis], self.limits.infer_timeout_s
+                )
+            )[0]
+        prediction = self._prediction(command, target.version, target.arm, outputs, target.revision, t0, calibration)
+        self.sink.record(command, prediction)
+        self._remember(key, prediction)
+        for version in target.shadows:
+            self._start_shadow(command, version, prediction)
+        return prediction
+
+    def _prediction(
+        self,
+        command: PredictCommand,
+        version: str,
+        arm: Arm,
+        outputs: ModelOutputs,
+        revision: int,
+        t0: float,
+        cal: Calibration,
+        served_id: str = "",
+    ) -> Prediction:
+        probability = cal.probability(outputs.logit)
+        return Prediction(
+            prediction_id=uuid7(),
+            model_name=command.model_name,
+            version=version,
+            arm=arm,
+            raw_score=outputs.logit,
+            probability=probability,
+            positive=cal.decide(probability),
+            threshold=cal.threshold,
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            route_revision=revision,
+            outputs=outputs,
+            served_prediction_id=served_id,
+        )
+
+    def _remember(self, key: tuple[str, str], prediction: Prediction) -> None:
+        self._answers[key] = prediction
+        while len(self._answers) > self.limits.idempotency_cache_size:
+            self._answers.popitem(last=False)
+
+    def _start_shadow(self, command: PredictCommand, version: str, served: Prediction) -> None:
+        if len(self._shadow_tasks) >= self.limits.max_shadow_in_flight:
+            self.shadow_failures += 1
+            return  # shadows are best effort and must never build up behind the served path
+        task = asyncio.get_running_loop().create_task(self._shadow(command, version, served))
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(self, command: PredictCommand, version: str, served: Prediction) -> None:
+        t0 = time.perf_counter()
+        try:
+            calibration = self.catalog.calibration(command.model_name, version)
+            outputs = (
+                await self.backend.infer(
+                    command.model_name, version, command.image[np.newaxis], self.limits.shadow_timeout_s
+                )
+            )[0]
+        except Exception:
+            self.shadow_failures += 1
+            return
+        shadow = self._prediction(
+            command, version, Arm.SHADOW, outputs, served.route_revision, t0, calibration, served.prediction_id
+        )
+        self.sink.record(command, shadow)
+
+    async def drain_shadows(self) -> None:
+        """Wait for in-flight shadow calls (shutdown and tests)."""
+        if self._shadow_tasks:
+            await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)

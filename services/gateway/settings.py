@@ -1,0 +1,45 @@
+"""The gateway's settings (``RADGUARD_*`` environment variables), on top of the shared ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+
+from services.runtime.config import ServiceSettings
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class GatewaySettings(ServiceSettings):
+    """Everything the gateway process is configured with."""
+
+    service_name: str = "gateway"
+    instance_id: str = Field(default="gw-0", description="names this gateway in events (producer)")
+    grpc_port: int = Field(default=50061, ge=0, le=65535)
+    triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
+    model_repo: Path = Field(default=_REPO / "model_repo", description="model configs and calibrations")
+    pseudonym_key: SecretStr = Field(description="HMAC key for patient pseudonyms, at least 16 characters")
+    spool_dir: Path = Field(default=_REPO / ".radguard" / "gateway-spool", description="durable event spool")
+    spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    spool_fsync: bool = Field(default=True, description="fsync each spooled batch (off only for benchmarks)")
+    infer_timeout_s: float = Field(default=5.0, gt=0)
+    shadow_timeout_s: float = Field(default=10.0, gt=0)
+    max_image_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    stream_concurrency: int = Field(default=8, ge=1)
+    age_band_edges: tuple[int, ...] = Field(default=(18, 40, 60, 70), description="ascending age band edges")
+    routes_poll_s: float = Field(default=0.2, gt=0, description="how often the routes topic is polled")
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
+
+    @field_validator("age_band_edges")
+    @classmethod
+    def _ascending(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if list(value) != sorted(set(value)) or any(v <= 0 for v in value):
+            raise ValueError("must be strictly ascending positive ages, e.g. [18,40,60,70]")
+        return value

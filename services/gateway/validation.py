@@ -1,0 +1,103 @@
+"""Checks on what callers send, before anything reaches Triton. Every failure names the field."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from services.runtime.errors import InvalidArgument
+
+#: Wire dtypes the gateway accepts for tensors, by name.
+DTYPES: dict[str, np.dtype[np.generic]] = {
+    "FLOAT32": np.dtype("<f4"),
+    "FLOAT16": np.dtype("<f2"),
+    "UINT8": np.dtype("u1"),
+    "UINT16": np.dtype("<u2"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "FLOAT64": np.dtype("<f8"),
+}
+
+
+def tensor_image(
+    data: bytes,
+    shape: tuple[int, ...],
+    dtype_name: str,
+    expected: tuple[int, ...],
+    max_bytes: int,
+    field: str = "tensor",
+) -> npt.NDArray[np.float32]:
+    """Decode a tensor payload into a float32 image of shape ``expected``.
+
+    Args:
+        data: raw little-endian element bytes.
+        shape: declared shape (with or without a leading batch axis of 1).
+        dtype_name: wire dtype name (see ``DTYPES``).
+        expected: the model's input shape without the batch axis.
+        max_bytes: largest accepted payload.
+        field: field path used in error messages.
+    """
+    if not data:
+        raise InvalidArgument(f"{field}.data", "is empty")
+    if len(data) > max_bytes:
+        raise InvalidArgument(f"{field}.data", f"is {len(data)} bytes; the limit is {max_bytes}")
+    dtype = DTYPES.get(dtype_name)
+    if dtype is None:
+        raise InvalidArgument(f"{field}.dtype", f"{dtype_name} is not supported; use one of {', '.join(DTYPES)}")
+    if any(d <= 0 for d in shape):
+        raise InvalidArgument(f"{field}.shape", f"{list(shape)} has a non-positive dimension")
+    if shape[:1] == (1,) and tuple(shape[1:]) == expected:
+        shape = shape[1:]
+    if tuple(shape) != expected:
+        raise InvalidArgument(f"{field}.shape", f"{list(shape)} does not match the model input {list(expected)}")
+    count = int(np.prod(expected))
+    if len(data) != count * dtype.itemsize:
+        raise InvalidArgument(
+            f"{field}.data",
+            f"holds {len(data)} bytes but shape {list(expected)} of {dtype_name} needs {count * dtype.itemsize}",
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(expected)
+    image: npt.NDArray[np.float32] = array.astype(np.float32, copy=False)
+    return check_finite(image, f"{field}.data")
+
+
+def check_finite(image: npt.NDArray[np.float32], field: str) -> npt.NDArray[np.float32]:
+    """Reject NaN and infinite pixels."""
+    if not np.isfinite(image).all():
+        raise InvalidArgument(field, "contains NaN or infinite values")
+    return image
+
+
+def required(value: str, field: str, max_len: int = 256) -> str:
+    """A required, bounded, printable string."""
+    if not value:
+        raise InvalidArgument(field, "is required")
+    return bounded(value, field, max_len)
+
+
+def bounded(value: str, field: str, max_len: int = 256) -> str:
+    """An optional string that must stay short and printable."""
+    if len(value) > max_len:
+        raise InvalidArgument(field, f"is longer than {max_len} characters")
+    if not value.isprintable():
+        raise InvalidArgument(field, "contains control characters")
+    return value
+
+
+def age(value: int, present: bool, field: str = "patient_context.age_years") -> int | None:
+    """A plausible age in years, or None when absent."""
+    if not present:
+        return None
+    if not 0 <= value <= 130:
+        raise InvalidArgument(field, f"must be within 0..130, got {value}")
+    return value
+
+
+def pixel_spacing(row: float, col: float, field: str = "acquisition.pixel_spacing") -> tuple[float, float]:
+    """Pixel spacing in mm: both zero (unknown) or both positive and finite."""
+    if row == 0 and col == 0:
+        return 0.0, 0.0
+    for name, v in (("row_mm", row), ("col_mm", col)):
+        if not (np.isfinite(v) and 0 < v < 10):
+            raise InvalidArgument(f"{field}.{name}", f"must be a positive spacing below 10 mm, got {v}")
+    return row, col
