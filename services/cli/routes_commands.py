@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.gateway.adapters.routes import ROUTES_TOPIC, route_event
-from services.gateway.routing import BUCKETS, Route, RouteBook
-from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from services.gateway.adapters.routes import publish_route, read_routes
+from services.gateway.routing import BUCKETS, Route
+from services.runtime.errors import Unavailable
 from stack.processes import StackError
 from stack.settings import load_stack_settings
 
@@ -28,47 +28,6 @@ BootstrapOption = Annotated[
 
 def _bootstrap(value: str | None) -> str:
     return value or load_stack_settings().kafka_bootstrap
-
-
-async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
-    """Read the routes topic from the beginning until it goes quiet."""
-    from services.gateway.adapters.routes import apply_record
-
-    book = RouteBook()
-    consumer = AsyncKafkaConsumer(
-        [ROUTES_TOPIC],
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        client_id="radguard-cli-routes",
-        bootstrap_timeout_ms=5000,
-    )
-    try:
-        await consumer.start()
-    except Exception as exc:
-        raise StackError(f"cannot reach Kafka at {bootstrap}: {exc} (is `radguard stack up` running?)") from None
-    try:
-        quiet = 0.0
-        while quiet < idle_s:
-            records = await consumer.getmany(timeout_s=0.25)
-            quiet = quiet + 0.25 if not records else 0.0
-            for record in records:
-                apply_record(book, record)
-    finally:
-        await consumer.close()
-    return book
-
-
-async def publish_route(bootstrap: str, route: Route) -> None:
-    """Publish one route table (keyed by model name) and wait for the broker's acknowledgement."""
-    producer = AsyncKafkaProducer(bootstrap, client_id="radguard-cli-routes", bootstrap_timeout_ms=5000)
-    try:
-        await producer.start()
-    except Exception as exc:
-        raise StackError(f"cannot reach Kafka at {bootstrap}: {exc} (is `radguard stack up` running?)") from None
-    try:
-        await producer.send(ROUTES_TOPIC, route_event(route, "cli").SerializeToString(), route.model_name.encode())
-    finally:
-        await producer.close()
 
 
 @app.command("set")
@@ -85,7 +44,10 @@ def set_route(
 ) -> None:
     """Publish a new route table for MODEL (its revision is the current one plus one)."""
     servers = _bootstrap(bootstrap)
-    current = asyncio.run(read_routes(servers)).get(model)
+    try:
+        current = asyncio.run(read_routes(servers)).get(model)
+    except Unavailable as exc:
+        raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     revision = (current.revision if current else 0) + 1
     try:
         route = Route(
@@ -99,7 +61,10 @@ def set_route(
         )
     except ValueError as exc:
         raise StackError(str(exc)) from None
-    asyncio.run(publish_route(servers, route))
+    try:
+        asyncio.run(publish_route(servers, route))
+    except Unavailable as exc:
+        raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     _out.print(f"route for {model} is now revision {revision}")
     _print([route])
 
@@ -107,7 +72,10 @@ def set_route(
 @app.command("show")
 def show(bootstrap: BootstrapOption = None) -> None:
     """Print every model's current route table."""
-    book = asyncio.run(read_routes(_bootstrap(bootstrap)))
+    try:
+        book = asyncio.run(read_routes(_bootstrap(bootstrap)))
+    except Unavailable as exc:
+        raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     routes = [r for name in book.models() if (r := book.get(name)) is not None]
     if not routes:
         _out.print("no routes published yet: `radguard routes set MODEL --stable VERSION`")

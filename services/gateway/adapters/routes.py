@@ -12,7 +12,8 @@ from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.gateway.domain import uuid7
 from services.gateway.routing import Route, RouteBook
-from services.runtime.kafka import AsyncKafkaConsumer, ConsumedRecord
+from services.runtime.errors import Unavailable
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
 
 _log = logging.getLogger(__name__)
 
@@ -124,3 +125,42 @@ class RouteFollower:
                 await self._task
         with contextlib.suppress(Exception):
             await self.consumer.close()
+
+
+async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
+    """Read the routes topic from the beginning until it goes quiet."""
+    book = RouteBook()
+    consumer = AsyncKafkaConsumer(
+        [ROUTES_TOPIC],
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        client_id="radguard-routes-reader",
+        bootstrap_timeout_ms=5000,
+    )
+    try:
+        await consumer.start()
+    except Exception as exc:
+        raise Unavailable("kafka", f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    try:
+        quiet = 0.0
+        while quiet < idle_s:
+            records = await consumer.getmany(timeout_s=0.25)
+            quiet = quiet + 0.25 if not records else 0.0
+            for record in records:
+                apply_record(book, record)
+    finally:
+        await consumer.close()
+    return book
+
+
+async def publish_route(bootstrap: str, route: Route, producer: str = "cli") -> None:
+    """Publish one route table (keyed by model name) and wait for the broker's acknowledgement."""
+    kafka = AsyncKafkaProducer(bootstrap, client_id="radguard-routes", bootstrap_timeout_ms=5000)
+    try:
+        await kafka.start()
+    except Exception as exc:
+        raise Unavailable("kafka", f"cannot reach Kafka at {bootstrap}: {exc}") from None
+    try:
+        await kafka.send(ROUTES_TOPIC, route_event(route, producer).SerializeToString(), route.model_name.encode())
+    finally:
+        await kafka.close()

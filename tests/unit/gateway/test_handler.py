@@ -1,0 +1,127 @@
+"""The prediction use case with fakes behind its ports."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from services.gateway.calibration import Calibration
+from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study
+from services.gateway.handlers import PredictHandler
+from services.gateway.routing import BUCKETS, Arm, Route, RouteBook
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+
+
+class FakeBackend:
+    def __init__(self, shadow_delay_s: float = 0.0) -> None:
+        self.calls: list[str] = []
+        self.shadow_delay_s = shadow_delay_s
+
+    async def infer(
+        self, model_name: str, version: str, images: npt.NDArray[np.float32], timeout_s: float
+    ) -> list[ModelOutputs]:
+        self.calls.append(version)
+        if version == "3":
+            await asyncio.sleep(self.shadow_delay_s)
+            raise RuntimeError("shadow version broken")
+        logit = float(images.mean()) + float(version)
+        return [ModelOutputs(logit, (1.0, 2.0), {"intensity.mean": float(images.mean())})]
+
+    async def ready(self) -> bool:
+        return True
+
+
+class FakeCatalog:
+    def input_shape(self, model_name: str) -> tuple[int, ...]:
+        if model_name != "m":
+            raise NotFound(f"model '{model_name}'")
+        return (1, 4, 4)
+
+    def calibration(self, model_name: str, version: str) -> Calibration:
+        return Calibration(2.0, 0.6)
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.recorded: list[Prediction] = []
+        self.open = True
+
+    def accepting(self) -> bool:
+        return self.open
+
+    def record(self, command: PredictCommand, prediction: Prediction) -> None:
+        self.recorded.append(prediction)
+
+
+def command(study: str = "s1", request_id: str = "r1") -> PredictCommand:
+    return PredictCommand(
+        "m", request_id, Study(study), "p", Sex.FEMALE, 70, Acquisition(), np.full((1, 4, 4), 0.5, dtype=np.float32)
+    )
+
+
+def handler(route: Route, backend: FakeBackend | None = None) -> tuple[PredictHandler, FakeSink, FakeBackend]:
+    book = RouteBook()
+    book.apply(route)
+    sink = FakeSink()
+    be = backend or FakeBackend()
+    return PredictHandler(be, FakeCatalog(), book, sink), sink, be
+
+
+@pytest.mark.asyncio
+async def test_served_prediction_is_calibrated_and_recorded() -> None:
+    h, sink, _ = handler(Route("m", "1", revision=4))
+    p = await h.predict(command())
+    assert p.version == "1" and p.arm is Arm.STABLE and p.route_revision == 4
+    assert p.raw_score == pytest.approx(1.5)
+    assert p.probability == pytest.approx(1 / (1 + math.exp(-0.75)))
+    assert p.positive == (p.probability >= 0.6)
+    assert sink.recorded == [p]
+
+
+@pytest.mark.asyncio
+async def test_retry_with_same_request_id_returns_the_first_answer() -> None:
+    h, sink, be = handler(Route("m", "1", revision=1))
+    a = await h.predict(command(request_id="same"))
+    b = await h.predict(command(request_id="same"))
+    assert a == b and len(sink.recorded) == 1 and be.calls == ["1"]
+
+
+@pytest.mark.asyncio
+async def test_shadows_are_recorded_but_never_answer_or_delay() -> None:
+    slow = FakeBackend(shadow_delay_s=0.3)
+    h, sink, _ = handler(Route("m", "1", shadow_versions=("2", "3"), revision=1), slow)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    served = await h.predict(command())
+    assert loop.time() - t0 < 0.2  # the broken, slow shadow "3" did not hold the answer
+    assert served.arm is Arm.STABLE and served.version == "1"
+    await h.drain_shadows()
+    shadows = [p for p in sink.recorded if p.arm is Arm.SHADOW]
+    assert [s.version for s in shadows] == ["2"]
+    assert shadows[0].served_prediction_id == served.prediction_id
+    assert h.shadow_failures == 1
+
+
+@pytest.mark.asyncio
+async def test_canary_pinning_and_errors() -> None:
+    h, _, _ = handler(Route("m", "1", "2", BUCKETS, revision=1))
+    assert (await h.predict(command(request_id="a"))).arm is Arm.CANARY
+    pinned = await h.predict(command(request_id="b"), pinned_version="1")
+    assert pinned.arm is Arm.STABLE and pinned.version == "1"
+    with pytest.raises(InvalidArgument, match="^model_version"):
+        await h.predict(command(request_id="c"), pinned_version="7")
+    with pytest.raises(NotFound):
+        await PredictHandler(FakeBackend(), FakeCatalog(), RouteBook(), FakeSink()).predict(command())
+
+
+@pytest.mark.asyncio
+async def test_full_sink_refuses_before_inference() -> None:
+    h, sink, be = handler(Route("m", "1", revision=1))
+    sink.open = False
+    with pytest.raises(ResourceExhausted):
+        await h.predict(command())
+    assert be.calls == []

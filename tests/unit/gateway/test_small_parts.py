@@ -1,0 +1,65 @@
+"""Pseudonyms, calibration, age bands, time-ordered ids."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.special import expit
+
+from services.gateway.calibration import Calibration
+from services.gateway.domain import age_band, uuid7
+from services.gateway.pseudonym import Pseudonymiser
+
+
+def test_pseudonym_is_keyed_stable_and_hides_the_id() -> None:
+    a = Pseudonymiser(b"k" * 32)
+    b = Pseudonymiser(b"j" * 32)
+    p = a.pseudonym("MRN-0001", "HOSP")
+    assert p == a.pseudonym("MRN-0001", "HOSP")
+    assert p != b.pseudonym("MRN-0001", "HOSP")
+    assert p != a.pseudonym("MRN-0001", "OTHER")
+    assert "MRN" not in p and len(p) == 64 and int(p, 16) >= 0
+    assert a.pseudonym("") == ""
+    # Issuer/id boundaries cannot be shifted to forge a collision.
+    assert a.pseudonym("1|2", "a") != a.pseudonym("2", "a|1")
+    with pytest.raises(ValueError):
+        Pseudonymiser(b"short")
+
+
+@given(st.floats(-50, 50), st.floats(0.05, 20))
+def test_calibrated_probability_matches_scipy(logit: float, temperature: float) -> None:
+    cal = Calibration(temperature, 0.5)
+    assert math.isclose(cal.probability(logit), float(expit(logit / temperature)), rel_tol=1e-12, abs_tol=1e-300)
+
+
+def test_calibration_extremes_and_decision() -> None:
+    cal = Calibration(1.0, 0.3)
+    assert cal.probability(1e6) == 1.0 and cal.probability(-1e6) == 0.0
+    assert cal.decide(0.3) and not cal.decide(0.2999)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError):
+            Calibration(bad, 0.5)
+    with pytest.raises(ValueError):
+        Calibration(1.0, 1.5)
+
+
+@pytest.mark.parametrize(
+    ("age", "band"),
+    [(None, ""), (0, "0-17"), (17, "0-17"), (18, "18-39"), (69, "60-69"), (70, "70+"), (101, "70+")],
+)
+def test_age_bands(age: int | None, band: str) -> None:
+    assert age_band(age, (18, 40, 60, 70)) == band
+
+
+def test_uuid7_is_version_7_and_time_ordered() -> None:
+    ids = [uuid7() for _ in range(2000)]
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    stamps = np.array([u.int >> 80 for u in parsed])
+    assert (np.diff(stamps) >= 0).all()
+    assert len(set(ids)) == len(ids)

@@ -1,0 +1,121 @@
+"""The spooled Kafka sink with a fake broker that goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from radguard.common.v1 import common_pb2
+from radguard.events.v1 import events_pb2
+from services.gateway.adapters.events import PREDICTIONS_TOPIC, SinkTuning, SpooledKafkaSink
+from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study, uuid7
+from services.gateway.routing import Arm
+from services.gateway.spool import Spool
+from services.runtime.errors import Unavailable
+
+
+class FlakyBroker:
+    """Acknowledges sends while up; fails them while down."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.log: list[tuple[str, bytes, bytes | None]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> object:
+        await asyncio.sleep(0)
+        if not self.up:
+            raise Unavailable("kafka", "broker down")
+        self.log.append((topic, value, key))
+        return len(self.log)
+
+
+def prediction(i: int) -> tuple[PredictCommand, Prediction]:
+    cmd = PredictCommand(
+        "m",
+        f"r{i}",
+        Study(f"study-{i}"),
+        "pseudo",
+        Sex.MALE,
+        64,
+        Acquisition(site_id="A", manufacturer="Acme"),
+        np.zeros((1, 2, 2), np.float32),
+    )
+    pred = Prediction(
+        uuid7(),
+        "m",
+        "1",
+        Arm.STABLE,
+        0.1 * i,
+        0.5,
+        False,
+        0.6,
+        1.0,
+        3,
+        ModelOutputs(0.1 * i, (0.5, 0.25), {"intensity.mean": 0.3}),
+    )
+    return cmd, pred
+
+
+@pytest.mark.asyncio
+async def test_outage_loses_nothing_duplicates_nothing_and_keeps_order(tmp_path: Path) -> None:
+    broker = FlakyBroker()
+    sink = SpooledKafkaSink(
+        Spool(tmp_path, fsync=False),
+        broker.send,
+        producer_name="gateway/test",
+        age_edges=(18, 40, 60, 70),
+        tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.05),
+    )
+    sink.start()
+    expected = []
+    for i in range(300):
+        if i == 100:
+            broker.up = False
+        if i == 250:
+            broker.up = True
+        cmd, pred = prediction(i)
+        sink.record(cmd, pred)
+        expected.append(pred.prediction_id)
+        if i % 50 == 0:
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(sink.wait_drained(), 10)
+    await sink.stop()
+    ids = [events_pb2.PredictionEvent.FromString(v).prediction_id for _, v, _ in broker.log]
+    assert ids == expected  # all, once each, in order
+    first = events_pb2.PredictionEvent.FromString(broker.log[0][1])
+    assert broker.log[0][0] == PREDICTIONS_TOPIC and broker.log[0][2] == b"study-0"
+    assert first.patient_pseudonym == "pseudo" and first.age_band == "60-69"
+    assert first.arm == common_pb2.ARM_STABLE and first.descriptors["intensity.mean"] == pytest.approx(0.3)
+    assert list(first.embedding) == [0.5, 0.25] and first.meta.schema_version == 1
+    assert first.meta.event_id == first.prediction_id and first.route_revision == 3
+
+
+@pytest.mark.asyncio
+async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
+    down = FlakyBroker()
+    down.up = False
+    sink = SpooledKafkaSink(
+        Spool(tmp_path, fsync=True),
+        down.send,
+        producer_name="g",
+        age_edges=(40,),
+        tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.02),
+    )
+    sink.start()
+    preds = [prediction(i) for i in range(20)]
+    for cmd, pred in preds:
+        sink.record(cmd, pred)
+    await sink.stop(drain_timeout_s=0.1)  # Kafka still down: events stay on disk
+    assert down.log == []
+
+    up = FlakyBroker()
+    sink2 = SpooledKafkaSink(Spool(tmp_path), up.send, producer_name="g", age_edges=(40,))
+    sink2.start()
+    await asyncio.wait_for(sink2.wait_drained(), 10)
+    await sink2.stop()
+    assert [events_pb2.PredictionEvent.FromString(v).prediction_id for _, v, _ in up.log] == [
+        p.prediction_id for _, p in preds
+    ]
