@@ -112,7 +112,7 @@ async def test_canary_pinning_and_errors() -> None:
     assert (await h.predict(command(request_id="a"))).arm is Arm.CANARY
     pinned = await h.predict(command(request_id="b"), pinned_version="1")
     assert pinned.arm is Arm.STABLE and pinned.version == "1"
-    with pytest.raises(InvalidArgument, match="^model_version"):
+    with pytest.raises(InvalidArgument, match=r"^model_version"):
         await h.predict(command(request_id="c"), pinned_version="7")
     with pytest.raises(NotFound):
         await PredictHandler(FakeBackend(), FakeCatalog(), RouteBook(), FakeSink()).predict(command())

@@ -54,14 +54,14 @@ def test_bad_tensors(data: bytes, shape: tuple[int, ...], dtype: str, field: str
 
 
 def test_field_checks() -> None:
-    with pytest.raises(InvalidArgument, match="^model_name: is required"):
+    with pytest.raises(InvalidArgument, match=r"^model_name: is required"):
         validation.required("", "model_name")
     with pytest.raises(InvalidArgument, match="longer than 4"):
         validation.bounded("abcde", "x", 4)
     with pytest.raises(InvalidArgument, match="control characters"):
         validation.bounded("a\nb", "x")
     assert validation.age(0, True) == 0 and validation.age(5, False) is None
-    with pytest.raises(InvalidArgument, match="^patient_context.age_years"):
+    with pytest.raises(InvalidArgument, match=r"^patient_context.age_years"):
         validation.age(131, True)
     assert validation.pixel_spacing(0, 0) == (0.0, 0.0)
     with pytest.raises(InvalidArgument, match="col_mm"):
