@@ -11,6 +11,7 @@ import pytest
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FileDescriptor
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.feedback.v1 import feedback_pb2

@@ -133,7 +133,8 @@ class SpooledKafkaSink:
         #: Kafka reachable at the last attempt (for health and metrics).
         self.kafka_ok = True
         self.published = 0
-        self.refused = 0
+        #: Publish attempts that failed (each is retried from the spool).
+        self.publish_failures = 0
 
     # ---- PredictionSink --------------------------------------------------------------------------------
     def accepting(self) -> bool:
@@ -217,6 +218,7 @@ class SpooledKafkaSink:
             for (pos, _rec), res in zip(todo, results, strict=True):
                 if isinstance(res, BaseException):
                     failed = True
+                    self.publish_failures += 1
                 else:
                     acked.add(pos)
             # Advance over the acknowledged prefix only: order on disk is the order of record().

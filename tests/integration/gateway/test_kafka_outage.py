@@ -1,0 +1,60 @@
+"""Kafka SIGKILLed while the gateway answers 2,000 predictions: all answered, exactly 2,000 events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from radguard.inference.v1 import inference_pb2_grpc
+from services.gateway.app import Gateway
+from stack.manager import Stack
+from tests.integration.conftest import StackEndpoints
+from tests.integration.gateway.conftest import end_offsets, read_events
+from tests.integration.gateway.test_predict import image, request
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
+
+TOTAL = 2000
+KILL_AT = 400
+
+
+async def test_kafka_killed_mid_stream_loses_and_duplicates_nothing(
+    gateway: Gateway,
+    gateway_stub: inference_pb2_grpc.InferenceGatewayStub,
+    stack: StackEndpoints,
+    real_stack: Stack,
+) -> None:
+    start = await end_offsets(stack.kafka_bootstrap)
+    img = image(77)
+    answered: dict[str, str] = {}
+    killed = asyncio.Event()
+    next_index = 0
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < TOTAL:
+            i = next_index
+            next_index += 1
+            resp = await gateway_stub.Predict(request(img, study=f"2.25.9{i:06d}"))
+            answered[resp.prediction_id] = resp.request_id
+            if len(answered) == KILL_AT and not killed.is_set():
+                kafka = real_stack.running(real_stack.component("kafka"))
+                assert kafka is not None
+                os.kill(kafka.pid, signal.SIGKILL)
+                killed.set()
+
+    await asyncio.gather(*(worker() for _ in range(8)))
+    assert killed.is_set() and len(answered) == TOTAL  # every request answered during the outage
+
+    await asyncio.sleep(2)
+    assert gateway.sink.publish_failures > 0 or gateway.sink.spool.pending_bytes > 0  # the outage was felt
+    restarted = await asyncio.to_thread(real_stack.up)
+    assert restarted.started == ["kafka"]
+    await asyncio.wait_for(gateway.sink.wait_drained(), 240)
+    events = await read_events(stack.kafka_bootstrap, start, TOTAL, timeout_s=120)
+    ids = [e.prediction_id for e in events if e.prediction_id in answered]
+    assert len(ids) == TOTAL, f"{len(ids)} events for {TOTAL} answers"
+    assert set(ids) == set(answered)
