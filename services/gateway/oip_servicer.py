@@ -206,6 +206,10 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             return outputs_from_response(upstream)[0]
 
         prediction = await self.handler.predict(command, received, runner=run, pinned_version=request.model_version)
+        if "response" not in holder:
+            # A retry of an answered request: the recorded prediction stands; the tensors are recomputed
+            # on the same version (the model is deterministic) so the reply has the same shape.
+            await run(prediction.version)
         upstream = holder["response"]
         if requested:
             keep = [i for i, o in enumerate(upstream.outputs) if o.name in requested]

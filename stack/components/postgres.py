@@ -9,6 +9,7 @@ state folder (for example a clone inside a 0700 temp dir), the data directory li
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import os
 import pwd
@@ -193,7 +194,9 @@ class Postgres(Component):
         return result.returncode == 0
 
     def after_ready(self) -> list[str]:
-        return asyncio.run(self._provision())
+        # Its own thread and loop: `up` may be called from code that already runs an event loop.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._provision()).result()
 
     async def _provision(self) -> list[str]:
         import asyncpg
