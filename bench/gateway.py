@@ -208,7 +208,7 @@ async def bench(model: str, args: argparse.Namespace, direct_url: str, proxy_url
     targets["gateway-api"] = api_call
     results: dict[tuple[str, int], list[RunResult]] = {}
     for conc in args.concurrency:
-        for name, call in targets.items():
+        for call in targets.values():
             await run_load(call, conc, 1.0)  # warm-up
         for run in range(args.runs):
             # Interleave targets within each run so machine noise hits them alike.
@@ -217,7 +217,7 @@ async def bench(model: str, args: argparse.Namespace, direct_url: str, proxy_url
             print(f"  concurrency {conc}: run {run + 1}/{args.runs} done", flush=True)
     for client in clients.values():
         await client.close()
-    await channel.close()
+    await channel.close(None)
     report(model, args, results)
 
 
@@ -242,7 +242,8 @@ def report(model: str, args: argparse.Namespace, results: dict[tuple[str, int], 
         for name in ("proxy", "gateway-oip", "gateway-api"):
             r = med(name, conc)
             print(
-                f"  c={conc:<3}{name:<12} +{r.p50_ms - base.p50_ms:5.2f} ms p50  +{r.p99_ms - base.p99_ms:5.2f} ms p99  "
+                f"  c={conc:<3}{name:<12} +{r.p50_ms - base.p50_ms:5.2f} ms p50  "
+                f"+{r.p99_ms - base.p99_ms:5.2f} ms p99  "
                 f"{r.rps / base.rps:6.1%} of direct throughput  {r.rps / proxy.rps:6.1%} of bare proxy"
             )
 

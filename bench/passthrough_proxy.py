@@ -19,7 +19,7 @@ async def main(port: int, upstream: str) -> None:
     channel = grpc.aio.insecure_channel(upstream, options=_OPTIONS)
 
     def forwarder(method: str) -> grpc.RpcMethodHandler[bytes, bytes]:
-        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+        call = channel.unary_unary(f"/inference.GRPCInferenceService/{method}", None, None)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             return await call(request)  # type: ignore[no-any-return]
