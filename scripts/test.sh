@@ -10,6 +10,8 @@ echo "[test] ruff"
 ruff check .
 ruff format --check . >/dev/null || { echo "[test] ruff format would change files: run 'ruff format .'"; ruff format --check .; }
 echo "[test] mypy"
-mypy services governance stack sim
+packages=()
+for dir in services governance stack sim modeling bench; do [ -d "$dir" ] && packages+=("$dir"); done
+mypy "${packages[@]}"
 echo "[test] pytest"
 pytest "$@"
