@@ -1,0 +1,807 @@
+"""Asyncio wrappers over kafka-python's synchronous producer, consumer and admin client.
+
+kafka-python blocks, so each producer and consumer owns one worker thread and every call into the
+client happens on it; the event loop only awaits. One thread per producer also keeps records in the
+order ``send`` was called, which keeps a study's events ordered within its partition.
+
+Trace context travels in record headers (W3C ``traceparent`` through the global propagator):
+:meth:`AsyncKafkaProducer.send` injects it and consumers call :func:`extract_context` to continue the
+trace. Retriable client failures (broker unreachable, timeouts) surface as
+:class:`services.runtime.errors.Unavailable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, Self
+
+import kafka.errors
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+from kafka.structs import OffsetAndMetadata, TopicPartition
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
+
+from services.runtime.config import ServiceSettings
+from services.runtime.errors import Unavailable
+from services.runtime.telemetry import get_logger
+
+__all__ = [
+    "AsyncKafkaConsumer",
+    "AsyncKafkaProducer",
+    "ConsumedRecord",
+    "Headers",
+    "RecordMetadata",
+    "TopicPartition",
+    "TopicSpecLike",
+    "describe_topic_config",
+    "ensure_topics",
+    "extract_context",
+    "inject_context",
+    "list_topics",
+]
+
+#: Record headers as kafka-python takes and returns them.
+Headers = Sequence[tuple[str, bytes]]
+#: Called with newly assigned partitions; returns the offset to resume each from (omit to keep Kafka's).
+AssignCallback = Callable[[frozenset[TopicPartition]], Coroutine[Any, Any, Mapping[TopicPartition, int]]]
+#: Called with partitions about to be taken away (e.g. to flush state first).
+RevokeCallback = Callable[[frozenset[TopicPartition]], Coroutine[Any, Any, None]]
+
+_log = get_logger(__name__)
+
+
+def _unavailable(error: Exception) -> Exception:
+    """Translate retriable client failures into the domain error; leave the others as they are."""
+    if getattr(error, "retriable", False):
+        return Unavailable("kafka", f"{type(error).__name__}: {error}")
+    return error
+
+
+# --- trace context in headers ------------------------------------------------------------------
+
+
+def inject_context(headers: Headers | None = None, context: Context | None = None) -> list[tuple[str, bytes]]:
+    """Return ``headers`` plus the trace context of ``context`` (the current one by default).
+
+    Headers the caller already set win over injected ones of the same name.
+
+    Args:
+        headers: Headers to keep.
+        context: The OpenTelemetry context to propagate.
+
+    Returns:
+        A new header list.
+    """
+    result = list(headers or ())
+    present = {name for name, _ in result}
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=context)
+    result.extend((name, value.encode("utf-8")) for name, value in carrier.items() if name not in present)
+    return result
+
+
+def extract_context(headers: Iterable[tuple[str, bytes | None]] | None) -> Context:
+    """Return the OpenTelemetry context carried by a record's headers.
+
+    Use it as the parent of the consumer's span:
+    ``tracer.start_as_current_span("process", context=extract_context(record.headers))``.
+
+    Args:
+        headers: The record's headers; undecodable values are ignored.
+
+    Returns:
+        The extracted context (an empty one when the headers carry none).
+    """
+    carrier: dict[str, str] = {}
+    for name, value in headers or ():
+        if value is None:
+            continue
+        try:
+            carrier[name.lower()] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return propagate.extract(carrier, context=Context())
+
+
+# --- producer ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where the broker stored a record.
+
+    Attributes:
+        topic: Topic name.
+        partition: Partition number.
+        offset: Offset within the partition.
+        timestamp_ms: Record timestamp (create or log-append time), milliseconds since the epoch.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
+    # The awaiting task may have been cancelled meanwhile; then nobody wants the outcome.
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class AsyncKafkaProducer:
+    """An idempotent, acks=all producer with an asyncio interface.
+
+    ``send`` resolves once the broker acknowledged the record. Cancelling a ``send`` stops the wait,
+    not the delivery: the record may still be written.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str | Sequence[str],
+        *,
+        client_id: str = "radguard",
+        linger_ms: int = 5,
+        batch_size_bytes: int = 64 * 1024,
+        max_request_bytes: int = 1024 * 1024,
+        request_timeout_ms: int = 30_000,
+        delivery_timeout_ms: int = 120_000,
+        max_block_ms: int = 10_000,
+        bootstrap_timeout_ms: int = 10_000,
+        compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        """Configure the producer; :meth:`start` connects.
+
+        Args:
+            bootstrap_servers: ``host:port`` entries, comma-separated or as a list.
+            client_id: Shown in broker logs and quotas.
+            linger_ms: Time a record may wait for others to share its batch.
+            batch_size_bytes: Upper bound of one partition batch.
+            max_request_bytes: Largest request (and so largest record) sent.
+            request_timeout_ms: Time one broker request may take.
+            delivery_timeout_ms: Time from ``send`` to acknowledgement, retries included.
+            max_block_ms: Time ``send`` may wait for metadata or buffer space.
+            bootstrap_timeout_ms: Time :meth:`start` waits for the first broker.
+            compression_type: Batch compression, none by default.
+            tracer_provider: Where PRODUCER spans go; the global provider when None.
+        """
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "enable_idempotence": True,
+            "acks": "all",
+            "linger_ms": linger_ms,
+            "batch_size": batch_size_bytes,
+            "max_request_size": max_request_bytes,
+            "request_timeout_ms": request_timeout_ms,
+            "delivery_timeout_ms": delivery_timeout_ms,
+            "max_block_ms": max_block_ms,
+            "bootstrap_timeout_ms": bootstrap_timeout_ms,
+            "compression_type": compression_type,
+        }
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kafka-producer"
+        )
+        self._producer: KafkaProducer | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServiceSettings, *, tracer_provider: TracerProvider | None = None
+    ) -> Self:
+        """Build a producer from the process settings.
+
+        Args:
+            settings: Kafka addresses, batching and timeouts.
+            tracer_provider: Where PRODUCER spans go; the global provider when None.
+        """
+        return cls(
+            settings.kafka_bootstrap_servers,
+            client_id=settings.service_name,
+            linger_ms=settings.kafka_linger_ms,
+            batch_size_bytes=settings.kafka_batch_size_bytes,
+            max_request_bytes=settings.kafka_max_request_bytes,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            delivery_timeout_ms=settings.kafka_delivery_timeout_ms,
+            max_block_ms=settings.kafka_max_block_ms,
+            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+            tracer_provider=tracer_provider,
+        )
+
+    async def start(self) -> None:
+        """Connect to the cluster.
+
+        Raises:
+            Unavailable: No broker answered within ``bootstrap_timeout_ms``.
+        """
+        if self._producer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            self._producer = await loop.run_in_executor(self._executor, lambda: KafkaProducer(**self._config))
+        except kafka.errors.KafkaError as error:
+            raise _unavailable(error) from error
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def _require_producer(self) -> KafkaProducer:
+        if self._producer is None or self._closed:
+            raise RuntimeError("the producer is not started or already closed")
+        return self._producer
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: Headers | None = None,
+        *,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+    ) -> RecordMetadata:
+        """Send one record and wait for the broker's acknowledgement.
+
+        Args:
+            topic: Destination topic.
+            value: Serialized payload (a protobuf message's bytes).
+            key: Partitioning key; records with equal keys stay in order.
+            headers: Extra headers; the current trace context is added.
+            partition: Explicit partition instead of the key's.
+            timestamp_ms: Record timestamp; now by default.
+
+        Returns:
+            Where the record was stored.
+
+        Raises:
+            Unavailable: The cluster could not be reached in time (retriable failures).
+            kafka.errors.KafkaError: Other failures, e.g. a record larger than allowed.
+        """
+        producer = self._require_producer()
+        loop = asyncio.get_running_loop()
+        with self._tracer.start_as_current_span(
+            f"{topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": topic,
+                "messaging.operation.type": "send",
+            },
+        ) as span:
+            record_headers = inject_context(headers)
+            acked: asyncio.Future[Any] = loop.create_future()
+
+            def on_success(metadata: Any) -> None:
+                loop.call_soon_threadsafe(_settle, acked, metadata)
+
+            def on_error(error: BaseException) -> None:
+                loop.call_soon_threadsafe(_settle, acked, None, error)
+
+            def submit() -> None:
+                future = producer.send(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=record_headers,
+                    partition=partition,
+                    timestamp_ms=timestamp_ms,
+                )
+                future.add_callback(on_success)
+                future.add_errback(on_error)
+
+            try:
+                await loop.run_in_executor(self._executor, submit)
+                metadata = await acked
+            except kafka.errors.KafkaError as error:
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+                raise _unavailable(error) from error
+            span.set_attribute("messaging.destination.partition.id", str(metadata.partition))
+            span.set_attribute("messaging.kafka.offset", metadata.offset)
+            return RecordMetadata(
+                topic=metadata.topic,
+                partition=metadata.partition,
+                offset=metadata.offset,
+                timestamp_ms=metadata.timestamp,
+            )
+
+    async def flush(self, timeout_s: float | None = None) -> None:
+        """Wait until every record sent so far is acknowledged or failed.
+
+        Args:
+            timeout_s: Upper bound of the wait; none by default.
+
+        Raises:
+            Unavailable: The timeout passed first.
+        """
+        producer = self._require_producer()
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, producer.flush, timeout_s)
+        except kafka.errors.KafkaError as error:
+            raise _unavailable(error) from error
+
+    async def close(self, timeout_s: float | None = 10.0) -> None:
+        """Flush pending records (up to ``timeout_s``), disconnect and end the worker thread.
+
+        Args:
+            timeout_s: Time pending records get; records not acknowledged by then fail.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, producer.close, timeout_s)
+        self._executor.shutdown(wait=False)
+
+
+# --- consumer ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumedRecord:
+    """One record read from Kafka.
+
+    Attributes:
+        topic: Topic name.
+        partition: Partition number.
+        offset: Offset within the partition; commit ``offset + 1`` once it is processed.
+        key: Key bytes, if any.
+        value: Payload bytes (None for a tombstone).
+        headers: Record headers, including the trace context.
+        timestamp_ms: Record timestamp, milliseconds since the epoch.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    timestamp_ms: int = 0
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        """The record's topic and partition."""
+        return TopicPartition(self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        """Return the first header called ``name``, or None."""
+        return next((value for key, value in self.headers if key == name), None)
+
+
+class _RebalanceBridge(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Runs the owner's async callbacks on its event loop while kafka-python waits for them.
+
+    kafka-python calls these from its own network thread and holds the group join until they
+    return, so the callbacks must be quick (e.g. read the stored offsets), well within the session
+    timeout. They must not call the consumer's own methods: its worker thread is busy in ``poll``.
+    """
+
+    def __init__(
+        self,
+        owner: AsyncKafkaConsumer,
+        loop: asyncio.AbstractEventLoop,
+        on_assign: AssignCallback | None,
+        on_revoke: RevokeCallback | None,
+        timeout_s: float,
+    ) -> None:
+        self._owner = owner
+        self._loop = loop
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._timeout_s = timeout_s
+
+    def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        partitions = frozenset(revoked)
+        if self._on_revoke is not None and partitions:
+            asyncio.run_coroutine_threadsafe(self._on_revoke(partitions), self._loop).result(self._timeout_s)
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        partitions = frozenset(assigned)
+        if self._on_assign is None or not partitions:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._on_assign(partitions), self._loop)
+        offsets = future.result(self._timeout_s)
+        consumer = self._owner._consumer
+        if consumer is None:
+            return
+        for partition, offset in offsets.items():
+            consumer.seek(partition, offset)
+
+
+class AsyncKafkaConsumer:
+    """A consumer with an asyncio interface; by default in a group, committing only when told to.
+
+    Without a ``group_id`` it reads every partition of its topics and commits nothing (each process
+    sees the whole stream, e.g. the route table every gateway applies).
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        *,
+        bootstrap_servers: str | Sequence[str],
+        group_id: str | None,
+        client_id: str = "radguard",
+        enable_auto_commit: bool = False,
+        auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+        isolation_level: Literal["read_committed", "read_uncommitted"] = "read_committed",
+        max_poll_records: int = 500,
+        session_timeout_ms: int = 45_000,
+        max_poll_interval_ms: int = 300_000,
+        request_timeout_ms: int = 30_000,
+        bootstrap_timeout_ms: int = 10_000,
+        on_assign: AssignCallback | None = None,
+        on_revoke: RevokeCallback | None = None,
+        rebalance_callback_timeout_s: float = 30.0,
+    ) -> None:
+        """Configure the consumer; :meth:`start` connects and subscribes.
+
+        Args:
+            topics: Topics to read.
+            bootstrap_servers: ``host:port`` entries, comma-separated or as a list.
+            group_id: Consumer group; None reads all partitions without a group.
+            client_id: Shown in broker logs.
+            enable_auto_commit: Commit positions periodically in the background. Off by default:
+                commit with :meth:`commit` after processing (or store offsets yourself).
+            auto_offset_reset: Where to start without a committed offset.
+            isolation_level: ``read_committed`` skips records of aborted transactions.
+            max_poll_records: Default upper bound of one :meth:`getmany`.
+            session_timeout_ms: Time without heartbeats before the group evicts this member.
+            max_poll_interval_ms: Longest gap between polls before the group evicts this member.
+            request_timeout_ms: Time one broker request may take.
+            bootstrap_timeout_ms: Time :meth:`start` waits for the first broker.
+            on_assign: Async callback on assignment returning offsets to seek to (e.g. the offsets
+                stored with the data in PostgreSQL). See :class:`_RebalanceBridge` for its limits.
+            on_revoke: Async callback before partitions are taken away.
+            rebalance_callback_timeout_s: Time each callback may take.
+        """
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self._topics = tuple(topics)
+        self._group_id = group_id
+        self._config: dict[str, Any] = {
+            "bootstrap_servers": bootstrap_servers,
+            "client_id": client_id,
+            "group_id": group_id,
+            "enable_auto_commit": enable_auto_commit and group_id is not None,
+            "auto_offset_reset": auto_offset_reset,
+            "isolation_level": isolation_level,
+            "max_poll_records": max_poll_records,
+            "session_timeout_ms": session_timeout_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "request_timeout_ms": request_timeout_ms,
+            "bootstrap_timeout_ms": bootstrap_timeout_ms,
+        }
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._callback_timeout_s = rebalance_callback_timeout_s
+        # KafkaConsumer is not thread-safe: every call to it happens on this one thread.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kafka-consumer"
+        )
+        self._consumer: KafkaConsumer | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: ServiceSettings,
+        topics: Sequence[str],
+        group_id: str | None,
+        *,
+        on_assign: AssignCallback | None = None,
+        on_revoke: RevokeCallback | None = None,
+    ) -> Self:
+        """Build a consumer from the process settings.
+
+        Args:
+            settings: Kafka addresses and timeouts.
+            topics: Topics to read.
+            group_id: Consumer group, or None for a group-less reader of all partitions.
+            on_assign: See :meth:`__init__`.
+            on_revoke: See :meth:`__init__`.
+        """
+        return cls(
+            topics,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=group_id,
+            client_id=settings.service_name,
+            max_poll_records=settings.kafka_max_poll_records,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            max_poll_interval_ms=settings.kafka_max_poll_interval_ms,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+            on_assign=on_assign,
+            on_revoke=on_revoke,
+        )
+
+    async def _run(self, fn: Callable[[KafkaConsumer], Any]) -> Any:
+        consumer = self._consumer
+        if consumer is None or self._closed:
+            raise RuntimeError("the consumer is not started or already closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, consumer)
+        except kafka.errors.KafkaError as error:
+            raise _unavailable(error) from error
+
+    async def start(self) -> None:
+        """Connect and subscribe (or, without a group, assign every partition the topics have now).
+
+        A failed start may be retried.
+
+        Raises:
+            Unavailable: No broker answered within ``bootstrap_timeout_ms``, or (without a group) a
+                topic has no partitions.
+        """
+        if self._consumer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        listener = _RebalanceBridge(self, loop, self._on_assign, self._on_revoke, self._callback_timeout_s)
+
+        def build() -> KafkaConsumer:
+            consumer = KafkaConsumer(**self._config)
+            if self._group_id is not None:
+                consumer.subscribe(list(self._topics), listener=listener)
+            else:
+                partitions: list[TopicPartition] = []
+                for topic in self._topics:
+                    numbers = sorted(consumer.partitions_for_topic(topic))
+                    if not numbers:
+                        # Reading nothing forever would hide the problem; the caller may retry later.
+                        consumer.close(autocommit=False)
+                        raise Unavailable("kafka", f"topic {topic!r} has no partitions (does it exist?)")
+                    partitions += [TopicPartition(topic, number) for number in numbers]
+                consumer.assign(partitions)
+            return consumer
+
+        try:
+            self._consumer = await loop.run_in_executor(self._executor, build)
+        except kafka.errors.KafkaError as error:
+            raise _unavailable(error) from error
+        _log.info("kafka.consumer_started", topics=list(self._topics), group_id=self._group_id)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def getmany(self, timeout_s: float = 1.0, max_records: int | None = None) -> list[ConsumedRecord]:
+        """Wait up to ``timeout_s`` for records and return those available, in offset order per partition.
+
+        Args:
+            timeout_s: Longest wait when nothing is buffered.
+            max_records: Upper bound; ``max_poll_records`` by default.
+
+        Returns:
+            The records (possibly none).
+        """
+
+        def poll(consumer: KafkaConsumer) -> list[ConsumedRecord]:
+            batches = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            return [
+                ConsumedRecord(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                    headers=tuple((name, value) for name, value in record.headers or ()),
+                    timestamp_ms=record.timestamp,
+                )
+                for records in batches.values()
+                for record in records
+            ]
+
+        result: list[ConsumedRecord] = await self._run(poll)
+        return result
+
+    async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit offsets to the group synchronously.
+
+        Args:
+            offsets: Next offset to read per partition (last processed offset + 1); by default the
+                positions after everything returned so far.
+        """
+        if self._group_id is None:
+            raise RuntimeError("a consumer without a group has nothing to commit to")
+        commit_offsets = (
+            None
+            if offsets is None
+            else {partition: OffsetAndMetadata(offset, "", -1) for partition, offset in offsets.items()}
+        )
+        await self._run(lambda consumer: consumer.commit(commit_offsets))
+
+    async def seek(self, partition: TopicPartition, offset: int) -> None:
+        """Make the next :meth:`getmany` read ``partition`` from ``offset``.
+
+        Args:
+            partition: An assigned partition.
+            offset: The offset of the next record to read.
+        """
+        await self._run(lambda consumer: consumer.seek(partition, offset))
+
+    async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        """Read the given partitions (all assigned ones by default) from their first offset."""
+        await self._run(lambda consumer: consumer.seek_to_beginning(*partitions))
+
+    async def assignment(self) -> frozenset[TopicPartition]:
+        """Return the partitions currently assigned to this consumer."""
+        assigned: set[TopicPartition] = await self._run(lambda consumer: consumer.assignment())
+        return frozenset(assigned)
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Leave the group, disconnect and end the worker thread.
+
+        Args:
+            timeout_s: Time the orderly close may take.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            timeout_ms = int(timeout_s * 1000)
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: consumer.close(autocommit=False, timeout_ms=timeout_ms)
+            )
+        self._executor.shutdown(wait=False)
+
+
+# --- admin -------------------------------------------------------------------------------------
+
+
+class TopicSpecLike(Protocol):
+    """What :func:`ensure_topics` needs to know about a topic."""
+
+    @property
+    def name(self) -> str:
+        """Topic name."""
+        ...
+
+    @property
+    def partitions(self) -> int:
+        """Partition count."""
+        ...
+
+    @property
+    def configs(self) -> Mapping[str, str]:
+        """Topic configs, e.g. ``{"cleanup.policy": "compact"}``."""
+        ...
+
+
+def _admin(bootstrap_servers: str | Sequence[str], bootstrap_timeout_ms: int) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="radguard-admin",
+            bootstrap_timeout_ms=bootstrap_timeout_ms,
+        )
+    except kafka.errors.KafkaError as error:
+        raise _unavailable(error) from error
+
+
+def ensure_topics(
+    bootstrap_servers: str | Sequence[str],
+    specs: Iterable[TopicSpecLike],
+    *,
+    replication_factor: int = 1,
+    bootstrap_timeout_ms: int = 10_000,
+    timeout_ms: int = 30_000,
+) -> list[str]:
+    """Create the topics that do not exist yet (blocking; call via ``asyncio.to_thread`` from async code).
+
+    Existing topics are left as they are, whatever their partitions or configs.
+
+    Args:
+        bootstrap_servers: ``host:port`` entries.
+        specs: Topics with their partition counts and configs.
+        replication_factor: Replicas per partition (1 on a one-node cluster).
+        bootstrap_timeout_ms: Time to wait for the first broker.
+        timeout_ms: Time the broker may take to create them.
+
+    Returns:
+        Names of the topics created by this call.
+
+    Raises:
+        Unavailable: The cluster could not be reached.
+        kafka.errors.KafkaError: The broker refused a topic for another reason than existing already.
+    """
+    wanted = {spec.name: spec for spec in specs}
+    if not wanted:
+        return []
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: spec for name, spec in wanted.items() if name not in existing}
+        if not missing:
+            return []
+        request = {
+            name: {
+                "num_partitions": spec.partitions,
+                "replication_factor": replication_factor,
+                "configs": dict(spec.configs),
+            }
+            for name, spec in missing.items()
+        }
+        response = admin.create_topics(
+            request, timeout_ms=timeout_ms, raise_errors=False, wait_for_metadata=True
+        )
+        created: list[str] = []
+        for topic in response["topics"]:
+            error_type = kafka.errors.for_code(topic["error_code"])
+            if error_type is kafka.errors.NoError:
+                created.append(topic["name"])
+            elif error_type is not kafka.errors.TopicAlreadyExistsError:
+                # Another process may have created it between our listing and our request: fine.
+                raise error_type(f"creating topic {topic['name']!r}: {topic.get('error_message') or ''}")
+        _log.info("kafka.topics_created", topics=sorted(created))
+        return sorted(created)
+    except kafka.errors.KafkaError as error:
+        raise _unavailable(error) from error
+    finally:
+        admin.close()
+
+
+def list_topics(bootstrap_servers: str | Sequence[str], *, bootstrap_timeout_ms: int = 10_000) -> list[str]:
+    """Return the cluster's topic names, sorted (blocking).
+
+    Args:
+        bootstrap_servers: ``host:port`` entries.
+        bootstrap_timeout_ms: Time to wait for the first broker.
+
+    Raises:
+        Unavailable: The cluster could not be reached.
+    """
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    try:
+        return sorted(admin.list_topics())
+    except kafka.errors.KafkaError as error:
+        raise _unavailable(error) from error
+    finally:
+        admin.close()
+
+
+def describe_topic_config(
+    bootstrap_servers: str | Sequence[str], topic: str, *, bootstrap_timeout_ms: int = 10_000
+) -> dict[str, str]:
+    """Return a topic's effective configuration values (blocking).
+
+    Args:
+        bootstrap_servers: ``host:port`` entries.
+        topic: Topic name.
+        bootstrap_timeout_ms: Time to wait for the first broker.
+
+    Returns:
+        Config name to value, defaults included (e.g. ``{"cleanup.policy": "compact", ...}``).
+    """
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    try:
+        result = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
+        )
+    except kafka.errors.KafkaError as error:
+        raise _unavailable(error) from error
+    finally:
+        admin.close()
+    configs = result.get("topic", {}).get(topic, {})
+    return {
+        name: str(entry.get("value")) for name, entry in configs.items() if entry.get("value") is not None
+    }
