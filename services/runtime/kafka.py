@@ -190,16 +190,12 @@ class AsyncKafkaProducer:
             "compression_type": compression_type,
         }
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="kafka-producer"
-        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-producer")
         self._producer: KafkaProducer | None = None
         self._closed = False
 
     @classmethod
-    def from_settings(
-        cls, settings: ServiceSettings, *, tracer_provider: TracerProvider | None = None
-    ) -> Self:
+    def from_settings(cls, settings: ServiceSettings, *, tracer_provider: TracerProvider | None = None) -> Self:
         """Build a producer from the process settings.
 
         Args:
@@ -492,9 +488,7 @@ class AsyncKafkaConsumer:
         self._on_revoke = on_revoke
         self._callback_timeout_s = rebalance_callback_timeout_s
         # KafkaConsumer is not thread-safe: every call to it happens on this one thread.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="kafka-consumer"
-        )
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: KafkaConsumer | None = None
         self._closed = False
 
@@ -741,9 +735,7 @@ def ensure_topics(
             }
             for name, spec in missing.items()
         }
-        response = admin.create_topics(
-            request, timeout_ms=timeout_ms, raise_errors=False, wait_for_metadata=True
-        )
+        response = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False, wait_for_metadata=True)
         created: list[str] = []
         for topic in response["topics"]:
             error_type = kafka.errors.for_code(topic["error_code"])
@@ -794,14 +786,10 @@ def describe_topic_config(
     """
     admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
     try:
-        result = admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
-        )
+        result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
     except kafka.errors.KafkaError as error:
         raise _unavailable(error) from error
     finally:
         admin.close()
     configs = result.get("topic", {}).get(topic, {})
-    return {
-        name: str(entry.get("value")) for name, entry in configs.items() if entry.get("value") is not None
-    }
+    return {name: str(entry.get("value")) for name, entry in configs.items() if entry.get("value") is not None}

@@ -200,8 +200,7 @@ async def applied_migrations(connection: asyncpg.Connection) -> dict[int, Applie
     """
     rows = await connection.fetch(f"select version, name, sha256, applied_at from {MIGRATION_TABLE}")  # noqa: S608
     return {
-        row["version"]: AppliedMigration(row["version"], row["name"], row["sha256"], row["applied_at"])
-        for row in rows
+        row["version"]: AppliedMigration(row["version"], row["name"], row["sha256"], row["applied_at"]) for row in rows
     }
 
 

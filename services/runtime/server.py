@@ -106,9 +106,7 @@ class RadguardServer:
 
     # --- assembly -------------------------------------------------------------------------------
 
-    def add_service(
-        self, service: str | ServiceDescriptor, register: Callable[[grpc.aio.Server], object]
-    ) -> None:
+    def add_service(self, service: str | ServiceDescriptor, register: Callable[[grpc.aio.Server], object]) -> None:
         """Register a service; it gets a health status and appears in reflection.
 
         Args:
@@ -120,9 +118,7 @@ class RadguardServer:
         name = service if isinstance(service, str) else service.full_name
         self._registrations.append(_Registration(name, register))
 
-    def add_generic_handler(
-        self, handler: grpc.GenericRpcHandler[Any, Any], service_name: str | None = None
-    ) -> None:
+    def add_generic_handler(self, handler: grpc.GenericRpcHandler[Any, Any], service_name: str | None = None) -> None:
         """Register a hand-built handler (e.g. from ``grpc.method_handlers_generic_handler``).
 
         Args:
@@ -216,9 +212,7 @@ class RadguardServer:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for registration in self._registrations:
             registration.register(server)
-        reflection.enable_server_reflection(
-            (*self.service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_server_reflection((*self.service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
 
         address = _address(settings.grpc_host, settings.grpc_port)
         credentials = server_credentials(settings)

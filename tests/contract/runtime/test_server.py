@@ -74,9 +74,7 @@ async def test_health_follows_readiness_checks() -> None:
         await server.stop(0)
 
     # A check that raises counts as not ready rather than crashing the server.
-    server, _, _ = await start_server(
-        settings(), customise=lambda s: s.add_readiness_check("broken", broken_check)
-    )
+    server, _, _ = await start_server(settings(), customise=lambda s: s.add_readiness_check("broken", broken_check))
     try:
         assert server.ready is False
     finally:
@@ -392,9 +390,7 @@ def log_lines() -> Iterator[io.StringIO]:
 
 
 @pytest.mark.asyncio
-async def test_each_call_is_logged_once_with_ids_and_without_payload(
-    running: Running, log_lines: io.StringIO
-) -> None:
+async def test_each_call_is_logged_once_with_ids_and_without_payload(running: Running, log_lines: io.StringIO) -> None:
     running.spans.clear()
     await running.unary("Unary")(b"payload-must-not-be-logged", metadata=(("x-request-id", "log-1"),))
     with pytest.raises(grpc.aio.AioRpcError):
@@ -406,9 +402,7 @@ async def test_each_call_is_logged_once_with_ids_and_without_payload(
         ("log-1", "OK", "info"),
         ("log-2", "INTERNAL", "error"),
     ]
-    spans = {
-        (span.attributes or {})[REQUEST_ID_ATTRIBUTE]: span for span in running.spans.get_finished_spans()
-    }
+    spans = {(span.attributes or {})[REQUEST_ID_ATTRIBUTE]: span for span in running.spans.get_finished_spans()}
     for event in rpc:
         assert event["method"] == echo_service.method("Unary")
         assert event["duration_ms"] >= 0

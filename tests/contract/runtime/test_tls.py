@@ -22,9 +22,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 async def _call(port: int, credentials: grpc.ChannelCredentials, target_host: str = "127.0.0.1") -> bytes:
     async with grpc.aio.secure_channel(f"{target_host}:{port}", credentials) as channel:
-        response: bytes = await channel.unary_unary(echo_service.method("Unary"), None, None)(
-            b"over tls", timeout=5
-        )
+        response: bytes = await channel.unary_unary(echo_service.method("Unary"), None, None)(b"over tls", timeout=5)
         return response
 
 
@@ -77,6 +75,5 @@ def test_mutual_tls_settings_need_the_ca(pki: Pki) -> None:
             tls_require_client_cert="true",
         )
     assert raised.value.problems == (
-        "RADGUARD_TLS_REQUIRE_CLIENT_CERT: needs RADGUARD_TLS_CA_FILE, RADGUARD_TLS_CERT_FILE, "
-        "RADGUARD_TLS_KEY_FILE",
+        "RADGUARD_TLS_REQUIRE_CLIENT_CERT: needs RADGUARD_TLS_CA_FILE, RADGUARD_TLS_CERT_FILE, RADGUARD_TLS_KEY_FILE",
     )

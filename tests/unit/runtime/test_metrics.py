@@ -23,9 +23,7 @@ def test_defining_twice_returns_the_same_metric() -> None:
     second = metrics.counter("events_spooled", "Events written to the local spool.", ["topic"])
     assert first is second
     first.labels("radguard.predictions.v1").inc(3)
-    assert (
-        _samples(metrics)[("radguard_events_spooled_total", (("topic", "radguard.predictions.v1"),))] == 3.0
-    )
+    assert _samples(metrics)[("radguard_events_spooled_total", (("topic", "radguard.predictions.v1"),))] == 3.0
 
 
 def test_a_name_cannot_change_kind() -> None:

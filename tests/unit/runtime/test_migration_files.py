@@ -51,9 +51,7 @@ def test_discovery_merges_folders_in_version_order(tmp_path: Path) -> None:
     assert first.sha256 == hashlib.sha256(b"select 1;").hexdigest()
 
 
-@pytest.mark.parametrize(
-    "name", ["1_short.sql", "0001-dash.sql", "0001_Upper.sql", "abcd_x.sql", "0001_.sql"]
-)
+@pytest.mark.parametrize("name", ["1_short.sql", "0001-dash.sql", "0001_Upper.sql", "abcd_x.sql", "0001_.sql"])
 def test_misnamed_sql_files_are_refused(tmp_path: Path, name: str) -> None:
     _write(tmp_path, name, "select 1;")
     with pytest.raises(MigrationError, match=name.replace(".", r"\.")):
