@@ -16,8 +16,8 @@ from services.gateway.pseudonym import Pseudonymiser
 from services.gateway.routing import RouteBook
 from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
 from services.gateway.settings import GatewaySettings
-from services.gateway.spool import Spool
-from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from services.gateway.spool import Spool, SpooledRecord
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord
 from services.runtime.server import RadguardServer
 
 
@@ -43,16 +43,16 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
 
     producer_started = False
 
-    async def send(topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> object:
+    async def send_many(records: list[SpooledRecord]) -> list[object]:
         # Connect lazily: a gateway must start (and answer, spooling) while Kafka is down.
         nonlocal producer_started
         if not producer_started:
             await producer.start()
             producer_started = True
-        return await producer.send(topic, value, key, headers)
+        return list(await producer.send_many([OutgoingRecord(r.topic, r.value, r.key, r.headers) for r in records]))
 
     sink = SpooledKafkaSink(
-        spool, send, producer_name=f"gateway/{settings.instance_id}", age_edges=settings.age_band_edges
+        spool, send_many, producer_name=f"gateway/{settings.instance_id}", age_edges=settings.age_band_edges
     )
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
-from services.runtime.config import ServiceSettings
+from services.runtime.config import LogLevel, ServiceSettings
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -15,6 +15,8 @@ class GatewaySettings(ServiceSettings):
     """Everything the gateway process is configured with."""
 
     service_name: str = "gateway"
+    # Every prediction is already an event; a log line per successful call would only cost latency.
+    access_log_level: LogLevel = "debug"
     instance_id: str = Field(default="gw-0", description="names this gateway in events (producer)")
     grpc_port: int = Field(default=50061, ge=0, le=65535)
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")

@@ -80,6 +80,7 @@ class ServiceSettings(BaseSettings):
     # Identity and logs.
     service_name: str = Field(default="radguard", min_length=1, description="service.name in traces, logs")
     log_level: LogLevel = "info"
+    access_log_level: LogLevel = Field(default="info", description="level of successful calls' access-log lines")
     log_format: LogFormat = Field(default="json", description="json or logfmt (key=value), one event a line")
 
     # gRPC server.

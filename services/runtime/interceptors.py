@@ -199,7 +199,15 @@ class ScopedInterceptor(_InterceptorBase, abc.ABC):
         handler = await continuation(handler_call_details)
         if handler is None:  # an unknown method: gRPC answers UNIMPLEMENTED itself
             return handler
-        return wrap_handler(handler, handler_call_details.method, self.scope)
+        method = handler_call_details.method
+        # Registered handlers are the same objects call after call: wrap each once, not per call.
+        cache: dict[str, tuple[Handler, Handler]] = self.__dict__.setdefault("_wrapped", {})
+        hit = cache.get(method)
+        if hit is not None and hit[0] is handler:
+            return hit[1]
+        wrapped = wrap_handler(handler, method, self.scope)
+        cache[method] = (handler, wrapped)
+        return wrapped
 
 
 def _text_metadata(context: ServicerContext) -> dict[str, str]:
@@ -363,25 +371,159 @@ class ErrorInterceptor(ScopedInterceptor):
             await call.context.abort(grpc.StatusCode.INTERNAL, internal_error_message(current_request_id()))
 
 
+class _ObservedCall:
+    """One call's request id, span, metrics, access-log line and error mapping, entered as one scope.
+
+    A plain class rather than five nested generator-based context managers: this runs on every call
+    of every service, and the gateway's latency budget is about a millisecond.
+    """
+
+    __slots__ = (
+        "_call",
+        "_method",
+        "_owner",
+        "_request_id",
+        "_service",
+        "_span",
+        "_span_cm",
+        "_started",
+        "_token",
+    )
+
+    def __init__(self, owner: ObservedCallInterceptor, call: CallInfo) -> None:
+        self._owner = owner
+        self._call = call
+        self._service, self._method = split_method(call.method)
+
+    async def __aenter__(self) -> None:
+        owner, call = self._owner, self._call
+        metadata = _text_metadata(call.context)
+        incoming = metadata.get(REQUEST_ID_HEADER)
+        request_id = incoming if incoming is not None and is_valid_request_id(incoming) else new_request_id()
+        self._request_id = request_id
+        self._token = bind_request_id(request_id)
+        call.context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
+        parent = propagate.extract(metadata) if "traceparent" in metadata else None
+        self._span_cm = owner.tracer.start_as_current_span(
+            call.method.lstrip("/"),
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "rpc.system": "grpc",
+                "rpc.service": self._service,
+                "rpc.method": self._method,
+                REQUEST_ID_ATTRIBUTE: request_id,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        self._span = self._span_cm.__enter__()
+        if owner.rpc_metrics is not None:
+            owner.rpc_metrics.call_started(self._service, self._method)
+        self._started = time.perf_counter()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool:
+        owner, call = self._owner, self._call
+        error: BaseException | None = exc
+        try:
+            if isinstance(exc, DomainError):
+                await call.context.abort(status_for(exc), exc.message)
+            elif exc is not None and isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+                owner.log.error(
+                    "rpc.unexpected_error", method=call.method, error_type=type(exc).__qualname__, exc_info=exc
+                )
+                self._span.add_event("exception", {"exception.type": type(exc).__qualname__})
+                await call.context.abort(grpc.StatusCode.INTERNAL, internal_error_message(self._request_id))
+        except BaseException as mapped:  # the AbortError carrying the mapped status
+            error = mapped
+            raise
+        finally:
+            self._finish(error)
+        return False
+
+    def _finish(self, error: BaseException | None) -> None:
+        owner, call = self._owner, self._call
+        elapsed = time.perf_counter() - self._started
+        code = final_code(call.context, error)
+        try:
+            if owner.rpc_metrics is not None:
+                owner.rpc_metrics.call_finished(self._service, self._method, code, elapsed)
+            self._span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code in SERVER_ERROR_CODES:
+                self._span.set_status(Status(StatusCode.ERROR, code.name))
+            if call.method.startswith(owner.quiet_prefixes):
+                level = logging.DEBUG
+            elif code in SERVER_ERROR_CODES:
+                level = logging.ERROR
+            else:
+                level = owner.ok_level
+            if owner.log_enabled(level):
+                owner.log.log(level, "rpc", method=call.method, code=code.name, duration_ms=round(elapsed * 1000.0, 3))
+            # A handler that sets its own trailers replaces ours; put the id back.
+            trailers = cast(Sequence[tuple[str, str | bytes]], tuple(call.context.trailing_metadata() or ()))
+            if all(key != REQUEST_ID_HEADER for key, _ in trailers):
+                call.context.set_trailing_metadata((*trailers, (REQUEST_ID_HEADER, self._request_id)))
+        finally:
+            self._span_cm.__exit__(None, None, None)
+            reset_request_id(self._token)
+
+
+class ObservedCallInterceptor(ScopedInterceptor):
+    """Request id, SERVER span, RPC metrics, access log and domain-error mapping in one scope per call.
+
+    Behaves like the chain request id → tracing → metrics → access log → errors (the separate
+    interceptors above), at a fraction of the per-call cost.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics | None = None,
+        tracer_provider: TracerProvider | None = None,
+        quiet_prefixes: Sequence[str] = QUIET_METHOD_PREFIXES,
+        ok_level: int = logging.INFO,
+    ) -> None:
+        """Create the interceptor.
+
+        Args:
+            metrics: Where RPC metrics go; none recorded when None.
+            tracer_provider: Where server spans go; the global provider when None.
+            quiet_prefixes: Methods logged at debug level only.
+            ok_level: Log level of successful calls (busy data-plane services use DEBUG).
+        """
+        self.rpc_metrics = metrics.rpc if metrics is not None else None
+        self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.quiet_prefixes = tuple(quiet_prefixes)
+        self.ok_level = ok_level
+        self.log = get_logger("radguard.rpc")
+        self._std_log = logging.getLogger("radguard.rpc")
+
+    def log_enabled(self, level: int) -> bool:
+        """Whether a line at ``level`` would be written (skips building it otherwise)."""
+        return self._std_log.isEnabledFor(level)
+
+    def scope(self, call: CallInfo) -> AbstractAsyncContextManager[None]:
+        """The combined scope for one call."""
+        return _ObservedCall(self, call)
+
+
 def default_interceptors(
     *,
     metrics: Metrics | None = None,
     tracer_provider: TracerProvider | None = None,
     inner: Sequence[Interceptor] = (),
+    ok_level: int = logging.INFO,
 ) -> list[Interceptor]:
     """Return radguard's interceptor chain, outermost first.
 
     Args:
-        metrics: Record RPC metrics here; no metrics interceptor when None.
+        metrics: Record RPC metrics here; none recorded when None.
         tracer_provider: Where server spans go; the global provider when None.
         inner: Interceptors run inside the error mapping (e.g. authentication), so the domain errors
             they raise become statuses and are logged like any other.
+        ok_level: Log level of successful calls' access-log lines.
 
     Returns:
-        request id → tracing → metrics → access log → errors → ``inner``.
+        The combined request id → tracing → metrics → access log → errors interceptor, then ``inner``.
     """
-    chain: list[Interceptor] = [RequestIdInterceptor(), TracingInterceptor(tracer_provider)]
-    if metrics is not None:
-        chain.append(MetricsInterceptor(metrics.rpc))
-    chain += [AccessLogInterceptor(), ErrorInterceptor(), *inner]
-    return chain
+    return [ObservedCallInterceptor(metrics=metrics, tracer_provider=tracer_provider, ok_level=ok_level), *inner]

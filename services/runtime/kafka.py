@@ -128,6 +128,16 @@ class RecordMetadata:
     timestamp_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record for :meth:`AsyncKafkaProducer.send_many`."""
+
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
 def _settle(future: asyncio.Future[Any], result: Any = None, error: BaseException | None = None) -> None:
     # The awaiting task may have been cancelled meanwhile; then nobody wants the outcome.
     if future.done():
@@ -314,6 +324,45 @@ class AsyncKafkaProducer:
                 offset=metadata.offset,
                 timestamp_ms=metadata.timestamp,
             )
+
+    async def send_many(self, records: Sequence[OutgoingRecord]) -> list[RecordMetadata | Exception]:
+        """Send a batch with one hop to the producer thread and wait for every acknowledgement.
+
+        The bulk path for relays (the gateway's event spool): records keep the headers they carry —
+        including the trace context captured when the event was made — and no span is opened per
+        record. Each record's outcome is reported separately, in order; a failed record does not fail
+        the others. Waiting is bounded by the producer's delivery timeout.
+
+        Args:
+            records: What to send, in order.
+
+        Returns:
+            Per record, its metadata or the exception it failed with (retriable failures as
+            :class:`Unavailable`).
+        """
+        producer = self._require_producer()
+
+        def submit_and_wait() -> list[RecordMetadata | Exception]:
+            futures: list[Any] = []
+            for rec in records:
+                try:
+                    futures.append(producer.send(rec.topic, value=rec.value, key=rec.key, headers=list(rec.headers)))
+                except kafka.errors.KafkaError as error:
+                    futures.append(error)
+            outcomes: list[RecordMetadata | Exception] = []
+            for future in futures:
+                if isinstance(future, Exception):
+                    outcomes.append(_unavailable(future) if isinstance(future, kafka.errors.KafkaError) else future)
+                    continue
+                try:
+                    meta = future.get()
+                except kafka.errors.KafkaError as error:
+                    outcomes.append(_unavailable(error))
+                    continue
+                outcomes.append(RecordMetadata(meta.topic, meta.partition, meta.offset, meta.timestamp))
+            return outcomes
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, submit_and_wait)
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged or failed.

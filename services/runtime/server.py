@@ -20,6 +20,7 @@ pool it writes into, and telemetry last so that it flushes everyone's spans).
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -194,6 +195,7 @@ class RadguardServer:
                 metrics=self.metrics,
                 tracer_provider=self._tracer_provider,
                 inner=self._extra_interceptors,
+                ok_level=logging.getLevelName(settings.access_log_level.upper()),
             ),
             options=[
                 ("grpc.max_receive_message_length", settings.grpc_max_receive_message_bytes),

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from radguard.common.v1 import common_pb2
@@ -25,7 +24,7 @@ from radguard.events.v1 import events_pb2
 from services.gateway.domain import PredictCommand, Prediction, Sex, age_band
 from services.gateway.routing import Arm
 from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
-from services.runtime.kafka import extract_context, inject_context
+from services.runtime.kafka import inject_context
 
 _log = logging.getLogger(__name__)
 
@@ -39,17 +38,31 @@ _SEXES = {
     Sex.OTHER: common_pb2.SEX_OTHER,
 }
 
-#: send(topic, value, key, headers) → awaitable acknowledgement; raises on failure.
-SendFn = Callable[[str, bytes, bytes | None, list[tuple[str, bytes]]], Awaitable[object]]
+#: Publishes a batch in order; returns, per record, its acknowledgement or the exception it failed with.
+SendManyFn = Callable[[list[SpooledRecord]], Awaitable[list[object]]]
+
+
+#: A recorded prediction waiting to be encoded: command, prediction, trace headers, (trace id, span id).
+_Pending = tuple[PredictCommand, Prediction, tuple[tuple[str, bytes], ...], tuple[str, str]]
+
+
+def _span_ids() -> tuple[str, str]:
+    span = trace.get_current_span().get_span_context()
+    if not span.is_valid:
+        return "", ""
+    return format(span.trace_id, "032x"), format(span.span_id, "016x")
 
 
 def prediction_event(
-    command: PredictCommand, prediction: Prediction, producer: str, age_edges: tuple[int, ...]
+    command: PredictCommand,
+    prediction: Prediction,
+    producer: str,
+    age_edges: tuple[int, ...],
+    span_ids: tuple[str, str] = ("", ""),
 ) -> events_pb2.PredictionEvent:
     """The Kafka payload for one prediction. Carries the pseudonym only, never the raw patient id."""
     now = Timestamp()
     now.GetCurrentTime()
-    span = trace.get_current_span().get_span_context()
     acq = command.acquisition
     event = events_pb2.PredictionEvent(
         meta=common_pb2.EventMeta(
@@ -57,8 +70,8 @@ def prediction_event(
             event_id=prediction.prediction_id,
             event_time=now,
             producer=producer,
-            trace_id=format(span.trace_id, "032x") if span.is_valid else "",
-            span_id=format(span.span_id, "016x") if span.is_valid else "",
+            trace_id=span_ids[0],
+            span_id=span_ids[1],
             request_id=command.request_id,
         ),
         prediction_id=prediction.prediction_id,
@@ -114,18 +127,18 @@ class SpooledKafkaSink:
     def __init__(
         self,
         spool: Spool,
-        send: SendFn,
+        send_many: SendManyFn,
         *,
         producer_name: str,
         age_edges: tuple[int, ...],
         tuning: SinkTuning | None = None,
     ) -> None:
         self.spool = spool
-        self._send = send
+        self._send_many = send_many
         self._producer_name = producer_name
         self._age_edges = age_edges
         self.tuning = tuning or SinkTuning()
-        self._buffer: list[SpooledRecord] = []
+        self._buffer: list[_Pending] = []
         self._buffer_ready = asyncio.Event()
         self._spooled = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,16 +154,20 @@ class SpooledKafkaSink:
         return not self.spool.full
 
     def record(self, command: PredictCommand, prediction: Prediction) -> None:
-        event = prediction_event(command, prediction, self._producer_name, self._age_edges)
-        self._buffer.append(
-            SpooledRecord(
-                topic=PREDICTIONS_TOPIC,
-                key=command.study.study_uid.encode(),
-                value=event.SerializeToString(),
-                headers=tuple(inject_context()),
-            )
-        )
+        # Only the trace context is captured now; building and serialising the event happens in the
+        # writer task, off the answer's path.
+        self._buffer.append((command, prediction, tuple(inject_context()), _span_ids()))
         self._buffer_ready.set()
+
+    def _encode(self, item: _Pending) -> SpooledRecord:
+        command, prediction, headers, span_ids = item
+        event = prediction_event(command, prediction, self._producer_name, self._age_edges, span_ids)
+        return SpooledRecord(
+            topic=PREDICTIONS_TOPIC,
+            key=command.study.study_uid.encode(),
+            value=event.SerializeToString(),
+            headers=headers,
+        )
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,7 +206,7 @@ class SpooledKafkaSink:
             if not self._stopping:
                 await asyncio.sleep(self.tuning.flush_interval_s)  # group commit: let a batch form
             while self._buffer:
-                batch = self._buffer[: self.tuning.max_batch]
+                batch = [self._encode(item) for item in self._buffer[: self.tuning.max_batch]]
                 try:
                     await asyncio.to_thread(self.spool.append, batch)
                 except SpoolFull:
@@ -213,7 +230,10 @@ class SpooledKafkaSink:
                     await asyncio.wait_for(self._spooled.wait(), 0.5)
                 continue
             todo = [(pos, rec) for pos, rec in entries if pos not in acked]
-            results = await asyncio.gather(*(self._publish(rec) for _, rec in todo), return_exceptions=True)
+            try:
+                results = await self._send_many([rec for _, rec in todo])
+            except Exception as exc:
+                results = [exc] * len(todo)
             failed = False
             for (pos, _rec), res in zip(todo, results, strict=True):
                 if isinstance(res, BaseException):
@@ -238,11 +258,3 @@ class SpooledKafkaSink:
                 backoff = min(backoff * 2, self.tuning.retry_max_s)
             else:
                 backoff = self.tuning.retry_initial_s
-
-    async def _publish(self, rec: SpooledRecord) -> object:
-        # Publish inside the trace context captured when the prediction was answered.
-        token = otel_context.attach(extract_context(rec.headers))
-        try:
-            return await self._send(rec.topic, rec.value, rec.key, list(rec.headers))
-        finally:
-            otel_context.detach(token)

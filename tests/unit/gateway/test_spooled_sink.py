@@ -13,7 +13,7 @@ from radguard.events.v1 import events_pb2
 from services.gateway.adapters.events import PREDICTIONS_TOPIC, SinkTuning, SpooledKafkaSink
 from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study, uuid7
 from services.gateway.routing import Arm
-from services.gateway.spool import Spool
+from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.errors import Unavailable
 
 
@@ -24,12 +24,16 @@ class FlakyBroker:
         self.up = True
         self.log: list[tuple[str, bytes, bytes | None]] = []
 
-    async def send(self, topic: str, value: bytes, key: bytes | None, headers: list[tuple[str, bytes]]) -> object:
+    async def send_many(self, records: list[SpooledRecord]) -> list[object]:
         await asyncio.sleep(0)
-        if not self.up:
-            raise Unavailable("kafka", "broker down")
-        self.log.append((topic, value, key))
-        return len(self.log)
+        out: list[object] = []
+        for rec in records:
+            if not self.up:
+                out.append(Unavailable("kafka", "broker down"))
+            else:
+                self.log.append((rec.topic, rec.value, rec.key))
+                out.append(len(self.log))
+        return out
 
 
 def prediction(i: int) -> tuple[PredictCommand, Prediction]:
@@ -64,7 +68,7 @@ async def test_outage_loses_nothing_duplicates_nothing_and_keeps_order(tmp_path:
     broker = FlakyBroker()
     sink = SpooledKafkaSink(
         Spool(tmp_path, fsync=False),
-        broker.send,
+        broker.send_many,
         producer_name="gateway/test",
         age_edges=(18, 40, 60, 70),
         tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.05),
@@ -99,7 +103,7 @@ async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
     down.up = False
     sink = SpooledKafkaSink(
         Spool(tmp_path, fsync=True),
-        down.send,
+        down.send_many,
         producer_name="g",
         age_edges=(40,),
         tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.02),
@@ -112,7 +116,7 @@ async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
     assert down.log == []
 
     up = FlakyBroker()
-    sink2 = SpooledKafkaSink(Spool(tmp_path), up.send, producer_name="g", age_edges=(40,))
+    sink2 = SpooledKafkaSink(Spool(tmp_path), up.send_many, producer_name="g", age_edges=(40,))
     sink2.start()
     await asyncio.wait_for(sink2.wait_drained(), 10)
     await sink2.stop()
