@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from services.cli.predict_commands import predict
 from services.cli.routes_commands import app as routes_app
 from services.cli.stack_commands import app as stack_app
 from stack.processes import StackError
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(routes_app, name="routes")
+app.command("predict")(predict)
 
 _err = Console(stderr=True)
 
