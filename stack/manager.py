@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.components.base import Component, Layout
+from stack.components.gateway import Gateway
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
 from stack.components.triton import Triton
@@ -54,6 +55,7 @@ class Stack:
             Postgres(settings, self.layout),
             Kafka(settings, self.layout),
             Triton(settings, self.layout),
+            Gateway(settings, self.layout),
         ]
 
     def component(self, name: str) -> Component:
@@ -185,6 +187,7 @@ class Stack:
             "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": self.settings.kafka_bootstrap,
             "RADGUARD_POSTGRES_DSN": self.settings.postgres_dsn,
             "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
+            "RADGUARD_GATEWAY_URL": self.settings.gateway_url,
         }
 
     # ---- status / down / logs ----------------------------------------------------------------------

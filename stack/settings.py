@@ -37,6 +37,8 @@ class StackSettings(BaseSettings):
     triton_grpc_port: int = 18001
     triton_http_port: int = 18000
     triton_metrics_port: int = 18002
+    gateway_port: int = 50061
+    gateway_metrics_port: int = 19461
     ready_timeout_s: float = Field(default=120.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -47,6 +49,8 @@ class StackSettings(BaseSettings):
         "triton_grpc_port",
         "triton_http_port",
         "triton_metrics_port",
+        "gateway_port",
+        "gateway_metrics_port",
     )
     @classmethod
     def _port_range(cls, value: int) -> int:
@@ -70,6 +74,11 @@ class StackSettings(BaseSettings):
         return f"{self.host}:{self.triton_grpc_port}"
 
     @property
+    def gateway_url(self) -> str:
+        """``host:port`` of the inference gateway."""
+        return f"{self.host}:{self.gateway_port}"
+
+    @property
     def kafka_pom(self) -> Path:
         """The pom that declares the broker's jars."""
         return REPO_ROOT / "stack" / "kafka" / "pom.xml"
@@ -91,6 +100,8 @@ class StackSettings(BaseSettings):
                 "triton_grpc_port",
                 "triton_http_port",
                 "triton_metrics_port",
+                "gateway_port",
+                "gateway_metrics_port",
             )
         }
 

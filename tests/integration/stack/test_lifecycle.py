@@ -20,7 +20,7 @@ import pytest
 from stack.processes import port_in_use, process_cmdline
 
 RADGUARD = str(Path(sys.executable).parent / "radguard")
-COMPONENTS = ("postgres", "kafka", "triton")
+COMPONENTS = ("postgres", "kafka", "triton", "gateway")
 PORT_VARS = (
     "RADGUARD_STACK_KAFKA_PORT",
     "RADGUARD_STACK_KAFKA_CONTROLLER_PORT",
@@ -28,6 +28,8 @@ PORT_VARS = (
     "RADGUARD_STACK_TRITON_GRPC_PORT",
     "RADGUARD_STACK_TRITON_HTTP_PORT",
     "RADGUARD_STACK_TRITON_METRICS_PORT",
+    "RADGUARD_STACK_GATEWAY_PORT",
+    "RADGUARD_STACK_GATEWAY_METRICS_PORT",
 )
 
 
@@ -80,14 +82,14 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
     first = run_cli(iso_env, "stack", "up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "started: postgres, kafka, triton" in first.stdout
+    assert "started: postgres, kafka, triton, gateway" in first.stdout
     started = pids(state)
     assert set(started) == set(COMPONENTS)
 
     second = run_cli(iso_env, "stack", "up")
     assert second.returncode == 0, second.stderr
     assert "started:" not in second.stdout
-    assert "already running: postgres, kafka, triton" in second.stdout
+    assert "already running: postgres, kafka, triton, gateway" in second.stdout
     assert pids(state) == started
 
     status = run_cli(iso_env, "stack", "status")
@@ -102,6 +104,7 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     assert "4.1.1" in status.stdout  # Kafka, from the resolved jars
     assert "2.51.0" in status.stdout  # Triton, as the server reports it
     assert "15." in status.stdout  # PostgreSQL
+    assert "radguard 0.1.0" in status.stdout  # the gateway
 
     # SIGKILL each component in turn: status reports it dead, up restarts only that one.
     for comp in COMPONENTS:
@@ -144,6 +147,8 @@ def test_port_in_use_is_one_clear_error_and_starts_nothing(iso_env: dict[str, st
     state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
     port = int(iso_env["RADGUARD_STACK_KAFKA_PORT"])
     with socket.socket() as blocker:
+        # SO_REUSEADDR: the previous test's connections may still sit in TIME_WAIT on this port.
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
         proc = run_cli(iso_env, "stack", "up")
