@@ -239,3 +239,32 @@ async def test_random_requests_never_crash_the_gateway(
     except grpc.aio.AioRpcError as exc:
         code = exc.code()
     assert code in ALLOWED
+
+
+async def test_dicom_input_is_scored_and_its_tags_fill_the_context(
+    gateway: Gateway, gateway_stub: inference_pb2_grpc.InferenceGatewayStub, stack: StackEndpoints
+) -> None:
+    from sim import Hospital, from_dicom, to_dicom
+
+    study = Hospital("baseline", seed=21).studies(1, start_index=3).studies[0]
+    data = to_dicom(study)
+    pixels, _meta = from_dicom(data)
+    start = await end_offsets(stack.kafka_bootstrap)
+    req = inference_pb2.PredictRequest(
+        model_name="placeholder", request_id=uuid.uuid4().hex, dicom=inference_pb2.DicomInstance(data=data)
+    )
+    resp = await gateway_stub.Predict(req)
+    expected = float(placeholder_logic().score_batch(pixels[np.newaxis])[0, 0])
+    assert resp.raw_score == pytest.approx(expected, abs=1e-5)
+    assert resp.study.study_instance_uid == study.study_uid
+    assert resp.study.accession_number == study.accession
+    await gateway.sink.wait_drained()
+    events = [e for e in await read_events(stack.kafka_bootstrap, start, 1) if e.prediction_id == resp.prediction_id]
+    assert len(events) == 1
+    event = events[0]
+    assert event.acquisition.manufacturer == study.manufacturer
+    assert event.acquisition.manufacturer_model == study.model
+    assert event.acquisition.site_id == study.site_id
+    assert event.patient_context.age_years == study.age
+    assert event.patient_pseudonym == Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym(study.patient_id, "")
+    assert event.acquisition.pixel_spacing_mm.row_mm == pytest.approx(study.pixel_spacing[0])
