@@ -18,6 +18,7 @@ from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, R
 from services.gateway.settings import GatewaySettings
 from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord
+from services.runtime.metrics import Metrics
 from services.runtime.server import RadguardServer
 
 
@@ -79,7 +80,9 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         backend.stub, backend, catalog, handler, pseudonymiser, settings.max_image_bytes, settings.infer_timeout_s
     )
 
-    server = RadguardServer(settings)
+    metrics = Metrics()
+    server = RadguardServer(settings, metrics=metrics)
+    _export_gauges(metrics, sink, handler)
     gateway_api.register(server, gateway_servicer)
     oip_api.register(server, oip)
 
@@ -103,6 +106,28 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     server.add_shutdown_hook(close_producer, "kafka-producer")
     server.add_shutdown_hook(backend.close, "triton-channel")
     return Gateway(server, handler, routes, sink, follower, backend)
+
+
+def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHandler) -> None:
+    """Prometheus views of the event path: a full spool or a Kafka outage must show, not hide."""
+    metrics.gauge(
+        "gateway_spool_pending_bytes", "prediction events on disk not yet acknowledged by Kafka"
+    ).set_function(lambda: sink.spool.pending_bytes)
+    metrics.gauge("gateway_spool_full", "1 while the spool refuses new events (predictions refused)").set_function(
+        lambda: 0.0 if sink.accepting() else 1.0
+    )
+    metrics.gauge("gateway_kafka_ok", "1 when the last publish attempt to Kafka succeeded").set_function(
+        lambda: 1.0 if sink.kafka_ok else 0.0
+    )
+    metrics.gauge("gateway_events_published", "prediction events acknowledged by Kafka since start").set_function(
+        lambda: sink.published
+    )
+    metrics.gauge("gateway_publish_failures", "failed publish attempts since start (each retried)").set_function(
+        lambda: sink.publish_failures
+    )
+    metrics.gauge("gateway_shadow_failures", "shadow calls that failed or were skipped since start").set_function(
+        lambda: handler.shadow_failures
+    )
 
 
 async def start_gateway(gateway: Gateway) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 
@@ -268,3 +269,30 @@ async def test_dicom_input_is_scored_and_its_tags_fill_the_context(
     assert event.patient_context.age_years == study.age
     assert event.patient_pseudonym == Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym(study.patient_id, "")
     assert event.acquisition.pixel_spacing_mm.row_mm == pytest.approx(study.pixel_spacing[0])
+
+
+async def test_event_path_is_visible_in_metrics(
+    gateway: Gateway, gateway_stub: inference_pb2_grpc.InferenceGatewayStub
+) -> None:
+    import urllib.request
+
+    for seed in range(3):
+        await gateway_stub.Predict(request(image(seed)))
+    await gateway.sink.wait_drained()
+    port = gateway.server.metrics_port
+    assert port is not None
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    text = await asyncio.to_thread(scrape)
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("radguard_gateway_") and not line.startswith("#")
+    }
+    assert values["radguard_gateway_events_published"] == gateway.sink.published >= 3
+    assert values["radguard_gateway_spool_full"] == 0.0
+    assert values["radguard_gateway_spool_pending_bytes"] == 0.0
+    assert "radguard_grpc_server_handled_total{" in text and "Predict" in text

@@ -10,9 +10,9 @@ import uuid
 import grpc
 import numpy as np
 import pytest
+
 from radguard.common.v1 import common_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
-
 from services.gateway.app import Gateway
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints
