@@ -7,7 +7,13 @@ from pathlib import Path
 from stack.settings import REPO_ROOT
 
 #: Folders of versioned SQL files (``NNNN_name.sql``); later areas add their own folder here.
-MIGRATION_DIRS: tuple[Path, ...] = (REPO_ROOT / "services" / "runtime" / "migrations",)
+MIGRATION_DIRS: tuple[Path, ...] = (
+    REPO_ROOT / "services" / "runtime" / "migrations",
+    # The event ledger (predictions, reads, consumer offsets): versions 0200-0299.
+    REPO_ROOT / "services" / "monitors" / "migrations",
+    # Feedback: reads by idempotency key and their outbox: versions 0300-0399.
+    REPO_ROOT / "services" / "feedback" / "migrations",
+)
 
 
 async def apply_migrations(dsn: str) -> list[str]:

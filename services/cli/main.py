@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from services.cli.ledger_commands import app as ledger_app
 from services.cli.predict_commands import predict
 from services.cli.routes_commands import app as routes_app
 from services.cli.stack_commands import app as stack_app
@@ -22,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(routes_app, name="routes")
+app.add_typer(ledger_app, name="ledger")
 app.command("predict")(predict)
 
 _err = Console(stderr=True)

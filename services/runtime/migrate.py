@@ -145,14 +145,16 @@ def pending_migrations(
     Args:
         migrations: All migrations found, in version order.
         applied: ``schema_migrations`` rows by version.
-        allow_out_of_order: Accept pending versions lower than the highest applied one.
+        allow_out_of_order: Accept pending versions lower than a higher applied one of the same folder.
 
     Returns:
         The migrations to apply, in version order.
 
     Raises:
         ChecksumMismatch: An applied migration's file differs from what was applied.
-        MigrationError: A pending version sorts before an applied one (unless allowed).
+        MigrationError: A pending version sorts before an applied one of its own folder (unless allowed).
+            Each area (foundation, governance, ledger, feedback) owns a folder and a version range, so a
+            new area's first migration may well be numbered below another area's applied ones.
     """
     for migration in migrations:
         row = applied.get(migration.version)
@@ -163,11 +165,15 @@ def pending_migrations(
             )
     pending = [migration for migration in migrations if migration.version not in applied]
     if pending and applied and not allow_out_of_order:
-        highest = max(applied)
-        late = [migration for migration in pending if migration.version < highest]
+        folder_of = {migration.version: migration.path.parent for migration in migrations}
+        late = []
+        for migration in pending:
+            same_folder = [v for v in applied if folder_of.get(v) == migration.path.parent]
+            if same_folder and max(same_folder) > migration.version:
+                late.append((migration, max(same_folder)))
         if late:
-            names = ", ".join(str(migration.path) for migration in late)
-            raise MigrationError(f"{names}: version below the highest applied ({highest:04d}); renumber it")
+            names = ", ".join(f"{m.path} (below applied {v:04d})" for m, v in late)
+            raise MigrationError(f"{names}: version below one already applied from its folder; renumber it")
     return pending
 
 

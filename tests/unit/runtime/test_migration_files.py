@@ -119,3 +119,20 @@ def test_the_foundation_migration_is_well_formed() -> None:
     assert "radguard_meta" in foundation.sql
     assert "begin" not in foundation.sql.lower().split()
     assert read_migration(foundation.path) == foundation
+
+
+def test_another_folders_lower_version_is_not_late(tmp_path: Path) -> None:
+    # Areas own version ranges: governance's 0100 may arrive after the ledger's 0200 was applied.
+    ledger, governance = tmp_path / "ledger", tmp_path / "governance"
+    ledger.mkdir()
+    governance.mkdir()
+    applied_file = _write(ledger, "0200_ledger.sql", "create table l (id int);")
+    _write(governance, "0100_registry.sql", "create table g (id int);")
+    later_ledger = _write(ledger, "0150_backfill.sql", "select 1;")
+    migrations = discover_migrations([ledger, governance])
+    applied = {200: _applied(applied_file, 200, "ledger")}
+    with pytest.raises(MigrationError, match="0150_backfill.sql"):
+        pending_migrations(migrations, applied)
+    later_ledger.unlink()
+    pending = pending_migrations(discover_migrations([ledger, governance]), applied)
+    assert [m.version for m in pending] == [100]

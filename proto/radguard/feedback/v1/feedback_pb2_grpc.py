@@ -53,8 +53,9 @@ class FeedbackServicer:
 
     def RecordRead(self, request, context):
         """Records a read. Idempotent on idempotency_key: a repeat returns the stored read with created = false.
-        Errors: INVALID_ARGUMENT (message names the field), NOT_FOUND (unknown prediction_id), ALREADY_EXISTS
-        (the key was used before with different content).
+        A read for a prediction the ledger has not seen yet is accepted and reported as an orphan until the
+        prediction arrives (events can overtake each other). Errors: INVALID_ARGUMENT (message names the
+        field), ALREADY_EXISTS (the key was used before with different content).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,1 @@
+"""The feedback service's adapters: PostgreSQL (reads, outbox, ledger lookup) and the Kafka outbox relay."""

@@ -1,0 +1,1 @@
+"""The ledger's adapters: asyncpg (batch writer, queries, statistics) and Kafka (end offsets)."""
