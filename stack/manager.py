@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stack.components.base import Component, Layout
-from stack.components.gateway import Gateway
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
+from stack.components.services import Feedback, Gateway, LedgerWriter
 from stack.components.triton import Triton
 from stack.processes import ProcessRecord, StackError, exit_code, is_ours, port_in_use, stop_process
 from stack.settings import StackSettings
@@ -56,6 +56,8 @@ class Stack:
             Kafka(settings, self.layout),
             Triton(settings, self.layout),
             Gateway(settings, self.layout),
+            Feedback(settings, self.layout),
+            LedgerWriter(settings, self.layout),
         ]
 
     def component(self, name: str) -> Component:
@@ -106,18 +108,22 @@ class Stack:
         self._preflight(to_start)
         started: list[tuple[Component, ProcessRecord]] = []
         try:
-            for comp in to_start:
-                progress(comp.name, "preparing")
-                comp.prepare()
-                progress(comp.name, "starting")
-                rec = comp.start()
-                rec.save(self.layout.pid(comp.name))
-                started.append((comp, rec))
-            self._wait_ready([c for c, _ in started], progress)
-            for comp in self.components:
-                for line in comp.after_ready():
-                    progress(comp.name, line)
-                    result.provisioned.append(f"{comp.name}: {line}")
+            # Servers first (then their topics and schema), radguard's own processes after them.
+            for phase in sorted({c.phase for c in self.components}):
+                batch = []
+                for comp in (c for c in to_start if c.phase == phase):
+                    progress(comp.name, "preparing")
+                    comp.prepare()
+                    progress(comp.name, "starting")
+                    rec = comp.start()
+                    rec.save(self.layout.pid(comp.name))
+                    started.append((comp, rec))
+                    batch.append(comp)
+                self._wait_ready(batch, progress)
+                for comp in (c for c in self.components if c.phase == phase):
+                    for line in comp.after_ready():
+                        progress(comp.name, line)
+                        result.provisioned.append(f"{comp.name}: {line}")
         except BaseException:
             for comp, rec in reversed(started):
                 stop_process(rec, timeout_s=self.settings.stop_timeout_s, sig=comp.stop_signal)
@@ -188,6 +194,7 @@ class Stack:
             "RADGUARD_POSTGRES_DSN": self.settings.postgres_dsn,
             "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
             "RADGUARD_GATEWAY_URL": self.settings.gateway_url,
+            "RADGUARD_FEEDBACK_URL": f"{self.settings.host}:{self.settings.feedback_port}",
         }
 
     # ---- status / down / logs ----------------------------------------------------------------------

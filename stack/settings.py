@@ -39,6 +39,10 @@ class StackSettings(BaseSettings):
     triton_metrics_port: int = 18002
     gateway_port: int = 50061
     gateway_metrics_port: int = 19461
+    feedback_port: int = 50062
+    feedback_metrics_port: int = 19462
+    ledger_port: int = 50071
+    ledger_metrics_port: int = 19471
     ready_timeout_s: float = Field(default=120.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -51,6 +55,10 @@ class StackSettings(BaseSettings):
         "triton_metrics_port",
         "gateway_port",
         "gateway_metrics_port",
+        "feedback_port",
+        "feedback_metrics_port",
+        "ledger_port",
+        "ledger_metrics_port",
     )
     @classmethod
     def _port_range(cls, value: int) -> int:
@@ -102,6 +110,10 @@ class StackSettings(BaseSettings):
                 "triton_metrics_port",
                 "gateway_port",
                 "gateway_metrics_port",
+                "feedback_port",
+                "feedback_metrics_port",
+                "ledger_port",
+                "ledger_metrics_port",
             )
         }
 

@@ -43,6 +43,8 @@ class Component(ABC):
     name: str
     #: Signal that asks the server for a fast, clean shutdown.
     stop_signal: int = 15
+    #: Start order: servers (0) are up and provisioned before radguard's processes (1) start.
+    phase: int = 0
 
     def __init__(self, settings: StackSettings, layout: Layout) -> None:
         self.settings = settings

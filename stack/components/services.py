@@ -1,0 +1,137 @@
+"""radguard's own processes (gateway, feedback, ledger writer) as stack components.
+
+Each runs this environment's Python (``-m services.<x>``) wired to the stack's Triton, Kafka and
+PostgreSQL; an ``-X`` option carries the component's state folder so the process can be recognised as
+ours by its command line. Readiness is the standard gRPC health service reporting SERVING. A
+development pseudonymisation key is generated once into the state folder (mode 0600); production sets
+``RADGUARD_PSEUDONYM_KEY`` from a secret instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from stack.components.base import Component
+from stack.processes import ProcessRecord, port_open, spawn
+
+_REPO = Path(__file__).resolve().parents[2]
+
+
+class RadguardService(Component):
+    """A radguard process run with ``python -m <module>``."""
+
+    module: str
+    phase = 1
+    #: Names of the StackSettings fields holding this service's gRPC and metrics ports.
+    port_field: str
+    metrics_port_field: str
+
+    @property
+    def grpc_port(self) -> int:
+        return int(getattr(self.settings, self.port_field))
+
+    def ports(self) -> dict[str, int]:
+        return {
+            f"RADGUARD_STACK_{self.port_field.upper()}": self.grpc_port,
+            f"RADGUARD_STACK_{self.metrics_port_field.upper()}": int(getattr(self.settings, self.metrics_port_field)),
+        }
+
+    def check_prerequisites(self) -> None:
+        return None  # part of this environment
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def extra_env(self) -> dict[str, str]:
+        """Service-specific settings."""
+        return {}
+
+    def start(self) -> ProcessRecord:
+        s = self.settings
+        env = dict(os.environ)
+        env.update(
+            {
+                "RADGUARD_SERVICE_NAME": self.name,
+                "RADGUARD_GRPC_HOST": s.host,
+                "RADGUARD_GRPC_PORT": str(self.grpc_port),
+                "RADGUARD_METRICS_HOST": s.host,
+                "RADGUARD_METRICS_PORT": str(getattr(s, self.metrics_port_field)),
+                "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
+                "RADGUARD_POSTGRES_DSN": s.postgres_dsn,
+                **self.extra_env(),
+            }
+        )
+        marker = f"radguard_stack={self.home}"
+        argv = [sys.executable, "-X", marker, "-m", self.module]
+        return spawn(self.name, argv, log_path=self.layout.log(self.name), marker=marker, env=env, cwd=_REPO)
+
+    def is_ready(self) -> bool:
+        if not port_open(self.settings.host, self.grpc_port):
+            return False
+        with grpc.insecure_channel(f"{self.settings.host}:{self.grpc_port}") as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=2)
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def version(self) -> str:
+        try:
+            return f"radguard {package_version('radguard')}"
+        except PackageNotFoundError:
+            return "radguard (not installed)"
+
+
+class Gateway(RadguardService):
+    """The inference gateway over the stack's Triton."""
+
+    name = "gateway"
+    module = "services.gateway"
+    port_field = "gateway_port"
+    metrics_port_field = "gateway_metrics_port"
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "pseudonym.key"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self.key_file.exists():
+            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+
+    def extra_env(self) -> dict[str, str]:
+        return {
+            "RADGUARD_INSTANCE_ID": "gw-stack",
+            "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
+            "RADGUARD_MODEL_REPO": str(self.settings.model_repo),
+            "RADGUARD_SPOOL_DIR": str(self.home / "spool"),
+            "RADGUARD_PSEUDONYM_KEY": self.key_file.read_text().strip(),
+        }
+
+
+class Feedback(RadguardService):
+    """Radiologists' reads (outbox in PostgreSQL, relayed to Kafka)."""
+
+    name = "feedback"
+    module = "services.feedback"
+    port_field = "feedback_port"
+    metrics_port_field = "feedback_metrics_port"
+
+
+class LedgerWriter(RadguardService):
+    """The exactly-once ledger writer (Kafka → PostgreSQL)."""
+
+    name = "ledger"
+    module = "services.monitors.ledger"
+    port_field = "ledger_port"
+    metrics_port_field = "ledger_metrics_port"
