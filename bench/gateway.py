@@ -192,9 +192,12 @@ async def bench(model: str, args: argparse.Namespace, direct_url: str, proxy_url
     def triton_call(name: str) -> Call:
         client = clients[name]
         params = {"study_instance_uid": "2.25.1", "patient_id": "BENCH-1"} if name == "gateway-oip" else None
+        version = args.version  # the same version on every target (the gateway's route serves it)
 
         async def call(i: int) -> None:
-            await client.infer(model, [tensor], request_id=f"{run_id}-{next(ids)}", parameters=params)
+            await client.infer(
+                model, [tensor], model_version=version, request_id=f"{run_id}-{next(ids)}", parameters=params
+            )
 
         return call
 

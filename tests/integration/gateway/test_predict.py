@@ -82,7 +82,7 @@ async def test_oip_through_the_gateway_equals_triton_direct(gateway: Gateway, st
             img = image(100 + seed)[np.newaxis]
             tensor = InferInput("IMAGE", list(img.shape), "FP32")
             tensor.set_data_from_numpy(img)
-            a = await direct.infer("placeholder", [tensor])
+            a = await direct.infer("placeholder", [tensor], model_version="1")  # the route's stable version
             b = await via.infer(
                 "placeholder",
                 [tensor],

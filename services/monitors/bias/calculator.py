@@ -1,0 +1,276 @@
+"""The subgroup bias calculator: per-subgroup performance with CIs, gaps, and degradation tests.
+
+For each subgroup with enough reads: sensitivity, specificity, PPV, AUROC and override rate with intervals
+(Wilson; DeLong for AUROC), the gap to the overall value (Newcombe interval), the difference to the stable
+version when its window is given, and — for the spec's alert metrics — a one-sided test that the subgroup
+got worse than the same subgroup in the reference. The tests of all subgroups form one family for the
+alerting policy. Subgroups below the minimum evidence are listed as insufficient evidence (info), never
+as alarms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
+from services.monitors.bias.spec import BiasSpec
+from services.monitors.bias.subgroups import Subgroup, enumerate_subgroups
+from services.monitors.core.classification import (
+    HIGHER_IS_WORSE,
+    METRICS,
+    GroupPerformance,
+    degradation,
+    group_performance,
+    metric_statistics,
+    scores_by_label,
+)
+from services.monitors.core.distributions import normal_quantile
+from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
+from services.monitors.core.intervals import newcombe_interval
+from services.monitors.core.window import Window
+
+_PROPORTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # metric: (successes, the counts whose sum is the denominator)
+    "sensitivity": ("tp", ("tp", "fn")),
+    "specificity": ("tn", ("tn", "fp")),
+    "ppv": ("tp", ("tp", "fp")),
+    "override_rate": ("overrides", ("reads",)),
+}
+
+
+def _fraction(metric: str, counts: dict[str, int]) -> tuple[int, int]:
+    successes, denominator = _PROPORTIONS[metric]
+    return counts[successes], sum(counts[name] for name in denominator)
+
+
+@dataclass(frozen=True)
+class _ReferenceGroup:
+    performance: GroupPerformance
+    sorted_scores: Callable[[float], NDArray[np.float64]]
+
+
+class BiasMonitor:
+    """Subgroup performance of windows against one reference.
+
+    Example:
+        >>> monitor = BiasMonitor(reference_window, BiasSpec(name="chest-bias"))
+        >>> finding = monitor.evaluate(canary_window, stable=stable_window)
+    """
+
+    def __init__(self, reference: Window, spec: BiasSpec) -> None:
+        """Keep the reference; its subgroups are evaluated once each, on first use.
+
+        Args:
+            reference: The version's reference window (with reads; decisions for proportion metrics).
+            spec: The bias spec.
+        """
+        self._reference = reference
+        self._spec = spec
+        self._groups: dict[Subgroup, _ReferenceGroup] = {}
+
+    @property
+    def spec(self) -> BiasSpec:
+        """The spec in force."""
+        return self._spec
+
+    def _reference_group(self, subgroup: Subgroup) -> _ReferenceGroup:
+        if subgroup not in self._groups:
+            rows = subgroup.rows(self._reference)
+            self._groups[subgroup] = _ReferenceGroup(
+                performance=group_performance(self._reference, rows, self._spec.ci_level),
+                sorted_scores=scores_by_label(self._reference, rows & self._reference.labelled, sort=True),
+            )
+        return self._groups[subgroup]
+
+    def evaluate(self, window: Window, stable: Window | None = None) -> Finding:
+        """Judge every subgroup of ``window``.
+
+        Args:
+            window: Current traffic of the version, with the reads that have arrived.
+            stable: The stable version's window over the same period, for per-subgroup differences.
+
+        Returns:
+            A bias finding.
+        """
+        spec = self._spec
+        level = spec.ci_level
+        overall = group_performance(window, None, level)
+        statistics = metric_statistics(overall, "", level)
+        subgroups = enumerate_subgroups(window, spec.attributes, spec.intersections)
+        hypotheses: list[Hypothesis] = []
+        for subgroup in subgroups:
+            rows = subgroup.rows(window)
+            performance = group_performance(window, rows, level)
+            if performance.positives < spec.min_positives or performance.negatives < spec.min_negatives:
+                statistics.append(_insufficient(subgroup.name, performance, "window"))
+                continue
+            statistics.extend(metric_statistics(performance, subgroup.name, level))
+            statistics.extend(self._gaps(performance, overall, subgroup.name, len(subgroups)))
+            if stable is not None:
+                stable_performance = group_performance(stable, subgroup.rows(stable), level)
+                statistics.extend(_versus_stable(performance, stable_performance, subgroup.name, level))
+            reference = self._reference_group(subgroup)
+            if not self._enough_reference(reference.performance):
+                statistics.append(_insufficient(subgroup.name, reference.performance, "reference"))
+                continue
+            current_scores = scores_by_label(window, rows & window.labelled, sort=False)
+            hypotheses.extend(self._degradations(performance, reference, current_scores, subgroup.name))
+        judged = judge(hypotheses, spec.alerting) if hypotheses else []
+        statistics.extend(judged)
+        finding_statistics = tuple(statistics)
+        return Finding.for_window(
+            MonitorKind.BIAS, window, finding_statistics, _summary(finding_statistics, len(subgroups)), spec.ref
+        )
+
+    def _enough_reference(self, reference: GroupPerformance) -> bool:
+        spec = self._spec
+        # Rank tests need reads only; proportion tests also need the reference's decisions.
+        if spec.degradation_test == "rank":
+            classes = (reference.auroc.positives, reference.auroc.negatives)
+        else:
+            classes = (reference.positives, reference.negatives)
+        return min(classes) >= spec.min_reference
+
+    def _degradations(
+        self,
+        performance: GroupPerformance,
+        reference: _ReferenceGroup,
+        current_scores: Callable[[float], NDArray[np.float64]],
+        subgroup: str,
+    ) -> list[Hypothesis]:
+        spec = self._spec
+        hypotheses = []
+        for metric in spec.alert_metrics:
+            result = degradation(
+                metric,
+                performance,
+                reference.performance,
+                current_scores=current_scores,
+                baseline_sorted_scores=reference.sorted_scores,
+                method=spec.degradation_test,
+            )
+            statistic = Statistic(
+                name=f"{metric}_change",
+                value=result.change,
+                test=result.test,
+                p_value=result.p_value,
+                subgroup=subgroup,
+                n=performance[metric].n,
+                note=f"vs reference {reference.performance[metric].value:.3f}",
+            )
+            material = math.isfinite(result.worsening) and result.worsening >= spec.min_worsening
+            hypotheses.append(Hypothesis(statistic, material))
+        return hypotheses
+
+    def _gaps(
+        self, performance: GroupPerformance, overall: GroupPerformance, subgroup: str, family: int
+    ) -> list[Statistic]:
+        spec = self._spec
+        level = spec.ci_level
+        # The breach bound is one-sided at 1 - alpha_breach / family (Bonferroni over subgroups).
+        breach_level = 1.0 - 2.0 * spec.alerting.alpha_breach / max(family, 1)
+        gaps = []
+        for metric in METRICS:
+            gap = performance[metric].value - overall[metric].value
+            limit = spec.max_gap.get(metric)
+            low = high = bound = math.nan
+            if metric in _PROPORTIONS:
+                x, n = _fraction(metric, performance.counts)
+                x_all, n_all = _fraction(metric, overall.counts)
+                if n_all > n > 0:
+                    # subgroup - overall = (1 - w)(subgroup - rest) with w = n / n_all, and subgroup and rest
+                    # are independent, so the Newcombe interval of the latter scales to the former.
+                    scale = 1.0 - n / n_all
+                    lo, hi = newcombe_interval(x, n, x_all - x, n_all - n, level)
+                    low, high = scale * float(lo), scale * float(hi)
+                    lo_b, hi_b = newcombe_interval(x, n, x_all - x, n_all - n, breach_level)
+                    bound = scale * float(lo_b if metric in HIGHER_IS_WORSE else hi_b)
+            worse = metric in HIGHER_IS_WORSE
+            severity = Severity.INFO
+            if limit is not None:
+                # Limits are on the gap in the worse direction: -gap for metrics where lower is worse.
+                signed = 1.0 if worse else -1.0
+                severity = limit_severity(signed * gap, signed * bound, limit, higher_is_worse=True)
+            gaps.append(
+                Statistic(
+                    name=f"{metric}_gap",
+                    value=gap,
+                    test="newcombe" if metric in _PROPORTIONS else "",
+                    ci_low=low if math.isfinite(low) else None,
+                    ci_high=high if math.isfinite(high) else None,
+                    ci_level=level if math.isfinite(low) else None,
+                    subgroup=subgroup,
+                    limit=limit,
+                    severity=severity,
+                    n=performance[metric].n,
+                    note="vs overall",
+                )
+            )
+        return gaps
+
+
+def _versus_stable(
+    performance: GroupPerformance, stable: GroupPerformance, subgroup: str, level: float
+) -> list[Statistic]:
+    statistics = []
+    for metric in METRICS:
+        difference = performance[metric].value - stable[metric].value
+        if metric in _PROPORTIONS:
+            x, n = _fraction(metric, performance.counts)
+            x0, n0 = _fraction(metric, stable.counts)
+            lo, hi = newcombe_interval(x, n, x0, n0, level)
+            low, high, test = float(lo), float(hi), "newcombe"
+        else:
+            se = math.sqrt(performance.auroc.variance + stable.auroc.variance)
+            z = normal_quantile(0.5 + level / 2.0)
+            low, high, test = difference - z * se, difference + z * se, "delong"
+        finite = math.isfinite(low) and math.isfinite(high)
+        statistics.append(
+            Statistic(
+                name=f"{metric}_vs_stable",
+                value=difference,
+                test=test,
+                ci_low=low if finite else None,
+                ci_high=high if finite else None,
+                ci_level=level if finite else None,
+                subgroup=subgroup,
+                n=performance[metric].n,
+            )
+        )
+    return statistics
+
+
+def _insufficient(subgroup: str, performance: GroupPerformance, where: str) -> Statistic:
+    return Statistic(
+        name="subgroup_size" if where == "window" else "reference_subgroup_size",
+        value=float(performance.positives + performance.negatives),
+        subgroup=subgroup,
+        n=performance.positives + performance.negatives,
+        note=(
+            f"insufficient evidence in the {where}: {performance.positives} read-positives, "
+            f"{performance.negatives} read-negatives"
+        ),
+    )
+
+
+def _summary(statistics: tuple[Statistic, ...], subgroups: int) -> str:
+    severity = Severity.highest(s.severity for s in statistics)
+    insufficient = sum(1 for s in statistics if s.note.startswith("insufficient evidence in the window"))
+    changes = [s for s in statistics if s.name.endswith("_change") and s.p_value_adjusted is not None]
+    gaps = [s for s in statistics if s.name in ("sensitivity_gap", "specificity_gap") and math.isfinite(s.value)]
+    parts = [f"bias {severity}: {subgroups} subgroups ({insufficient} with insufficient evidence)"]
+    if changes:
+        worst = min(changes, key=lambda s: (-s.severity.rank, s.p_value_adjusted or 1.0))
+        parts.append(
+            f"strongest change: {worst.name.removesuffix('_change')} {worst.value:+.3f} in {worst.subgroup} "
+            f"(p_adj={worst.p_value_adjusted:.2g}, {worst.test})"
+        )
+    if gaps:
+        largest = min(gaps, key=lambda s: s.value)
+        parts.append(f"largest gap: {largest.name.removesuffix('_gap')} {largest.value:+.3f} in {largest.subgroup}")
+    return "; ".join(parts)

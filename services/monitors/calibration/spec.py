@@ -1,0 +1,43 @@
+"""The calibration monitor's spec: bins, minimum reads, intervals, the change test and its alerting."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from services.monitors.alerting.policy import AlertPolicy
+from services.monitors.core.specs import MonitorSpec
+
+
+class CalibrationSpec(MonitorSpec):
+    """How the calibration monitor judges a window's probabilities against its reads.
+
+    Attributes:
+        bins: Equal-width probability bins for ECE and the reliability diagram.
+        min_reads: Windows with fewer reads are reported as insufficient evidence.
+        ci_level: Level of every interval.
+        bootstrap_resamples: First-level resamples of the ECE interval (double bootstrap).
+        inner_resamples: Second-level resamples per first-level one (calibrate the interval's level).
+        null_resamples: Resamples of the ECE change test (its p-value resolution is 1 / (this + 1)).
+        null_model: ``reference``: no change means the reads follow the reference's calibration (use when
+            the reference is labelled like the window, e.g. by reads); ``perfect``: no change means perfect
+            calibration.
+        min_ece_increase: ECE increase (over what the null predicts for this window) below which a
+            significant change is immaterial.
+        max_ece: Policy limit on the ECE itself; a point estimate above it is a warning. None for no limit.
+        seed: Seed of the resampling, so a finding can be reproduced.
+        alerting: Levels and correction.
+    """
+
+    bins: int = Field(default=10, ge=2, le=100)
+    min_reads: int = Field(default=200, ge=10)
+    ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
+    bootstrap_resamples: int = Field(default=200, ge=20)
+    inner_resamples: int = Field(default=50, ge=10)
+    null_resamples: int = Field(default=5000, ge=100)
+    null_model: Literal["reference", "perfect"] = "reference"
+    min_ece_increase: float = Field(default=0.02, ge=0.0)
+    max_ece: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int = Field(default=0, ge=0)
+    alerting: AlertPolicy = AlertPolicy()

@@ -1,0 +1,188 @@
+"""The streaming drift calculator: every column of a window against the version's reference, in milliseconds.
+
+Numeric inputs (image descriptors, embedding components, pixel spacing) and the output score are tested with
+two-sample Kolmogorov–Smirnov, over the whole window and within each stratum (e.g. per site, so one site's
+new scanner is not averaged away); categorical acquisition metadata with chi-square on category counts.
+All p-values of a window form one family for the alerting policy (Holm by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.monitors.alerting.policy import Hypothesis, judge
+from services.monitors.core.distributions import kolmogorov_smirnov_sf
+from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
+from services.monitors.core.window import MANUFACTURER, MANUFACTURER_MODEL, SITE, FloatArray, Window
+from services.monitors.drift.spec import DriftSpec
+from services.monitors.drift.two_sample import CategoryCounts, SortedSample, chi_square_test, ks_statistic
+
+#: Feature name of the output score.
+SCORE_FEATURE = "output.score"
+_ACQUISITION = frozenset({SITE, MANUFACTURER, MANUFACTURER_MODEL})
+
+
+def attribute_feature(attribute: str) -> str:
+    """Feature name reported for a categorical attribute (``acquisition.site``, ``patient.sex``)."""
+    return f"acquisition.{attribute}" if attribute in _ACQUISITION else f"patient.{attribute}"
+
+
+def _numeric_columns(window: Window, names: tuple[str, ...], include_score: bool) -> dict[str, FloatArray]:
+    columns = {name: window.features[name] for name in names if name in window.features}
+    if include_score:
+        columns[SCORE_FEATURE] = window.score
+    return columns
+
+
+@dataclass(frozen=True)
+class _Stratum:
+    attribute: str
+    value: str
+    samples: dict[str, SortedSample]
+
+    @property
+    def label(self) -> str:
+        return f"{self.attribute}={self.value}"
+
+
+class DriftMonitor:
+    """Drift of windows against one reference, with the reference prepared once.
+
+    Example:
+        >>> monitor = DriftMonitor(reference_window, DriftSpec(name="chest-drift"))
+        >>> finding = monitor.evaluate(window)
+        >>> finding.severity, finding.summary
+    """
+
+    def __init__(self, reference: Window, spec: DriftSpec) -> None:
+        """Prepare the reference: sorted numeric columns (overall and per stratum) and category counts.
+
+        Args:
+            reference: The version's reference window.
+            spec: The drift spec.
+        """
+        self._spec = spec
+        names = spec.numeric_features if spec.numeric_features is not None else tuple(sorted(reference.features))
+        self._numeric_names = tuple(name for name in names if name in reference.features)
+        columns = _numeric_columns(reference, self._numeric_names, spec.include_score)
+        self._overall = {name: SortedSample.of(values) for name, values in columns.items()}
+        self._categories = {
+            name: CategoryCounts.of(reference.attributes[name])
+            for name in spec.categorical_attributes
+            if name in reference.attributes
+        }
+        self._strata: list[_Stratum] = []
+        for attribute in spec.stratify_by:
+            if attribute not in reference.attributes:
+                continue
+            values = reference.attributes[attribute]
+            for value in np.unique(values):
+                rows = values == value
+                if np.count_nonzero(rows) >= spec.min_stratum:
+                    samples = {name: SortedSample.of(column[rows]) for name, column in columns.items()}
+                    self._strata.append(_Stratum(attribute, str(value), samples))
+
+    @property
+    def spec(self) -> DriftSpec:
+        """The spec in force."""
+        return self._spec
+
+    def evaluate(self, window: Window) -> Finding:
+        """Test every configured column of ``window`` against the reference.
+
+        Args:
+            window: Current traffic of the version.
+
+        Returns:
+            A drift finding: one statistic per test (KS statistic or Cramér's V, raw and adjusted p-values,
+            the test named), severity from the alerting policy. A window below ``min_window`` gives an info
+            finding saying the evidence is insufficient.
+        """
+        spec = self._spec
+        if len(window) < spec.min_window:
+            note = Statistic(name="window_size", value=float(len(window)), n=len(window), note="insufficient evidence")
+            summary = f"drift: insufficient evidence ({len(window)} predictions < {spec.min_window})"
+            return Finding.for_window(MonitorKind.DRIFT, window, [note], summary, spec.ref)
+        hypotheses = self._numeric_hypotheses(window) + self._categorical_hypotheses(window)
+        statistics = judge(hypotheses, spec.alerting)
+        return Finding.for_window(MonitorKind.DRIFT, window, statistics, _summary(statistics), spec.ref)
+
+    def _numeric_hypotheses(self, window: Window) -> list[Hypothesis]:
+        spec = self._spec
+        columns = _numeric_columns(window, self._numeric_names, spec.include_score)
+        # (feature, subgroup, D, n, m) of every test; p-values are computed in one vectorised call.
+        rows: list[tuple[str, str, float, int, int]] = [
+            (name, "", *ks_statistic(self._overall[name], values)) for name, values in columns.items()
+        ]
+        for stratum in self._strata:
+            if stratum.attribute not in window.attributes:
+                continue
+            mask = window.attributes[stratum.attribute] == stratum.value
+            if np.count_nonzero(mask) < spec.min_stratum:
+                continue
+            rows.extend(
+                (name, stratum.label, *ks_statistic(stratum.samples[name], values[mask]))
+                for name, values in columns.items()
+            )
+        if not rows:
+            return []
+        d = np.array([row[2] for row in rows])
+        n = np.array([row[3] for row in rows])
+        m = np.array([row[4] for row in rows])
+        testable = (n > 0) & (m > 0)
+        p_values = np.ones(d.size)
+        p_values[testable] = kolmogorov_smirnov_sf(d[testable], n[testable], m[testable])
+        return [
+            Hypothesis(
+                Statistic(
+                    name="ks_statistic",
+                    value=statistic,
+                    test="kolmogorov-smirnov",
+                    p_value=float(p),
+                    subgroup=subgroup,
+                    feature=feature,
+                    n=size,
+                ),
+                statistic >= spec.min_ks_statistic,
+            )
+            for (feature, subgroup, statistic, size, _), p in zip(rows, p_values, strict=True)
+        ]
+
+    def _categorical_hypotheses(self, window: Window) -> list[Hypothesis]:
+        hypotheses = []
+        for name, counts in self._categories.items():
+            if name not in window.attributes:
+                continue
+            result = chi_square_test(counts, window.attributes[name])
+            note = f"new: {', '.join(result.new_categories)}" if result.new_categories else ""
+            statistic = Statistic(
+                name="cramers_v",
+                value=result.cramers_v,
+                test="chi-square",
+                p_value=result.p_value,
+                feature=attribute_feature(name),
+                n=result.n_current,
+                note=note,
+            )
+            hypotheses.append(Hypothesis(statistic, result.cramers_v >= self._spec.min_cramers_v))
+        return hypotheses
+
+
+def _describe(statistic: Statistic) -> str:
+    where = f" [{statistic.subgroup}]" if statistic.subgroup else ""
+    label = "KS D" if statistic.name == "ks_statistic" else "Cramér's V"
+    return f"{statistic.feature}{where} {label}={statistic.value:.3f} p_adj={statistic.p_value_adjusted:.2g}"
+
+
+def _summary(statistics: list[Statistic]) -> str:
+    if not statistics:
+        return "drift: no columns to test"
+    severity = Severity.highest(s.severity for s in statistics)
+    strongest = min(statistics, key=lambda s: (-s.severity.rank, s.p_value_adjusted or 1.0, -s.value))
+    flagged = sum(1 for s in statistics if s.severity is not Severity.INFO)
+    adjustment = statistics[0].adjustment or "no correction"
+    if severity is Severity.INFO:
+        return f"drift: none detected in {len(statistics)} tests ({adjustment}); closest: {_describe(strongest)}"
+    return f"drift {severity}: {flagged} of {len(statistics)} tests ({adjustment}); strongest: {_describe(strongest)}"
