@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from services.cli.ledger_commands import app as ledger_app
+from services.cli.monitor_commands import register as register_monitor_commands
 from services.cli.predict_commands import predict
 from services.cli.routes_commands import app as routes_app
 from services.cli.stack_commands import app as stack_app
@@ -25,6 +26,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(routes_app, name="routes")
 app.add_typer(ledger_app, name="ledger")
 app.command("predict")(predict)
+register_monitor_commands(app)
 
 _err = Console(stderr=True)
 

@@ -131,7 +131,7 @@ def test_another_folders_lower_version_is_not_late(tmp_path: Path) -> None:
     later_ledger = _write(ledger, "0150_backfill.sql", "select 1;")
     migrations = discover_migrations([ledger, governance])
     applied = {200: _applied(applied_file, 200, "ledger")}
-    with pytest.raises(MigrationError, match="0150_backfill.sql"):
+    with pytest.raises(MigrationError, match=r"0150_backfill\.sql"):
         pending_migrations(migrations, applied)
     later_ledger.unlink()
     pending = pending_migrations(discover_migrations([ledger, governance]), applied)

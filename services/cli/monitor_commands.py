@@ -1,0 +1,110 @@
+"""``radguard monitor run`` (the monitors as a process) and ``radguard findings`` (what they concluded)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Annotated
+
+import asyncpg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from services.monitors.core.findings import Severity
+from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
+from services.monitors.runner.app import run_monitor_process
+from services.monitors.runner.ports import StoredFinding
+from services.monitors.runner.settings import MonitorRunnerSettings
+from services.runtime.config import ConfigError, load_settings
+from services.runtime.errors import Unavailable
+from services.runtime.postgres import create_pool
+from stack.processes import StackError
+from stack.settings import load_stack_settings
+
+app = typer.Typer(help="The monitors: drift, calibration, bias, performance.", no_args_is_help=True)
+_out = Console()
+_DSN, _BOOTSTRAP = "RADGUARD_POSTGRES_DSN", "RADGUARD_KAFKA_BOOTSTRAP_SERVERS"
+_SEVERITY_STYLE = {Severity.INFO: "green", Severity.WARNING: "yellow", Severity.BREACH: "bold red"}
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``monitor`` (sub-app) and ``findings`` (command) to the root CLI."""
+    root.add_typer(app, name="monitor")
+    root.command("findings")(findings)
+
+
+@app.command("run")
+def run(
+    once: Annotated[bool, typer.Option("--once", help="run one pass over every target and exit")] = False,
+    dsn: Annotated[str | None, typer.Option("--dsn", help="ledger database (default: the local stack's)")] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: the local stack's)")
+    ] = None,
+) -> None:
+    """Run the monitors over the ledger (settings from RADGUARD_MONITOR_* variables) once or until stopped."""
+    env = dict(os.environ)
+    if dsn:
+        env[_DSN] = dsn
+    if bootstrap:
+        env[_BOOTSTRAP] = bootstrap
+    if _DSN not in env or _BOOTSTRAP not in env:
+        stack = load_stack_settings()
+        env.setdefault(_DSN, stack.postgres_dsn)
+        env.setdefault(_BOOTSTRAP, stack.kafka_bootstrap)
+    try:
+        settings = load_settings(MonitorRunnerSettings, env)
+        issued = asyncio.run(run_monitor_process(settings, once=once))
+    except ConfigError as exc:
+        raise StackError(str(exc)) from None
+    except Unavailable as exc:
+        raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
+    if once:
+        _out.print(f"{issued} findings issued")
+
+
+async def _recent(dsn: str, model: str | None, severity: Severity | None, limit: int) -> list[StoredFinding]:
+    pool = await create_pool(dsn, min_size=1, max_size=1, instrument=False)
+    try:
+        return await PostgresFindingStore(pool).recent(model_name=model, severity=severity, limit=limit)
+    finally:
+        await pool.close()
+
+
+def findings_table(rows: list[StoredFinding]) -> Table:
+    """The findings as a rich table, newest first."""
+    table = Table(title=f"findings (latest {len(rows)})")
+    for column in ("created", "kind", "model", "version", "arm", "severity", "window", "summary", "report"):
+        table.add_column(column, justify="right" if column == "window" else "left")
+    for row in rows:
+        style = _SEVERITY_STYLE[row.severity]
+        table.add_row(
+            row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            row.kind.value,
+            row.model_name,
+            row.model_version,
+            row.arm,
+            f"[{style}]{row.severity.value}[/]",
+            f"{row.window_labelled}/{row.window_count}",
+            row.summary,
+            row.report_uri or "-",
+        )
+    return table
+
+
+def findings(
+    model: Annotated[str | None, typer.Option("--model", help="only this model")] = None,
+    severity: Annotated[Severity | None, typer.Option("--severity", help="only this severity")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="most findings to list")] = 20,
+    dsn: Annotated[str | None, typer.Option("--dsn", help="database (default: the local stack's)")] = None,
+) -> None:
+    """List the latest findings of the monitors, newest first."""
+    if dsn is None:
+        dsn = load_stack_settings().postgres_dsn
+    try:
+        rows = asyncio.run(_recent(dsn, model, severity, limit))
+    except Unavailable as exc:
+        raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
+    except asyncpg.exceptions.UndefinedTableError:
+        raise StackError("the findings table is missing: apply the migrations with `radguard stack up`") from None
+    _out.print(findings_table(rows))

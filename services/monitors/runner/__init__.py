@@ -1,0 +1,1 @@
+"""The monitors' process: reads ledger windows, runs the calculators, stores and publishes findings."""

@@ -1,0 +1,1 @@
+"""Adapters of the monitor runner: PostgreSQL findings table, Kafka findings topic, Evidently reports."""

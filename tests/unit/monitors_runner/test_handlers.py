@@ -1,0 +1,145 @@
+"""The run use case with fakes: windows → calculators → stored, then published findings, drift reports."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.monitors.core.findings import MonitorKind, Severity
+from services.monitors.drift.spec import DriftSpec
+from services.monitors.ledger.domain import Arm
+from services.monitors.ledger.queries import LedgerWindow, WindowSpec
+from services.monitors.performance.spec import PerformanceSpec
+from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator, new_finding_id
+from services.monitors.runner.windows import to_window
+from tests.unit.monitors_runner.fakes import FakeLedger, FakePublisher, FakeReferences, FakeReports, FakeStore, rows
+
+NOW = datetime(2025, 1, 7, tzinfo=UTC)
+DRIFT = DriftSpec(name="chest-drift", stratify_by=())
+PERFORMANCE = PerformanceSpec(name="chest-performance", min_reads=50)
+
+
+def _reference() -> FakeReferences:
+    ledger_rows = rows(600, seed=1)
+    window = to_window(LedgerWindow(WindowSpec("chest_nodule"), ledger_rows), model_version="3", arm="reference")
+    return FakeReferences({"3": window})
+
+
+def _use_case(
+    ledger: FakeLedger, references: FakeReferences, reports: FakeReports | None = None
+) -> tuple[RunMonitors, FakeStore, FakePublisher]:
+    store = FakeStore()
+    publisher = FakePublisher(store)
+    use_case = RunMonitors(
+        ledger,
+        references,
+        store,
+        publisher,
+        {MonitorKind.DRIFT: DRIFT, MonitorKind.PERFORMANCE: PERFORMANCE},
+        window_size=300,
+        reports=reports,
+        clock=lambda: NOW,
+    )
+    return use_case, store, publisher
+
+
+@pytest.mark.asyncio
+async def test_a_shifted_window_gives_a_stored_then_published_drift_breach_with_its_report() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(500, shift=0.1, seed=2), ("3", "canary"): rows(400, seed=3)})
+    reports = FakeReports()
+    use_case, store, publisher = _use_case(ledger, _reference(), reports)
+
+    issued = await use_case.run_once(
+        [MonitorTarget("chest_nodule", "3", "stable"), MonitorTarget("chest_nodule", "3", "canary")]
+    )
+
+    assert [(i.finding.kind, i.finding.arm) for i in issued] == [
+        (MonitorKind.DRIFT, "stable"),
+        (MonitorKind.PERFORMANCE, "stable"),
+        (MonitorKind.DRIFT, "canary"),
+        (MonitorKind.PERFORMANCE, "canary"),
+    ]
+    stable_drift, canary_drift = issued[0].finding, issued[2].finding
+    assert stable_drift.severity is Severity.BREACH
+    assert stable_drift.get("ks_statistic", feature="intensity.mean").breached
+    assert canary_drift.severity is not Severity.BREACH
+    # A count window of the latest 300 predictions, ending now, with features only because drift runs.
+    assert [(s.model_version, s.arm, s.last, s.end, s.include_features) for s in ledger.specs] == [
+        ("3", Arm.STABLE, 300, NOW, True),
+        ("3", Arm.CANARY, 300, NOW, True),
+    ]
+    assert stable_drift.maturity.total == 300 and stable_drift.maturity.labelled == 100
+    # Drift findings carry their report; the others do not.
+    assert len(reports.stems) == 2
+    assert reports.stems[0].startswith("chest_nodule-3-stable-drift-20250107T000000-")
+    assert stable_drift.report_uri == f"/reports/{reports.stems[0]}.html"
+    assert issued[1].finding.report_uri == ""
+    # Every finding is stored before it is published, under one id and issue time.
+    assert [i.finding_id for i in store.saved] == [i.finding_id for i in publisher.published]
+    assert publisher.stored_first == [True] * 4
+    assert all(i.issued_at == NOW for i in issued)
+    assert len({i.finding_id for i in issued}) == 4
+
+
+@pytest.mark.asyncio
+async def test_targets_without_a_reference_or_without_predictions_are_skipped() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(200, seed=4)})
+    references = _reference()
+    use_case, store, publisher = _use_case(ledger, references)
+
+    issued = await use_case.run_once(
+        [
+            MonitorTarget("chest_nodule", "9", "stable"),  # no reference profile
+            MonitorTarget("chest_nodule", "3", "canary"),  # no traffic
+            MonitorTarget("chest_nodule", "3", "stable"),
+        ]
+    )
+
+    assert [(i.finding.model_version, i.finding.arm) for i in issued] == [("3", "stable"), ("3", "stable")]
+    assert len(store.saved) == len(publisher.published) == 2
+    assert issued[0].finding.report_uri == ""  # no report writer configured
+
+
+@pytest.mark.asyncio
+async def test_the_reference_is_prepared_once_per_version_across_runs() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(200, seed=5), ("3", "canary"): rows(200, seed=6)})
+    references = _reference()
+    use_case, _, _ = _use_case(ledger, references)
+    targets = [MonitorTarget("chest_nodule", "3", "stable"), MonitorTarget("chest_nodule", "3", "canary")]
+    await use_case.run_once(targets)
+    await use_case.run_once(targets, end=NOW)
+    assert references.loads == 1
+
+
+@pytest.mark.asyncio
+async def test_a_time_span_bounds_the_window_start() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(200, seed=7)})
+    store = FakeStore()
+    use_case = RunMonitors(
+        ledger,
+        _reference(),
+        store,
+        FakePublisher(store),
+        {MonitorKind.PERFORMANCE: PERFORMANCE},
+        window_size=150,
+        window_span=timedelta(hours=6),
+    )
+    await use_case.run_once([MonitorTarget("chest_nodule", "3", "stable")], end=NOW)
+    (spec,) = ledger.specs
+    assert (spec.start, spec.end, spec.last, spec.include_features) == (NOW - timedelta(hours=6), NOW, 150, False)
+
+
+def test_a_spec_of_another_kind_is_refused() -> None:
+    reference = _reference().reference("chest_nodule", "3")
+    with pytest.raises(TypeError, match="drift monitor"):
+        build_calculator(MonitorKind.DRIFT, PERFORMANCE, reference)
+
+
+def test_finding_ids_are_time_ordered_version_7_uuids() -> None:
+    first, second = new_finding_id(now_ms=1_700_000_000_000), new_finding_id(now_ms=1_700_000_000_001)
+    parsed = uuid.UUID(first)
+    assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+    assert parsed.int >> 80 == 1_700_000_000_000
+    assert first < second
