@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from modeling.cli import app as model_app
 from services.cli.ledger_commands import app as ledger_app
 from services.cli.monitor_commands import register as register_monitor_commands
 from services.cli.predict_commands import predict
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.add_typer(routes_app, name="routes")
+app.add_typer(model_app, name="model")
 app.add_typer(ledger_app, name="ledger")
 app.command("predict")(predict)
 register_monitor_commands(app)
