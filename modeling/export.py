@@ -43,6 +43,9 @@ MODEL_CARD_FILE = "model_card.md"
 METADATA_FILE = "metadata.json"
 #: Dynamic batching waits at most this long to fill a batch.
 MAX_QUEUE_DELAY_US = 500
+#: Intra-op threads torch may use inside Triton. One leaves the other core of a small machine to the
+#: gateway and Kafka; torch's default (every core, spinning while idle) starves them and slows everyone.
+TORCH_THREADS = 1
 MAX_BATCH_SIZE = 32
 # A fixed timestamp for archive members keeps re-exports of the same model byte-identical.
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -87,6 +90,10 @@ instance_group [
   }}
 ]
 version_policy: {{ all {{ }} }}
+parameters {{
+  key: "torch_threads"
+  value: {{ string_value: "{TORCH_THREADS}" }}
+}}
 """
 
 

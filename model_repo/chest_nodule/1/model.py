@@ -35,6 +35,18 @@ def _load_logic(folder: Path) -> ModuleType:
     return module
 
 
+def _limit_threads(args: dict[str, str]) -> None:
+    """Apply the config's ``torch_threads`` parameter (Triton passes the config as JSON in ``args``)."""
+    import json
+
+    import torch
+
+    config = json.loads(args.get("model_config", "{}"))
+    value = config.get("parameters", {}).get("torch_threads", {}).get("string_value", "")
+    if value.isdigit() and int(value) > 0:
+        torch.set_num_threads(int(value))
+
+
 class TritonPythonModel:
     """Scores chest radiographs: LOGIT (raw, uncalibrated), EMBEDDING and intensity STATS per image."""
 
@@ -43,6 +55,7 @@ class TritonPythonModel:
         import triton_python_backend_utils
 
         self._pb = triton_python_backend_utils
+        _limit_threads(args)
         folder = Path(__file__).resolve().parent
         logic = _load_logic(folder)
         self._engine = logic.InferenceEngine.from_weights(folder / WEIGHTS_FILE)
