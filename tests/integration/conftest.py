@@ -47,3 +47,22 @@ def stack(real_stack: Stack) -> StackEndpoints:
         triton_grpc_url=s.triton_grpc_url,
         triton_http_url=f"{s.host}:{s.triton_http_port}",
     )
+
+
+def kill_component(stack: Stack, name: str, timeout_s: float = 15.0) -> int:
+    """SIGKILL one of the stack's processes and wait until it is really gone; returns its pid.
+
+    Waiting matters: ``up`` right after ``kill`` may still see the dying process and start nothing.
+    """
+    import signal
+    import time
+
+    comp = stack.component(name)
+    record = stack.running(comp)
+    assert record is not None, f"{name} is not running"
+    os.kill(record.pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while stack.running(comp) is not None:
+        assert time.monotonic() < deadline, f"{name} (pid {record.pid}) survived SIGKILL"
+        time.sleep(0.05)
+    return record.pid

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 import pytest
 
 from radguard.inference.v1 import inference_pb2_grpc
 from services.gateway.app import Gateway
 from stack.manager import Stack
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, kill_component
 from tests.integration.gateway.conftest import end_offsets, read_events
 from tests.integration.gateway.test_predict import image, request
 
@@ -41,10 +39,8 @@ async def test_kafka_killed_mid_stream_loses_and_duplicates_nothing(
             resp = await gateway_stub.Predict(request(img, study=f"2.25.9{i:06d}"))
             answered[resp.prediction_id] = resp.request_id
             if len(answered) == KILL_AT and not killed.is_set():
-                kafka = real_stack.running(real_stack.component("kafka"))
-                assert kafka is not None
-                os.kill(kafka.pid, signal.SIGKILL)
                 killed.set()
+                await asyncio.to_thread(kill_component, real_stack, "kafka")
 
     await asyncio.gather(*(worker() for _ in range(8)))
     assert killed.is_set() and len(answered) == TOTAL  # every request answered during the outage

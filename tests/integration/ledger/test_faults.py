@@ -9,8 +9,6 @@ last committed transaction ended (no record read twice), and a replay is absorbe
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import uuid
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import pytest
 
 from stack.manager import Stack
 from stack.processes import stop_process
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, kill_component
 from tests.integration.ledger.conftest import (
     Topics,
     WriterSubprocess,
@@ -161,9 +159,7 @@ async def test_kafka_restarted_mid_stream_loses_and_doubles_nothing(
     writer = await start_writer(writer_env(stack, ledger_dsn, topics, kafka_max_poll_records="500"))
     try:
         assert (await wait_for_rows(ledger_dsn, 3_000, 0, timeout_s=60))[0] >= 3_000
-        kafka = real_stack.running(real_stack.component("kafka"))
-        assert kafka is not None
-        os.kill(kafka.pid, signal.SIGKILL)
+        await asyncio.to_thread(kill_component, real_stack, "kafka")
         at_kill = await counts(ledger_dsn)
         restarted = await asyncio.to_thread(real_stack.up)
         assert "kafka" in restarted.started
