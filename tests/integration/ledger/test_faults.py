@@ -72,6 +72,27 @@ async def _in_transaction(dsn: str, application_name: str) -> bool:
     return bool(busy)
 
 
+async def _wait_backend_gone(dsn: str, application_name: str, timeout_s: float = 30.0) -> None:
+    """Wait until PostgreSQL has closed the killed writer's session.
+
+    A SIGKILL can land just after the writer sent COMMIT: PostgreSQL then still commits that batch. Only
+    once the backend is gone is the ledger's content final, so the counts are taken after that.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    connection = await asyncpg.connect(dsn)
+    try:
+        while True:
+            alive = await connection.fetchval(
+                "select count(*) from pg_stat_activity where application_name = $1", application_name
+            )
+            if not alive:
+                return
+            assert asyncio.get_running_loop().time() < deadline, "the killed writer's session never closed"
+            await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
 async def test_a_sigkilled_writer_is_replaced_without_loss_or_rereading(
     stack: StackEndpoints, ledger_dsn: str, topics: Topics, tmp_path: Path
 ) -> None:
@@ -95,6 +116,7 @@ async def test_a_sigkilled_writer_is_replaced_without_loss_or_rereading(
     finally:
         first.stop()
     assert seen_open_transaction, "the writer never had a batch transaction open"
+    await _wait_backend_gone(ledger_dsn, name)
     at_kill = await counts(ledger_dsn)
     assert 0 < sum(at_kill) < 18_000, "the kill should land mid-stream"
     await asyncio.sleep(1.0)
