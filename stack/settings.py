@@ -43,6 +43,8 @@ class StackSettings(BaseSettings):
     feedback_metrics_port: int = 19462
     ledger_port: int = 50071
     ledger_metrics_port: int = 19471
+    governance_port: int = 50063
+    governance_metrics_port: int = 19463
     ready_timeout_s: float = Field(default=120.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
@@ -59,6 +61,8 @@ class StackSettings(BaseSettings):
         "feedback_metrics_port",
         "ledger_port",
         "ledger_metrics_port",
+        "governance_port",
+        "governance_metrics_port",
     )
     @classmethod
     def _port_range(cls, value: int) -> int:

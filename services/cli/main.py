@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from modeling.cli import app as model_app
+from services.cli.governance_commands import register as register_governance_commands
 from services.cli.ledger_commands import app as ledger_app
 from services.cli.monitor_commands import register as register_monitor_commands
 from services.cli.predict_commands import predict
@@ -29,6 +30,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(ledger_app, name="ledger")
 app.command("predict")(predict)
 register_monitor_commands(app)
+register_governance_commands(app)
 
 _err = Console(stderr=True)
 

@@ -1,0 +1,64 @@
+"""The governance process's settings (``RADGUARD_*`` environment variables), on top of the shared ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from services.runtime.config import ServiceSettings
+
+#: Compacted topic of route tables (key = model name) every gateway follows.
+ROUTES_TOPIC = "radguard.routes.v1"
+#: Audit entries as committed, in seq order.
+AUDIT_TOPIC = "radguard.audit.v1"
+#: Monitor findings the rollout controller watches.
+FINDINGS_TOPIC = "radguard.findings.v1"
+
+
+class GovernanceSettings(ServiceSettings):
+    """Everything the governance process is configured with."""
+
+    service_name: str = "governance"
+    instance_id: str = Field(default="gov-0", min_length=1, description="names this instance in events (producer)")
+    grpc_port: int = Field(default=50063, ge=0, le=65535)
+    metrics_port: int = Field(default=19463, ge=0, le=65535)
+
+    governance_tokens_file: Path = Field(
+        default=Path("governance-tokens.json"),
+        description="bearer tokens: JSON {sha256 hex of token: {principal, role}}; re-read when it changes",
+    )
+    governance_keyring_file: Path = Field(
+        default=Path("governance-keyring.json"),
+        description="signers' Ed25519 keys (JSON {principal: {key_id, private_pem}}); created for new signers",
+    )
+    policies_dir: Path | None = Field(default=None, description="policy YAML folder; governance/policies when unset")
+    model_repo: Path = Field(default=Path("model_repo"), description="Triton model repository (config.pbtxt files)")
+    triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
+    triton_load_timeout_s: float = Field(default=120.0, gt=0, description="time one model load may take")
+    triton_request_timeout_s: float = Field(default=10.0, gt=0, description="time other repository calls take")
+
+    routes_topic: str = Field(default=ROUTES_TOPIC, min_length=1)
+    audit_topic: str = Field(default=AUDIT_TOPIC, min_length=1)
+    findings_topic: str = Field(default=FINDINGS_TOPIC, min_length=1)
+
+    outbox_batch: int = Field(default=200, ge=1, description="outbox rows published per relay round")
+    outbox_poll_s: float = Field(
+        default=0.5, gt=0, description="relay poll interval (a committed command wakes it at once in this process)"
+    )
+    outbox_retry_initial_s: float = Field(default=0.2, gt=0, description="first back-off after a failed round")
+    outbox_retry_max_s: float = Field(default=5.0, gt=0, description="longest back-off between failed rounds")
+
+    controller_enabled: bool = Field(default=True, description="run the rollout controller in this process")
+    controller_interval_s: float = Field(
+        default=10.0, gt=0, description="time between evaluations of every running rollout"
+    )
+    controller_group: str = Field(
+        default="radguard-governance-controller", min_length=1, description="consumer group on the findings topic"
+    )
+    controller_principal: str = Field(
+        default="rollout-controller", min_length=1, description="identity the controller acts as (role service)"
+    )
+
+    watch_poll_s: float = Field(default=0.25, gt=0, description="how often WatchRoutes looks for new revisions")
+    default_page_size: int = Field(default=50, ge=1, le=1000, description="page size when a request gives 0")
