@@ -1,0 +1,1 @@
+"""Pure governance domain: lifecycle, records, policy, audit chain, signatures, gates and rollouts."""

@@ -1,0 +1,293 @@
+"""Governance records: versions, transitions, approvals, rollouts, route tables and audit entries.
+
+All records are frozen dataclasses; every time is a timezone-aware UTC datetime. Nothing here knows about
+protobuf, SQL or Kafka: adapters translate these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from governance.domain.lifecycle import State
+
+
+class Role(StrEnum):
+    """What an authenticated principal may act as."""
+
+    CLINICIAN = "clinician"
+    BOARD = "board"
+    OPERATOR = "operator"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who issues a command: an authenticated principal acting in one role."""
+
+    principal: str
+    role: Role
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One validation metric with its confidence interval (if any) and the sample it comes from."""
+
+    name: str
+    value: float
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_level: float | None = None
+    support: int = 0
+
+
+@dataclass(frozen=True)
+class SubgroupMetricValue:
+    """A validation metric within one subgroup, e.g. ``"scanner=vendor-b"``."""
+
+    subgroup: str
+    metric: MetricValue
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """What registering a version supplies; immutable once registered (corrections are new versions)."""
+
+    model_name: str
+    version: str
+    triton_model: str
+    triton_version: int
+    artifact_sha256: str
+    model_card: str
+    intended_use: str
+    temperature: float
+    calibration_fitted_on: str
+    operating_threshold: float
+    reference_uri: str
+    reference_sha256: str
+    validation_dataset: str
+    validation_overall: tuple[MetricValue, ...]
+    validation_subgroups: tuple[SubgroupMetricValue, ...]
+    training_data: str
+    code_revision: str
+    parent_version: str
+    policy_name: str
+    calibration_revision: int = 1
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered version and where it stands; ``row_version`` guards concurrent updates."""
+
+    spec: VersionSpec
+    state: State
+    registered_by: str
+    registered_at: datetime
+    state_changed_at: datetime
+    policy_ref: str
+    row_version: int = 1
+
+    @property
+    def model_name(self) -> str:
+        """The model this version belongs to."""
+        return self.spec.model_name
+
+    @property
+    def version(self) -> str:
+        """The version label."""
+        return self.spec.version
+
+    @property
+    def subject(self) -> str:
+        """Audit subject, e.g. ``"model/chest-nodule/2"``."""
+        return f"model/{self.spec.model_name}/{self.spec.version}"
+
+
+class TransitionStatus(StrEnum):
+    """Where a transition request stands."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An electronic signature over the canonical approval record."""
+
+    approval_id: str
+    transition_id: str
+    signer: str
+    role: Role
+    meaning: str
+    signed_at: datetime
+    signature: bytes
+    algorithm: str
+    key_id: str
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A request to move a version between lifecycle states, with the approvals gathered so far.
+
+    ``unmet`` lists the policy requirements still missing, human-readable; empty once met.
+    ``row_version`` guards concurrent approvals (two signers racing on one transition).
+    """
+
+    transition_id: str
+    model_name: str
+    version: str
+    from_state: State
+    to_state: State
+    status: TransitionStatus
+    requested_by: str
+    requested_at: datetime
+    reason: str
+    approvals: tuple[Approval, ...] = ()
+    unmet: tuple[str, ...] = ()
+    applied_at: datetime | None = None
+    row_version: int = 1
+
+    @property
+    def name(self) -> str:
+        """The policy's name for this move, e.g. ``"shadow->canary"``."""
+        return f"{self.from_state}->{self.to_state}"
+
+    @property
+    def subject(self) -> str:
+        """Audit subject."""
+        return f"transition/{self.transition_id}"
+
+
+class RolloutStatus(StrEnum):
+    """Where a rollout stands."""
+
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+
+
+class GateOutcome(StrEnum):
+    """Result of one acceptance criterion."""
+
+    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    FAIL = "fail"
+    INSUFFICIENT_EVIDENCE = "insufficient_evidence"
+
+
+class GateDecision(StrEnum):
+    """What a step's gates conclude."""
+
+    PROMOTE = "promote"
+    HOLD = "hold"
+    ABORT = "abort"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One acceptance criterion evaluated for canary versus stable on the same window."""
+
+    gate: str
+    outcome: GateOutcome
+    observed: float
+    limit: float
+    detail: str
+    finding_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One step of a rollout plan: canary share and the reads it needs before its gates can pass."""
+
+    weight_bp: int
+    min_reads: int
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A gated canary rollout of a candidate version against the stable version.
+
+    ``step_started_at`` is when the current step began: gates compare both arms on the window since then.
+    """
+
+    rollout_id: str
+    model_name: str
+    candidate_version: str
+    stable_version: str
+    plan: tuple[RolloutStep, ...]
+    step_index: int
+    weight_bp: int
+    status: RolloutStatus
+    last_decision: GateDecision | None
+    gates: tuple[GateResult, ...]
+    reasons: tuple[str, ...]
+    started_by: str
+    started_at: datetime
+    updated_at: datetime
+    policy_ref: str
+    row_version: int = 1
+    step_started_at: datetime | None = None
+
+    @property
+    def subject(self) -> str:
+        """Audit subject."""
+        return f"rollout/{self.rollout_id}"
+
+    @property
+    def at_last_step(self) -> bool:
+        """Whether the current step is the plan's last."""
+        return self.step_index >= len(self.plan) - 1
+
+    @property
+    def active(self) -> bool:
+        """Running or paused (the canary holds traffic)."""
+        return self.status in (RolloutStatus.RUNNING, RolloutStatus.PAUSED)
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """A model's route table: who serves, who is under canary at what share, who shadows."""
+
+    model_name: str
+    stable_version: str
+    canary_version: str
+    canary_weight_bp: int
+    shadow_versions: tuple[str, ...]
+    revision: int
+    updated_at: datetime
+    reason: str
+    rollout_id: str = ""
+
+    def serving(self) -> frozenset[str]:
+        """Every version this table sends traffic (or shadow copies) to."""
+        versions = {v for v in (self.stable_version, self.canary_version) if v}
+        return frozenset(versions | set(self.shadow_versions))
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One entry of the append-only audit chain (see :mod:`governance.domain.audit`)."""
+
+    seq: int
+    prev_hash: str
+    hash: str
+    actor: str
+    actor_role: Role
+    action: str
+    subject: str
+    before_json: str
+    after_json: str
+    time: datetime
+    request_id: str
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message to publish after commit: a route table or an audit entry, as JSON-ready data."""
+
+    kind: Literal["route", "audit"]
+    key: str
+    payload: dict[str, Any] = field(default_factory=dict)
