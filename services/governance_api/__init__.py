@@ -1,0 +1,1 @@
+"""The governance service: the control plane's gRPC edge over the governance library."""

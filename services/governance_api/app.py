@@ -1,0 +1,192 @@
+"""Wiring of the governance process: settings → pool, store, Triton, evidence, keyring → service →
+relay, controller, servicer → server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from governance.adapters.clock import SystemClock
+from governance.domain.model import Rollout
+from governance.domain.policy import POLICY_DIR, PolicyCatalog
+from governance.ports import EvidenceSource, GovernanceStore, TritonControl
+from governance.service import GovernanceService
+from services.governance_api import servicer as governance_api
+from services.governance_api.adapters.findings import PostgresFindings
+from services.governance_api.adapters.keyring import KeyringFile
+from services.governance_api.adapters.notifying import CommitSignal, NotifyingStore
+from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayTopics, RelayTuning
+from services.governance_api.adapters.triton import TritonModelControl
+from services.governance_api.auth import BearerAuthInterceptor, TokenStore
+from services.governance_api.controller import RolloutController
+from services.governance_api.servicer import GovernanceServicer
+from services.governance_api.settings import GovernanceSettings
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord, RecordMetadata
+from services.runtime.metrics import Metrics
+from services.runtime.postgres import create_pool_from_settings, is_ready
+from services.runtime.server import RadguardServer
+
+
+@dataclass
+class Governance:
+    """The assembled governance process: its server and the parts tests look at."""
+
+    server: RadguardServer
+    service: GovernanceService
+    relay: GovernanceOutboxRelay
+    controller: RolloutController | None
+    pool: asyncpg.Pool
+    signal: CommitSignal
+    keyring: KeyringFile
+    policies: PolicyCatalog
+
+
+class BreachKindsOf:
+    """Callable: rollout → the finding kinds whose breach aborts it."""
+
+    def __init__(self, policies: PolicyCatalog) -> None:
+        """Read policies from ``policies``."""
+        self._policies = policies
+
+    def __call__(self, rollout: Rollout) -> Iterable[str]:
+        """Kinds named by ``rollback.on_breach_finding_kinds`` of the rollout's policy."""
+        name = rollout.policy_ref.partition("@")[0]
+        policy = self._policies.get(name)
+        return [str(kind) for kind in policy.rollback.on_breach_finding_kinds]
+
+
+async def build_governance(
+    settings: GovernanceSettings,
+    *,
+    metrics: Metrics | None = None,
+    store: GovernanceStore | None = None,
+    triton: TritonControl | None = None,
+    evidence: EvidenceSource | None = None,
+) -> Governance:
+    """Open the pool and assemble (but do not start) the process.
+
+    Args:
+        settings: The process settings.
+        metrics: The process's metrics registry.
+        store: Governance state; the PostgreSQL store on the pool when None.
+        triton: Triton's repository API; tritonclient over ``triton_grpc_url`` when None.
+        evidence: Ledger and findings evidence; the PostgreSQL source on the pool when None.
+
+    Raises:
+        Unavailable: PostgreSQL cannot be reached.
+    """
+    from governance.adapters.evidence_postgres import PostgresEvidenceSource
+    from governance.adapters.postgres import PostgresGovernanceStore
+
+    pool = await create_pool_from_settings(settings)
+    signal = CommitSignal()
+    inner_store = store if store is not None else PostgresGovernanceStore(pool)
+    notifying = NotifyingStore(inner_store, signal)
+    triton_control = triton
+    owned_triton: TritonModelControl | None = None
+    if triton_control is None:
+        owned_triton = TritonModelControl(
+            settings.triton_grpc_url,
+            settings.model_repo,
+            load_timeout_s=settings.triton_load_timeout_s,
+            request_timeout_s=settings.triton_request_timeout_s,
+        )
+        triton_control = owned_triton
+    evidence_source = evidence if evidence is not None else PostgresEvidenceSource(pool)
+    policies = PolicyCatalog(settings.policies_dir or POLICY_DIR)
+    keyring = KeyringFile(settings.governance_keyring_file)
+    service = GovernanceService(notifying, triton_control, evidence_source, policies, keyring.keyring, SystemClock())
+
+    producer = AsyncKafkaProducer.from_settings(settings)
+    producer_started = False
+
+    async def send_many(records: Sequence[OutgoingRecord]) -> list[RecordMetadata | Exception]:
+        nonlocal producer_started
+        if not producer_started:
+            await producer.start()
+            producer_started = True
+        return await producer.send_many(records)
+
+    relay = GovernanceOutboxRelay(
+        pool,
+        send_many,
+        producer=f"{settings.service_name}/{settings.instance_id}",
+        topics=RelayTopics(routes=settings.routes_topic, audit=settings.audit_topic),
+        tuning=RelayTuning(
+            batch=settings.outbox_batch,
+            poll_s=settings.outbox_poll_s,
+            retry_initial_s=settings.outbox_retry_initial_s,
+            retry_max_s=settings.outbox_retry_max_s,
+        ),
+    )
+    signal.subscribe(relay.notify)
+
+    controller: RolloutController | None = None
+    if settings.controller_enabled:
+        consumer = AsyncKafkaConsumer(
+            [settings.findings_topic],
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=None,
+            client_id=f"{settings.service_name}-{settings.instance_id}-controller",
+            auto_offset_reset="latest",
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+        )
+        controller = RolloutController(
+            service,
+            BreachKindsOf(policies),
+            consumer=consumer,
+            principal=settings.controller_principal,
+            interval_s=settings.controller_interval_s,
+        )
+
+    tokens = TokenStore(settings.governance_tokens_file)
+    server = RadguardServer(settings, metrics=metrics, interceptors=[BearerAuthInterceptor(tokens)])
+    governance_api.register(
+        server,
+        GovernanceServicer(
+            service,
+            findings=PostgresFindings(pool),
+            route_changes=signal.wait,
+            default_page_size=settings.default_page_size,
+            watch_poll_s=settings.watch_poll_s,
+            ensure_signer=keyring.ensure,
+        ),
+    )
+
+    async def postgres_ready() -> bool:
+        return await is_ready(pool, settings.readiness_timeout_s)
+
+    server.add_readiness_check("postgres", postgres_ready)
+    if owned_triton is not None:
+        server.add_readiness_check("triton", owned_triton.is_ready)
+
+    async def stop_controller() -> None:
+        if controller is not None:
+            await controller.stop()
+
+    async def close_producer() -> None:
+        if producer_started:
+            await producer.close(settings.kafka_close_timeout_s)
+
+    async def close_triton() -> None:
+        if owned_triton is not None:
+            await owned_triton.close()
+
+    # Hooks run after the server has drained, in this order.
+    server.add_shutdown_hook(stop_controller, "rollout-controller")
+    server.add_shutdown_hook(relay.stop, "outbox-relay")
+    server.add_shutdown_hook(close_producer, "kafka-producer")
+    server.add_shutdown_hook(close_triton, "triton")
+    server.add_shutdown_hook(pool.close, "postgres-pool")
+    return Governance(server, service, relay, controller, pool, signal, keyring, policies)
+
+
+async def start_governance(governance: Governance) -> None:
+    """Start the relay and the controller, then the server."""
+    governance.relay.start()
+    if governance.controller is not None:
+        governance.controller.start()
+    await governance.server.start()

@@ -1,0 +1,163 @@
+"""Domain ↔ protobuf converters and the relay's outbox payload → event translation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from governance.domain.audit import ChainVerdict
+from governance.domain.codec import to_jsonable
+from governance.domain.lifecycle import State
+from governance.domain.model import (
+    AuditRecord,
+    GateDecision,
+    GateOutcome,
+    GateResult,
+    Role,
+    Rollout,
+    RolloutStatus,
+    RolloutStep,
+    RouteState,
+)
+from radguard.common.v1 import common_pb2
+from radguard.governance.v1 import governance_pb2 as pb
+from services.governance_api import convert
+from services.governance_api.adapters.relay import (
+    MalformedOutboxRow,
+    RelayTopics,
+    audit_event,
+    outgoing_record,
+    route_event,
+)
+from services.runtime.errors import InvalidArgument
+
+T0 = datetime(2025, 5, 1, 8, 30, 0, 123456, tzinfo=UTC)
+
+
+def route() -> RouteState:
+    return RouteState("chest_nodule", "1", "2", 500, ("3",), 7, T0, "rollout step 1", "r-1")
+
+
+def audit() -> AuditRecord:
+    return AuditRecord(
+        seq=3,
+        prev_hash="a" * 64,
+        hash="b" * 64,
+        actor="bert",
+        actor_role=Role.BOARD,
+        action="approval.sign",
+        subject="transition/t-1",
+        before_json="",
+        after_json='{"x":1}',
+        time=T0,
+        request_id="req-1",
+    )
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_every_state_round_trips(state: State) -> None:
+    assert convert.state_from_proto(convert.state_to_proto(state), "s") is state
+
+
+def test_unspecified_state_is_invalid() -> None:
+    with pytest.raises(InvalidArgument, match="to_state: must be a lifecycle state"):
+        convert.state_from_proto(pb.LIFECYCLE_STATE_UNSPECIFIED, "to_state")
+
+
+def test_route_to_proto() -> None:
+    table = convert.route_to_proto(route())
+    assert table == common_pb2.RouteTable(
+        model_name="chest_nodule",
+        stable_version="1",
+        canary_version="2",
+        canary_weight_bp=500,
+        shadow_versions=["3"],
+        revision=7,
+        updated_at=convert.timestamp(T0),
+        reason="rollout step 1",
+        rollout_id="r-1",
+    )
+    assert table.updated_at.ToDatetime(tzinfo=UTC) == T0
+
+
+def test_rollout_to_proto() -> None:
+    rollout = Rollout(
+        rollout_id="r-1",
+        model_name="chest_nodule",
+        candidate_version="2",
+        stable_version="1",
+        plan=(RolloutStep(500, 100), RolloutStep(10_000, 100)),
+        step_index=0,
+        weight_bp=500,
+        status=RolloutStatus.RUNNING,
+        last_decision=GateDecision.HOLD,
+        gates=(GateResult("max_ece", GateOutcome.INSUFFICIENT_EVIDENCE, float("nan"), 0.1, "12 reads < 100"),),
+        reasons=("started",),
+        started_by="olga",
+        started_at=T0,
+        updated_at=T0 + timedelta(seconds=5),
+        policy_ref="standard@1",
+    )
+    message = convert.rollout_to_proto(rollout)
+    assert message.candidate.model_version == "2" and message.stable_version == "1"
+    assert [(s.weight_bp, s.min_reads) for s in message.plan] == [(500, 100), (10_000, 100)]
+    assert message.status == pb.ROLLOUT_STATUS_RUNNING and message.last_decision == pb.GATE_DECISION_HOLD
+    gate = message.gates[0]
+    assert gate.outcome == pb.GATE_OUTCOME_INSUFFICIENT_EVIDENCE and gate.observed == 0.0 and gate.limit == 0.1
+    assert message.updated_at.ToDatetime(tzinfo=UTC) == T0 + timedelta(seconds=5)
+
+
+def test_audit_and_verdict_to_proto() -> None:
+    entry = convert.audit_to_proto(audit())
+    assert (entry.seq, entry.actor, entry.actor_role, entry.action) == (
+        3,
+        "bert",
+        common_pb2.ROLE_BOARD,
+        "approval.sign",
+    )
+    bad = convert.verdict_to_proto(ChainVerdict(False, 4, "hash mismatch", 4, "c" * 64))
+    assert not bad.ok and bad.HasField("first_bad_seq") and bad.first_bad_seq == 4
+    good = convert.verdict_to_proto(ChainVerdict(True, None, "ok", 9, "d" * 64))
+    assert good.ok and not good.HasField("first_bad_seq")
+
+
+def test_relay_builds_events_from_codec_payloads() -> None:
+    event = route_event(to_jsonable(route()), "governance/gov-0")
+    assert event.table == convert.route_to_proto(route())
+    assert event.meta.schema_version == 1 and event.meta.producer == "governance/gov-0" and event.meta.event_id
+    audited = audit_event(to_jsonable(audit()), "governance/gov-0")
+    assert audited.entry == convert.audit_to_proto(audit()) and audited.meta.request_id == "req-1"
+    topics = RelayTopics(routes="r.topic", audit="a.topic")
+    record = outgoing_record("route", "chest_nodule", to_jsonable(route()), topics, "p")
+    assert (record.topic, record.key) == ("r.topic", b"chest_nodule")
+    with pytest.raises(MalformedOutboxRow):
+        outgoing_record("mystery", "k", {}, topics, "p")
+    with pytest.raises(MalformedOutboxRow):
+        route_event({"stable_version": "1"}, "p")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("chest_nodule", True),
+        ("v2.1-rc", True),
+        ("", False),
+        ("has space", False),
+        ("-lead", False),
+        ("x" * 129, False),
+    ],
+)
+def test_names(value: str, ok: bool) -> None:
+    if ok:
+        assert convert.require_name(value, "f") == value
+    else:
+        with pytest.raises(InvalidArgument, match=r"^f: "):
+            convert.require_name(value, "f")
+
+
+def test_page_size() -> None:
+    assert convert.page_size(0, 50) == 50
+    assert convert.page_size(7, 50) == 7
+    with pytest.raises(InvalidArgument, match="page_size: must be at most 1000"):
+        convert.page_size(5000, 50)
