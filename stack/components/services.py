@@ -135,3 +135,33 @@ class LedgerWriter(RadguardService):
     module = "services.monitors.ledger"
     port_field = "ledger_port"
     metrics_port_field = "ledger_metrics_port"
+
+
+class GovernanceService(RadguardService):
+    """The governance control plane (registry, approvals, rollouts, audit) over the stack's PostgreSQL and Triton.
+
+    Bearer tokens and the signers' keyring live in its state folder; ``radguard governance tokens add``
+    writes both there by default.
+    """
+
+    name = "governance"
+    module = "services.governance_api"
+    port_field = "governance_port"
+    metrics_port_field = "governance_metrics_port"
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.home / "tokens.json"
+
+    @property
+    def keyring_file(self) -> Path:
+        return self.home / "keyring.json"
+
+    def extra_env(self) -> dict[str, str]:
+        return {
+            "RADGUARD_INSTANCE_ID": "gov-stack",
+            "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
+            "RADGUARD_MODEL_REPO": str(self.settings.model_repo),
+            "RADGUARD_GOVERNANCE_TOKENS_FILE": str(self.tokens_file),
+            "RADGUARD_GOVERNANCE_KEYRING_FILE": str(self.keyring_file),
+        }
