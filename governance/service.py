@@ -861,15 +861,16 @@ class GovernanceService:
                 if finished is not None:
                     return finished
                 note = "final step passed; awaiting approvals for canary->production"
-                evaluated = rollouts.record_evaluation(r, decision, gates, now, note)
             else:
                 waiting = ", ".join(g.gate for g in gates if g.outcome != GateOutcome.PASS) or "evidence"
-                evaluated = rollouts.record_evaluation(
-                    r, decision, gates, now, f"holding at step {r.step_index + 1}: {waiting}"
-                )
-            unchanged = r.last_decision == decision and [(g.gate, g.outcome) for g in r.gates] == [
-                (g.gate, g.outcome) for g in gates
-            ]
+                note = f"holding at step {r.step_index + 1}: {waiting}"
+            evaluated = rollouts.record_evaluation(r, decision, gates, now, note)
+            unchanged = (
+                r.last_decision == decision
+                and bool(r.reasons)
+                and r.reasons[-1] == note
+                and [(g.gate, g.outcome) for g in r.gates] == [(g.gate, g.outcome) for g in gates]
+            )
             if unchanged:
                 work.record = False
                 return r

@@ -194,7 +194,7 @@ def _schema_error(error: Any) -> tuple[str, str]:
         known = set(error.schema.get("properties", {}))
         extra = sorted(str(k) for k in instance if k not in known)
         return _pointer([*path, extra[0] if extra else "?"]), "unknown field"
-    if kind == "propertyNames":
+    if kind == "propertyNames" or "propertyNames" in list(error.absolute_schema_path):
         return _pointer([*path, str(instance)]), 'unknown transition name (use "from->to" or "rollback")'
     messages = {
         "maximum": lambda: f"must be <= {_limit(value)}",

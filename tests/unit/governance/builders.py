@@ -29,15 +29,14 @@ SERVICE = Actor("controller", Role.SERVICE)
 BOARD_REGISTRANT = Actor("bree", Role.BOARD)
 ACTORS = (OPERATOR, OPERATOR2, BOARD, BOARD2, CLINICIAN, SERVICE, BOARD_REGISTRANT)
 
-_KEYRING: Keyring | None = None
+_KEYRINGS: list[Keyring] = []
 
 
 def keyring() -> Keyring:
     """One keyring for every test actor (key generation is the slow part)."""
-    global _KEYRING
-    if _KEYRING is None:
-        _KEYRING = generate_keyring(sorted({a.principal for a in ACTORS}))
-    return _KEYRING
+    if not _KEYRINGS:
+        _KEYRINGS.append(generate_keyring(sorted({a.principal for a in ACTORS})))
+    return _KEYRINGS[0]
 
 
 def spec(
