@@ -120,7 +120,8 @@ def verify_chain(  # noqa: PLR0911 - one return per way the chain can break
         if expected_seq is not None and record.seq != expected_seq:
             if record.seq > expected_seq:
                 return bad(expected_seq, f"seq gap: expected {expected_seq}, found {record.seq}")
-            return bad(expected_seq, f"seq out of order: expected {expected_seq}, found {record.seq}")
+            # A seq seen again: an entry was inserted (or moved) before it; name that seq.
+            return bad(record.seq, f"seq {record.seq} appears again: entry inserted or reordered")
         if prev is not None and record.prev_hash != prev:
             return bad(record.seq, f"prev_hash does not match entry {record.seq - 1}")
         if entry_hash(record.prev_hash, content_of(record)) != record.hash:
