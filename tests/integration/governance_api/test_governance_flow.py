@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
+from services.cli import governance_commands
 from services.cli.governance_commands import version_from_repo
 from services.cli.main import app as cli_app
 from services.gateway.app import Gateway
@@ -115,7 +116,9 @@ async def test_register_approve_shadow_canary_and_refusals(
     stack: StackEndpoints,
     findings_topic: str,
     restore_triton: None,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(governance_commands._out, "width", 200)  # tables unabridged in the captured output
     gov = governance
     floor = await continue_revisions(gov_dsn, gateway)
     routes_start = await end_offsets(stack.kafka_bootstrap, ROUTES_TOPIC)
@@ -209,13 +212,25 @@ async def test_register_approve_shadow_canary_and_refusals(
     )
     hashes = {events_pb2.AuditEvent.FromString(v).entry.hash for _, v in audit_records}
     assert head.head_hash in hashes
-    result = CliRunner().invoke(
-        cli_app, ["audit", "verify", "--target", gov.target, "--token", gov.tokens["clara"]], catch_exceptions=False
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli_app, ["audit", "verify", "--target", gov.target, "--token", gov.tokens["clara"]]
     )
     assert result.exit_code == 0, result.output
     assert "ok" in result.output and f"{head.entries_checked} entries verify" in result.output
-    shown = CliRunner().invoke(
-        cli_app, ["audit", "show", "--target", gov.target, "--token", gov.tokens["bert"], "--no-changes"]
+    shown = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli_app,
+        [
+            "audit",
+            "show",
+            "--target",
+            gov.target,
+            "--token",
+            gov.tokens["bert"],
+            "--no-changes",
+            "--action",
+            "access.denied",
+        ],
     )
     assert shown.exit_code == 0, shown.output
     assert "access.denied" in shown.output

@@ -15,6 +15,8 @@ import grpc
 import grpc.aio
 import pytest
 import pytest_asyncio
+from click.testing import Result
+from typer.testing import CliRunner
 
 from governance.adapters.memory import FakeEvidence, FakeTriton, ManualClock, MemoryStore
 from governance.domain.policy import PolicyCatalog
@@ -23,7 +25,9 @@ from governance.service import GovernanceService
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
+from services.cli import governance_commands
 from services.cli.governance_commands import version_from_repo
+from services.cli.main import app as cli_app
 from services.governance_api.adapters.notifying import CommitSignal, NotifyingStore
 from services.governance_api.auth import BearerAuthInterceptor, Identity, TokenStore, hash_token
 from services.governance_api.servicer import GovernanceServicer, register
@@ -46,6 +50,7 @@ class Running:
     stub: governance_pb2_grpc.GovernanceStub
     store: MemoryStore
     triton: FakeTriton
+    target: str
 
 
 def md(who: str) -> tuple[tuple[str, str], ...]:
@@ -84,7 +89,7 @@ async def gov() -> AsyncIterator[Running]:
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
-        yield Running(governance_pb2_grpc.GovernanceStub(channel), store, triton)
+        yield Running(governance_pb2_grpc.GovernanceStub(channel), store, triton, f"127.0.0.1:{server.port}")
     finally:
         await channel.close()
         await server.stop(0)
@@ -267,3 +272,43 @@ async def test_read_validation(gov: Running) -> None:
     await expect_error(
         gov.stub.QueryFindings(pb.QueryFindingsRequest(), metadata=md("op")), grpc.StatusCode.UNAVAILABLE, "findings"
     )
+
+
+async def test_cli_reads_and_commands(gov: Running, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(governance_commands._out, "width", 200)  # tables unabridged in the captured output
+    runner = CliRunner()
+
+    def cli(*args: str, token: str = "op") -> Result:
+        return runner.invoke(cli_app, [*args, "--target", gov.target, "--token", token])
+
+    registered = await asyncio.to_thread(
+        cli,
+        "models",
+        "register",
+        "chest_nodule",
+        "2",
+        "--model",
+        "cli_model",
+        "--policy",
+        "fast-test",
+        "--repo",
+        str(REPO),
+    )
+    assert registered.exit_code == 0, registered.output
+    assert "registered cli_model 2 (fast-test@1)" in registered.output
+    listed = await asyncio.to_thread(cli, "models", "list", "--model", "cli_model")
+    assert listed.exit_code == 0 and "registered" in listed.output and "chest_nodule/2" in listed.output
+    shown = await asyncio.to_thread(cli, "models", "show", "cli_model", "2")
+    assert shown.exit_code == 0 and "auroc" in shown.output and "site=site-A" in shown.output
+    moved = await asyncio.to_thread(cli, "models", "transition", "cli_model", "2", "--to", "validated")
+    assert moved.exit_code == 0 and "applied" in moved.output, moved.output
+    denied = await asyncio.to_thread(cli, "models", "transition", "cli_model", "2", "--to", "shadow", token="clin")
+    assert denied.exit_code == 1 and "PERMISSION_DENIED" in str(denied.exception)
+    verified = await asyncio.to_thread(cli, "audit", "verify")
+    assert verified.exit_code == 0 and "ok" in verified.output
+    audit = await asyncio.to_thread(cli, "audit", "show", "--subject", "model/cli_model/2")
+    assert audit.exit_code == 0 and "version.register" in audit.output
+    missing = await asyncio.to_thread(cli, "rollout", "status", "cli_model")
+    assert missing.exit_code == 1 and "NOT_FOUND" in str(missing.exception)
+    unauthenticated = await asyncio.to_thread(cli, "models", "list", token="nobody")
+    assert unauthenticated.exit_code == 1 and "UNAUTHENTICATED" in str(unauthenticated.exception)
