@@ -9,6 +9,8 @@ from stack.settings import REPO_ROOT
 #: Folders of versioned SQL files (``NNNN_name.sql``); later areas add their own folder here.
 MIGRATION_DIRS: tuple[Path, ...] = (
     REPO_ROOT / "services" / "runtime" / "migrations",
+    # Governance: registry, transitions, approvals, rollouts, routes, audit chain: versions 0100-0199.
+    REPO_ROOT / "governance" / "migrations",
     # The event ledger (predictions, reads, consumer offsets): versions 0200-0299.
     REPO_ROOT / "services" / "monitors" / "migrations",
     # Feedback: reads by idempotency key and their outbox: versions 0300-0399.
