@@ -3,16 +3,26 @@
 For each subgroup with enough reads: sensitivity, specificity, PPV, AUROC and override rate with intervals
 (Wilson; DeLong for AUROC), the gap to the overall value (Newcombe interval), the difference to the stable
 version when its window is given, and — for the spec's alert metrics — a one-sided test that the subgroup
-got worse than the same subgroup in the reference. The tests of all subgroups form one family for the
-alerting policy. Subgroups below the minimum evidence are listed as insufficient evidence (info), never
-as alarms.
+got worse than the same subgroup in the reference. Subgroups below the minimum evidence are listed as
+insufficient evidence (info), never as alarms.
+
+Two families, declared before looking at the data (the spec's ``breach_metrics``):
+
+- primary: the degradation tests of the breach metrics (sensitivity by default: a missed nodule is the harm
+  a subgroup audit exists for) across every tested subgroup. Holm-adjusted together; they alone can
+  breach. With 17 subgroups Holm at ``alpha_breach`` = 0.01 keeps the share of no-change windows with a
+  breach at most 1% (measured: see tests/unit/monitors_stats/test_bias.py) while a 10-point drop in one
+  subgroup with 150 read-positives is detectable; one family of all 34 tests at 0.001 was not (the
+  smallest raw p-value of such a drop is typically 1e-4 to 3e-3, and would need to be below 3e-5).
+- secondary: the other alert metrics (specificity by default), Holm-adjusted as their own family and
+  capped at warning: a subgroup recalled more often is worth a look, not a board alarm.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -120,12 +130,23 @@ class BiasMonitor:
                 continue
             current_scores = scores_by_label(window, rows & window.labelled, sort=False)
             hypotheses.extend(self._degradations(performance, reference, current_scores, subgroup.name))
-        judged = judge(hypotheses, spec.alerting) if hypotheses else []
-        statistics.extend(judged)
+        statistics.extend(self._judge(hypotheses))
         finding_statistics = tuple(statistics)
         return Finding.for_window(
             MonitorKind.BIAS, window, finding_statistics, _summary(finding_statistics, len(subgroups)), spec.ref
         )
+
+    def _judge(self, hypotheses: list[Hypothesis]) -> list[Statistic]:
+        """Severities of the primary family (may breach) and of the secondary family (at most warning)."""
+        breach_names = {f"{metric}_change" for metric in self._spec.breach_metrics}
+        primary = [h for h in hypotheses if h.statistic.name in breach_names]
+        secondary = [h for h in hypotheses if h.statistic.name not in breach_names]
+        judged = judge(primary, self._spec.alerting) if primary else []
+        for statistic in judge(secondary, self._spec.alerting) if secondary else []:
+            note = f"{statistic.note}; secondary family (at most warning)".lstrip("; ")
+            severity = Severity.WARNING if statistic.severity is Severity.BREACH else statistic.severity
+            judged.append(replace(statistic, severity=severity, note=note))
+        return judged
 
     def _enough_reference(self, reference: GroupPerformance) -> bool:
         spec = self._spec

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.monitors.alerting.policy import AlertPolicy
 from services.monitors.core.classification import METRICS, DegradationTest
@@ -19,6 +19,9 @@ class BiasSpec(MonitorSpec):
             (``sex=female,age_band=70+``): harms often sit where two attributes meet.
         alert_metrics: Metrics whose degradation against the reference raises alerts (the others are
             reported with their intervals).
+        breach_metrics: The pre-declared primary family: alert metrics whose degradation may breach. Their
+            tests across subgroups are Holm-adjusted together at ``alerting``; the other alert metrics form
+            a secondary family, adjusted on its own and reported at most as a warning.
         degradation_test: ``rank``: sensitivity/specificity degradations are tested with a one-sided
             Mann–Whitney test on the subgroup's read-positive/negative scores (more power per read);
             ``proportion``: with a two-proportion z-test.
@@ -32,12 +35,15 @@ class BiasSpec(MonitorSpec):
             direction (e.g. ``{"sensitivity": 0.1}``): warning when the gap's point estimate exceeds
             it, breach when its one-sided (1 - alpha_breach / subgroups) bound does.
         ci_level: Level of every reported interval.
-        alerting: Levels and correction across the window's tests (subgroups x alert metrics).
+        alerting: Levels and correction within each family (subgroups x its metrics). ``alpha_breach`` 0.01
+            on the primary family keeps no-change windows with a breach at most 1% (Holm's family-wise
+            bound; measured lower, as the subgroups overlap).
     """
 
     attributes: tuple[str, ...] = (SEX, AGE_BAND, SITE, MANUFACTURER)
     intersections: tuple[tuple[str, ...], ...] = ((SEX, AGE_BAND),)
     alert_metrics: tuple[str, ...] = ("sensitivity", "specificity")
+    breach_metrics: tuple[str, ...] = ("sensitivity",)
     degradation_test: DegradationTest = "rank"
     min_positives: int = Field(default=30, ge=1)
     min_negatives: int = Field(default=30, ge=1)
@@ -45,7 +51,7 @@ class BiasSpec(MonitorSpec):
     min_worsening: float = Field(default=0.05, ge=0.0)
     max_gap: dict[str, float] = Field(default_factory=dict)
     ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
-    alerting: AlertPolicy = AlertPolicy()
+    alerting: AlertPolicy = AlertPolicy(alpha_warning=0.02, alpha_breach=0.01)
 
     @field_validator("alert_metrics")
     @classmethod
@@ -54,6 +60,13 @@ class BiasSpec(MonitorSpec):
         if unknown:
             raise ValueError(f"unknown metrics {unknown} (known: {', '.join(METRICS)})")
         return value
+
+    @model_validator(mode="after")
+    def _breach_metrics_alert(self) -> BiasSpec:
+        outside = sorted(set(self.breach_metrics) - set(self.alert_metrics))
+        if outside:
+            raise ValueError(f"breach metrics {outside} are not alert metrics {list(self.alert_metrics)}")
+        return self
 
     @field_validator("max_gap")
     @classmethod

@@ -17,6 +17,10 @@ SHIFT_SD = 0.25
 SHIFT_START = 1000
 DRIFT_SEEDS = (2, 3, 4)
 BIAS_SEEDS = (2, 3, 4)
+#: Hospitals of the bias power test (a detection rate needs more than three).
+BIAS_POWER_SEEDS = tuple(range(2, 12))
+#: Studies after the change in the bias power test: about 150 and about 300 read-positives in the subgroup.
+BIAS_POWER_SIZES = (5000, 10_000)
 CALIBRATION_SEEDS = (5, 6, 7)
 #: subgroup_degradation plants its change at study 2000.
 DEGRADATION_START = 2000
@@ -55,6 +59,12 @@ def labelled_reference(sim_cache: Path) -> SimRows:
 
 
 @pytest.fixture(scope="session")
+def large_labelled_reference(sim_cache: Path) -> SimRows:
+    """A 40,000-study reference: about 1,400 read-positives in the smallest tested subgroup."""
+    return simulate("baseline", 0, REFERENCE_START, 40_000, image_size=32, images=False, cache=sim_cache)
+
+
+@pytest.fixture(scope="session")
 def labelled_null_pool(sim_cache: Path) -> SimRows:
     return simulate("baseline", 1, 0, 12_000, image_size=32, images=False, cache=sim_cache)
 
@@ -69,6 +79,23 @@ def degraded(sim_cache: Path) -> dict[int, tuple[SimRows, SimRows]]:
         )
         pairs[seed] = (without_subgroup_degradation(changed), changed)
     return pairs
+
+
+@pytest.fixture(scope="session")
+def degraded_streams(sim_cache: Path) -> dict[int, SimRows]:
+    """Per hospital seed: the first 10,000 studies after ``subgroup_degradation``'s change."""
+    return {
+        seed: simulate(
+            "subgroup_degradation",
+            seed,
+            DEGRADATION_START,
+            max(BIAS_POWER_SIZES),
+            image_size=32,
+            images=False,
+            cache=sim_cache,
+        )
+        for seed in BIAS_POWER_SEEDS
+    }
 
 
 @pytest.fixture(scope="session")
