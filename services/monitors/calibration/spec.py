@@ -28,6 +28,9 @@ class CalibrationSpec(MonitorSpec):
         max_ece: Policy limit on the ECE itself; a point estimate above it is a warning. None for no limit.
         seed: Seed of the resampling, so a finding can be reproduced.
         alerting: Levels and correction.
+        recalibrate_min_reads: A breached window with at least this many reads gets a recalibration proposal:
+            a temperature fitted on part of its reads, with ECE before/after on the held-out part.
+        recalibration_holdout: Share of the reads held out to judge the proposal.
     """
 
     bins: int = Field(default=10, ge=2, le=100)
@@ -41,3 +44,5 @@ class CalibrationSpec(MonitorSpec):
     max_ece: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int = Field(default=0, ge=0)
     alerting: AlertPolicy = AlertPolicy()
+    recalibrate_min_reads: int = Field(default=300, ge=20)
+    recalibration_holdout: float = Field(default=0.3, gt=0.0, lt=1.0)

@@ -14,6 +14,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from services.monitors.calibration.reliability import BinTotals
+from services.monitors.calibration.spec import CalibrationSpec
+from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.window import Window
 
 _MAX_ITERATIONS = 100
@@ -129,3 +131,60 @@ def propose_recalibration(
         n_holdout=int(holdout.size),
         bins=bins,
     )
+
+
+def proposal_statistics(proposal: RecalibrationProposal) -> tuple[Statistic, ...]:
+    """The proposal as a finding's statistics (info: a proposal is evidence for a decision, not an alarm)."""
+    held_out = f"{proposal.n_holdout} held-out reads"
+    return (
+        Statistic(
+            name="recalibration_temperature",
+            value=proposal.temperature,
+            test="temperature-scaling",
+            n=proposal.n_fit,
+            note=f"proposed: probability = sigmoid(score / T), T fitted on {proposal.n_fit} reads",
+        ),
+        Statistic(name="recalibration_ece_before", value=proposal.ece_before, n=proposal.n_holdout, note=held_out),
+        Statistic(
+            name="recalibration_ece_after",
+            value=proposal.ece_after,
+            n=proposal.n_holdout,
+            note=(
+                f"{held_out}; ECE {'improves' if proposal.ece_after < proposal.ece_before else 'does not improve'}, "
+                f"log-loss {'improves' if proposal.nll_after < proposal.nll_before else 'does not improve'}"
+            ),
+        ),
+        Statistic(name="recalibration_nll_before", value=proposal.nll_before, n=proposal.n_holdout, note=held_out),
+        Statistic(name="recalibration_nll_after", value=proposal.nll_after, n=proposal.n_holdout, note=held_out),
+    )
+
+
+def with_recalibration_proposal(finding: Finding, window: Window, spec: CalibrationSpec) -> Finding:
+    """Add a recalibration proposal to a breached calibration finding whose window has enough reads.
+
+    Other findings come back unchanged. The split is seeded by the spec, so the proposal is reproducible.
+
+    Args:
+        finding: The calibration monitor's finding about ``window``.
+        window: The window, with its reads.
+        spec: The calibration spec (minimum reads, held-out share, seed).
+
+    Returns:
+        The finding, with the proposal's statistics and a summary that states it when one was made.
+    """
+    if finding.kind is not MonitorKind.CALIBRATION or finding.severity is not Severity.BREACH:
+        return finding
+    reads = int(np.count_nonzero(window.labelled))
+    if reads < spec.recalibrate_min_reads:
+        note = f"no recalibration proposal: {reads} reads, {spec.recalibrate_min_reads} needed"
+        return finding.with_statistics(
+            (Statistic(name="recalibration_reads", value=float(reads), n=reads, note=note),), finding.summary
+        )
+    proposal = propose_recalibration(
+        window, bins=spec.bins, holdout_fraction=spec.recalibration_holdout, seed=spec.seed
+    )
+    summary = (
+        f"{finding.summary}; recalibration proposal T={proposal.temperature:.3f}: held-out ECE "
+        f"{proposal.ece_before:.3f} -> {proposal.ece_after:.3f} ({proposal.n_holdout} reads)"
+    )
+    return finding.with_statistics(proposal_statistics(proposal), summary)

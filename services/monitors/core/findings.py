@@ -168,3 +168,10 @@ class Finding:
     def with_report(self, uri: str) -> Finding:
         """A copy that points at a full report."""
         return replace(self, report_uri=uri)
+
+    def with_statistics(self, extra: Iterable[Statistic], summary: str) -> Finding:
+        """A copy with more statistics and a new summary; the severity stays the highest of all of them."""
+        statistics = (*self.statistics, *extra)
+        return replace(
+            self, statistics=statistics, summary=summary, severity=Severity.highest(s.severity for s in statistics)
+        )

@@ -20,7 +20,8 @@ from services.monitors.bias.calculator import BiasMonitor
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.calculator import CalibrationMonitor
 from services.monitors.calibration.spec import CalibrationSpec
-from services.monitors.core.findings import Finding, MonitorKind
+from services.monitors.calibration.temperature import with_recalibration_proposal
+from services.monitors.core.findings import Finding, MonitorKind, Severity
 from services.monitors.core.specs import MonitorSpec
 from services.monitors.core.window import Window
 from services.monitors.drift.calculator import DriftMonitor
@@ -174,8 +175,12 @@ class RunMonitors:
                 _log.info("monitors.empty_window", target=str(target))
                 continue
             window = to_window(ledger_window, model_version=target.model_version, arm=target.arm)
-            for calculator in calculators.values():
+            for kind, calculator in calculators.items():
                 finding = await asyncio.to_thread(calculator.evaluate, window)
+                spec = self._specs[kind]
+                if isinstance(spec, CalibrationSpec) and finding.severity is Severity.BREACH:
+                    # A breach with enough reads comes with a proposed fix, judged on reads it was not fitted on.
+                    finding = await asyncio.to_thread(with_recalibration_proposal, finding, window, spec)
                 issued.append(await self._issue(finding, reference, window, until))
         return issued
 

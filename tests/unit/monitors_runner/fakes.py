@@ -67,8 +67,13 @@ def prediction(
     )
 
 
-def rows(n: int, *, shift: float = 0.0, seed: int = 0) -> tuple[LabelledPrediction, ...]:
-    """``n`` rows whose intensity mean is N(0.5 + shift, 0.05); every third has a read."""
+def rows(
+    n: int, *, shift: float = 0.0, seed: int = 0, probability_shift: float = 0.0
+) -> tuple[LabelledPrediction, ...]:
+    """``n`` rows whose intensity mean is N(0.5 + shift, 0.05); every third has a read.
+
+    ``probability_shift`` is added to every served probability (a planted miscalibration; labels unchanged).
+    """
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 2, size=n)
     return tuple(
@@ -76,7 +81,7 @@ def rows(n: int, *, shift: float = 0.0, seed: int = 0) -> tuple[LabelledPredicti
             i,
             mean=float(0.5 + shift + rng.normal(0.0, 0.05)),
             label=int(labels[i]) if i % 3 == 0 else None,
-            probability=float(np.clip(0.2 + 0.6 * labels[i] + rng.normal(0, 0.1), 0.01, 0.99)),
+            probability=float(np.clip(0.2 + 0.6 * labels[i] + rng.normal(0, 0.1) + probability_shift, 0.01, 0.99)),
         )
         for i in range(n)
     )

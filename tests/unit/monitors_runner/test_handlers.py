@@ -7,12 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.monitors.calibration.spec import CalibrationSpec
+from services.monitors.calibration.temperature import propose_recalibration
 from services.monitors.core.findings import MonitorKind, Severity
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.ledger.domain import Arm
 from services.monitors.ledger.queries import LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator, new_finding_id
+from services.monitors.runner.ports import IssuedFinding
 from services.monitors.runner.windows import to_window
 from tests.unit.monitors_runner.fakes import FakeLedger, FakePublisher, FakeReferences, FakeReports, FakeStore, rows
 
@@ -143,3 +146,64 @@ def test_finding_ids_are_time_ordered_version_7_uuids() -> None:
     assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
     assert parsed.int >> 80 == 1_700_000_000_000
     assert first < second
+
+
+CALIBRATION = CalibrationSpec(
+    name="chest-calibration",
+    min_reads=100,
+    recalibrate_min_reads=200,
+    null_resamples=3000,
+    bootstrap_resamples=40,
+    inner_resamples=10,
+)
+
+
+async def _calibration_run(n: int) -> tuple[list[IssuedFinding], FakeStore]:
+    ledger = FakeLedger({("3", "stable"): rows(n, seed=4, probability_shift=0.4)})
+    store = FakeStore()
+    use_case = RunMonitors(
+        ledger,
+        _reference(),
+        store,
+        FakePublisher(store),
+        {MonitorKind.CALIBRATION: CALIBRATION},
+        window_size=n,
+        clock=lambda: NOW,
+    )
+    return await use_case.run_once([MonitorTarget("chest_nodule", "3", "stable")]), store
+
+
+@pytest.mark.asyncio
+async def test_a_calibration_breach_with_enough_reads_carries_a_recalibration_proposal() -> None:
+    issued, store = await _calibration_run(900)  # 300 reads
+
+    (calibration,) = issued
+    finding = calibration.finding
+    assert finding.severity is Severity.BREACH
+    temperature = finding.get("recalibration_temperature")
+    before, after = finding.get("recalibration_ece_before"), finding.get("recalibration_ece_after")
+    # The same seeded split, recomputed: the proposal is reproducible from the window and the spec.
+    window = to_window(
+        LedgerWindow(WindowSpec("chest_nodule"), rows(900, seed=4, probability_shift=0.4)),
+        model_version="3",
+        arm="stable",
+    )
+    expected = propose_recalibration(window, bins=CALIBRATION.bins, holdout_fraction=0.3, seed=CALIBRATION.seed)
+    assert temperature.value == pytest.approx(expected.temperature)
+    assert (before.value, after.value) == (pytest.approx(expected.ece_before), pytest.approx(expected.ece_after))
+    assert (temperature.n, before.n) == (210, 90)
+    assert all(s.severity is Severity.INFO for s in finding.statistics if s.name.startswith("recalibration_"))
+    assert "recalibration proposal T=" in finding.summary
+    assert store.saved[0].finding.get("recalibration_ece_after").value == after.value
+
+
+@pytest.mark.asyncio
+async def test_a_calibration_breach_with_few_reads_says_why_there_is_no_proposal() -> None:
+    issued, _ = await _calibration_run(450)  # 150 reads
+
+    (calibration,) = issued
+    finding = calibration.finding
+    assert finding.severity is Severity.BREACH
+    assert finding.select("recalibration_temperature") == []
+    reads = finding.get("recalibration_reads")
+    assert reads.value == 150 and "200 needed" in reads.note
