@@ -10,8 +10,8 @@ Two triggers, one set of commands (the same the API uses, so policy, audit and r
 
 The controller reads the findings topic without a consumer group from its end: every governance
 instance sees every finding, and the request ids are derived from the finding and rollout, so the
-service's idempotency makes a second instance's identical command a no-op. Run it inside the
-governance process (default) or alone: ``python -m services.governance_api.controller``.
+service's idempotency makes a second instance's identical command a no-op. It runs inside the
+governance process (``RADGUARD_CONTROLLER_ENABLED``, on by default).
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ the canary back to 100% stable, and the time from the finding to the gateway app
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import asyncpg
 import grpc
@@ -20,6 +22,8 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
+from governance.domain.codec import to_jsonable
+from governance.domain.model import RouteState
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
@@ -63,8 +67,17 @@ async def continue_revisions(gov_dsn: str, gateway: Gateway) -> int:
 
 
 async def seed_route_floor(connection: asyncpg.Connection, model: str, revision: int) -> None:
-    """Placeholder until the gov_routes schema is known (see the interface notes)."""
-    raise NotImplementedError
+    """Record an empty route table at ``revision`` so governance's next table is ``revision + 1``."""
+    if revision < 1:
+        return
+    empty = RouteState(model, "", "", 0, (), revision, datetime.now(UTC), "revisions continue from the shared topic")
+    await connection.execute(
+        "insert into gov_routes (model_name, revision, updated_at, doc) values ($1, $2, $3, $4::jsonb)",
+        model,
+        revision,
+        empty.updated_at,
+        json.dumps(to_jsonable(empty)),
+    )
 
 
 async def wait_for_route(gateway: Gateway, revision: int, timeout_s: float = 10.0) -> float:
