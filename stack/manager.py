@@ -11,7 +11,7 @@ from pathlib import Path
 from stack.components.base import Component, Layout
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
-from stack.components.services import Feedback, Gateway, LedgerWriter
+from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter
 from stack.components.triton import Triton
 from stack.processes import ProcessRecord, StackError, exit_code, is_ours, port_in_use, stop_process
 from stack.settings import StackSettings
@@ -58,6 +58,7 @@ class Stack:
             Gateway(settings, self.layout),
             Feedback(settings, self.layout),
             LedgerWriter(settings, self.layout),
+            GovernanceService(settings, self.layout),
         ]
 
     def component(self, name: str) -> Component:
