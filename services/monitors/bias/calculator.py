@@ -111,6 +111,9 @@ class BiasMonitor:
         level = spec.ci_level
         overall = group_performance(window, None, level)
         statistics = metric_statistics(overall, "", level)
+        against = f"vs stable version {stable.model_version} over the same period" if stable is not None else ""
+        if stable is not None:
+            statistics.extend(_versus_stable(overall, group_performance(stable, None, level), "", level, against))
         subgroups = enumerate_subgroups(window, spec.attributes, spec.intersections)
         hypotheses: list[Hypothesis] = []
         for subgroup in subgroups:
@@ -123,7 +126,7 @@ class BiasMonitor:
             statistics.extend(self._gaps(performance, overall, subgroup.name, len(subgroups)))
             if stable is not None:
                 stable_performance = group_performance(stable, subgroup.rows(stable), level)
-                statistics.extend(_versus_stable(performance, stable_performance, subgroup.name, level))
+                statistics.extend(_versus_stable(performance, stable_performance, subgroup.name, level, against))
             reference = self._reference_group(subgroup)
             if not self._enough_reference(reference.performance):
                 statistics.append(_insufficient(subgroup.name, reference.performance, "reference"))
@@ -236,7 +239,7 @@ class BiasMonitor:
 
 
 def _versus_stable(
-    performance: GroupPerformance, stable: GroupPerformance, subgroup: str, level: float
+    performance: GroupPerformance, stable: GroupPerformance, subgroup: str, level: float, note: str
 ) -> list[Statistic]:
     statistics = []
     for metric in METRICS:
@@ -261,6 +264,7 @@ def _versus_stable(
                 ci_level=level if finite else None,
                 subgroup=subgroup,
                 n=performance[metric].n,
+                note=note,
             )
         )
     return statistics
@@ -294,4 +298,8 @@ def _summary(statistics: tuple[Statistic, ...], subgroups: int) -> str:
     if gaps:
         largest = min(gaps, key=lambda s: s.value)
         parts.append(f"largest gap: {largest.name.removesuffix('_gap')} {largest.value:+.3f} in {largest.subgroup}")
+    versus = [s for s in statistics if s.name == "sensitivity_vs_stable" and s.subgroup and math.isfinite(s.value)]
+    if versus:
+        largest = min(versus, key=lambda s: s.value)
+        parts.append(f"largest sensitivity gap vs stable: {largest.value:+.3f} in {largest.subgroup}")
     return "; ".join(parts)

@@ -176,13 +176,28 @@ class RunMonitors:
                 continue
             window = to_window(ledger_window, model_version=target.model_version, arm=target.arm)
             for kind, calculator in calculators.items():
-                finding = await asyncio.to_thread(calculator.evaluate, window)
+                if isinstance(calculator, BiasMonitor) and target.arm == Arm.CANARY.value:
+                    stable = await self._stable_window(target, window)
+                    finding = await asyncio.to_thread(calculator.evaluate, window, stable)
+                else:
+                    finding = await asyncio.to_thread(calculator.evaluate, window)
                 spec = self._specs[kind]
                 if isinstance(spec, CalibrationSpec) and finding.severity is Severity.BREACH:
                     # A breach with enough reads comes with a proposed fix, judged on reads it was not fitted on.
                     finding = await asyncio.to_thread(with_recalibration_proposal, finding, window, spec)
                 issued.append(await self._issue(finding, reference, window, until))
         return issued
+
+    async def _stable_window(self, target: MonitorTarget, canary: Window) -> Window | None:
+        """The stable arm's predictions over the canary window's period (whatever version is stable), or None."""
+        ledger_window = await self._queries.window(
+            WindowSpec(model_name=target.model_name, arm=Arm.STABLE, start=canary.start, end=canary.end)
+        )
+        if not ledger_window.rows:
+            _log.info("monitors.no_stable_window", target=str(target))
+            return None
+        versions = sorted({row.model_version for row in ledger_window.rows})
+        return to_window(ledger_window, model_version="+".join(versions), arm=Arm.STABLE.value)
 
     async def _issue(self, finding: Finding, reference: Window, window: Window, until: datetime) -> IssuedFinding:
         finding_id = new_finding_id()

@@ -68,7 +68,13 @@ def prediction(
 
 
 def rows(
-    n: int, *, shift: float = 0.0, seed: int = 0, probability_shift: float = 0.0
+    n: int,
+    *,
+    shift: float = 0.0,
+    seed: int = 0,
+    probability_shift: float = 0.0,
+    version: str = "3",
+    arm: Arm = Arm.STABLE,
 ) -> tuple[LabelledPrediction, ...]:
     """``n`` rows whose intensity mean is N(0.5 + shift, 0.05); every third has a read.
 
@@ -82,6 +88,8 @@ def rows(
             mean=float(0.5 + shift + rng.normal(0.0, 0.05)),
             label=int(labels[i]) if i % 3 == 0 else None,
             probability=float(np.clip(0.2 + 0.6 * labels[i] + rng.normal(0, 0.1) + probability_shift, 0.01, 0.99)),
+            version=version,
+            arm=arm,
         )
         for i in range(n)
     )
@@ -97,7 +105,17 @@ class FakeLedger:
     async def window(self, spec: WindowSpec) -> LedgerWindow:
         self.specs.append(spec)
         arm = spec.arm.value if spec.arm is not None else ""
-        selected = self.by_version.get((spec.model_version or "", arm), ())
+        if spec.model_version is None:  # every version of the arm, in time order
+            found = [row for (_, key_arm), held in self.by_version.items() if key_arm == arm for row in held]
+            selected = tuple(sorted(found, key=lambda row: row.event_time))
+        else:
+            selected = self.by_version.get((spec.model_version, arm), ())
+        start, end = spec.start, spec.end
+        selected = tuple(
+            row
+            for row in selected
+            if (start is None or row.event_time >= start) and (end is None or row.event_time < end)
+        )
         if spec.last is not None:
             selected = selected[-spec.last :]
         return LedgerWindow(spec, selected)

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import propose_recalibration
 from services.monitors.core.findings import MonitorKind, Severity
 from services.monitors.drift.spec import DriftSpec
-from services.monitors.ledger.domain import Arm
-from services.monitors.ledger.queries import LedgerWindow, WindowSpec
+from services.monitors.ledger.domain import Arm, Sex
+from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator, new_finding_id
 from services.monitors.runner.ports import IssuedFinding
@@ -207,3 +208,45 @@ async def test_a_calibration_breach_with_few_reads_says_why_there_is_no_proposal
     assert finding.select("recalibration_temperature") == []
     reads = finding.get("recalibration_reads")
     assert reads.value == 150 and "200 needed" in reads.note
+
+
+@pytest.mark.asyncio
+async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_over_the_same_period() -> None:
+    canary_rows = rows(900, seed=5, version="4", arm=Arm.CANARY)
+    stable_rows = rows(1500, seed=6)  # starts with the canary, runs on after it: only the shared period counts
+    ledger = FakeLedger({("4", "canary"): canary_rows, ("3", "stable"): stable_rows})
+    reference = _reference().reference("chest_nodule", "3")
+    spec = BiasSpec(
+        name="chest-bias", attributes=("sex",), intersections=(), min_positives=20, min_negatives=20, min_reference=20
+    )
+    store = FakeStore()
+    use_case = RunMonitors(
+        ledger,
+        FakeReferences({"3": reference, "4": reference}),
+        store,
+        FakePublisher(store),
+        {MonitorKind.BIAS: spec},
+        window_size=900,
+        clock=lambda: NOW,
+    )
+
+    canary, stable = await use_case.run_once(
+        [MonitorTarget("chest_nodule", "4", "canary"), MonitorTarget("chest_nodule", "3", "stable")]
+    )
+
+    stable_query = ledger.specs[1]
+    assert (stable_query.model_version, stable_query.arm) == (None, Arm.STABLE)
+    assert (stable_query.start, stable_query.end) == (canary_rows[0].event_time, NOW)
+
+    def sensitivity(held: tuple[LabelledPrediction, ...], sex: Sex) -> float:
+        positives = [r for r in held if r.sex is sex and r.label == 1 and r.event_time <= canary_rows[-1].event_time]
+        return sum(r.decision == 1 for r in positives) / len(positives)
+
+    for sex in (Sex.FEMALE, Sex.MALE):
+        versus = canary.finding.get("sensitivity_vs_stable", subgroup=f"sex={sex.value}")
+        assert versus.value == pytest.approx(sensitivity(canary_rows, sex) - sensitivity(stable_rows, sex))
+        assert versus.test == "newcombe" and versus.ci_low is not None
+        assert versus.note == "vs stable version 3 over the same period"
+    assert canary.finding.get("auroc_vs_stable").test == "delong"
+    assert "largest sensitivity gap vs stable" in canary.finding.summary
+    assert stable.finding.select("sensitivity_vs_stable") == []
