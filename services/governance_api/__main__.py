@@ -20,6 +20,8 @@ async def _main() -> None:
     governance.relay.start()
     if governance.controller is not None:
         governance.controller.start()
+    if governance.findings_feed is not None:
+        governance.findings_feed.start()
     await serve(governance.server)
 
 

@@ -15,6 +15,7 @@ from governance.ports import EvidenceSource, GovernanceStore, TritonControl
 from governance.service import GovernanceService
 from services.governance_api import servicer as governance_api
 from services.governance_api.adapters.findings import PostgresFindings
+from services.governance_api.adapters.findings_kafka import FindingsFeed
 from services.governance_api.adapters.keyring import KeyringFile
 from services.governance_api.adapters.notifying import CommitSignal, NotifyingStore
 from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayTopics, RelayTuning
@@ -37,6 +38,7 @@ class Governance:
     service: GovernanceService
     relay: GovernanceOutboxRelay
     controller: RolloutController | None
+    findings_feed: FindingsFeed | None
     pool: asyncpg.Pool
     signal: CommitSignal
     keyring: KeyringFile
@@ -55,6 +57,30 @@ class BreachKindsOf:
         name = rollout.policy_ref.partition("@")[0]
         policy = self._policies.get(name)
         return [str(kind) for kind in policy.rollback.on_breach_finding_kinds]
+
+
+def _controller(
+    settings: GovernanceSettings, service: GovernanceService, policies: PolicyCatalog
+) -> tuple[RolloutController | None, FindingsFeed | None]:
+    """The rollout controller and the findings feed that drives it (none when disabled)."""
+    if not settings.controller_enabled:
+        return None, None
+    consumer = AsyncKafkaConsumer(
+        [settings.findings_topic],
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=None,
+        client_id=f"{settings.service_name}-{settings.instance_id}-controller",
+        auto_offset_reset="latest",
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+    )
+    controller = RolloutController(
+        service,
+        BreachKindsOf(policies),
+        principal=settings.controller_principal,
+        interval_s=settings.controller_interval_s,
+    )
+    return controller, FindingsFeed(consumer, controller.on_finding)
 
 
 async def build_governance(
@@ -119,28 +145,12 @@ async def build_governance(
             poll_s=settings.outbox_poll_s,
             retry_initial_s=settings.outbox_retry_initial_s,
             retry_max_s=settings.outbox_retry_max_s,
+            retention_s=settings.outbox_retention_s,
         ),
     )
     signal.subscribe(relay.notify)
 
-    controller: RolloutController | None = None
-    if settings.controller_enabled:
-        consumer = AsyncKafkaConsumer(
-            [settings.findings_topic],
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=None,
-            client_id=f"{settings.service_name}-{settings.instance_id}-controller",
-            auto_offset_reset="latest",
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
-        )
-        controller = RolloutController(
-            service,
-            BreachKindsOf(policies),
-            consumer=consumer,
-            principal=settings.controller_principal,
-            interval_s=settings.controller_interval_s,
-        )
+    controller, feed = _controller(settings, service, policies)
 
     tokens = TokenStore(settings.governance_tokens_file)
     server = RadguardServer(settings, metrics=metrics, interceptors=[BearerAuthInterceptor(tokens)])
@@ -164,6 +174,8 @@ async def build_governance(
         server.add_readiness_check("triton", owned_triton.is_ready)
 
     async def stop_controller() -> None:
+        if feed is not None:
+            await feed.stop()
         if controller is not None:
             await controller.stop()
 
@@ -181,7 +193,7 @@ async def build_governance(
     server.add_shutdown_hook(close_producer, "kafka-producer")
     server.add_shutdown_hook(close_triton, "triton")
     server.add_shutdown_hook(pool.close, "postgres-pool")
-    return Governance(server, service, relay, controller, pool, signal, keyring, policies)
+    return Governance(server, service, relay, controller, feed, pool, signal, keyring, policies)
 
 
 async def start_governance(governance: Governance) -> None:
@@ -189,4 +201,6 @@ async def start_governance(governance: Governance) -> None:
     governance.relay.start()
     if governance.controller is not None:
         governance.controller.start()
+    if governance.findings_feed is not None:
+        governance.findings_feed.start()
     await governance.server.start()

@@ -16,7 +16,7 @@ from governance.service import GovernanceService
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
-from services.governance_api import convert
+from services.governance_api.adapters import convert
 from services.governance_api.adapters.findings import (
     FindingsFilter,
     PostgresFindings,

@@ -48,13 +48,13 @@ class GovernanceSettings(ServiceSettings):
     )
     outbox_retry_initial_s: float = Field(default=0.2, gt=0, description="first back-off after a failed round")
     outbox_retry_max_s: float = Field(default=5.0, gt=0, description="longest back-off between failed rounds")
+    outbox_retention_s: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="published outbox rows are deleted after this long"
+    )
 
     controller_enabled: bool = Field(default=True, description="run the rollout controller in this process")
     controller_interval_s: float = Field(
         default=10.0, gt=0, description="time between evaluations of every running rollout"
-    )
-    controller_group: str = Field(
-        default="radguard-governance-controller", min_length=1, description="consumer group on the findings topic"
     )
     controller_principal: str = Field(
         default="rollout-controller", min_length=1, description="identity the controller acts as (role service)"

@@ -27,7 +27,7 @@ from governance.domain.codec import from_jsonable
 from governance.domain.model import AuditRecord, RouteState
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.governance_api.convert import audit_to_proto, route_to_proto
+from services.governance_api.adapters.convert import audit_to_proto, route_to_proto
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord, RecordMetadata
 from services.runtime.telemetry import get_logger
@@ -44,6 +44,7 @@ for update skip locked
 """
 _MARK_PUBLISHED = "update gov_outbox set published_at = now() where id = any($1::bigint[])"
 _PENDING = "select count(*) from gov_outbox where published_at is null"
+_PRUNE = "delete from gov_outbox where published_at < now() - make_interval(secs => $1)"
 
 _DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
@@ -100,6 +101,8 @@ class RelayTuning:
     poll_s: float = 0.5
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
+    retention_s: float = 7 * 24 * 3600.0
+    prune_every_s: float = 600.0
 
 
 def outgoing_record(
@@ -147,6 +150,7 @@ class GovernanceOutboxRelay:
         self.tuning = tuning or RelayTuning()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
         #: Rows acknowledged by Kafka and marked published by this relay.
         self.published = 0
         #: Rounds that failed (Kafka or PostgreSQL unreachable); each is retried.
@@ -234,6 +238,14 @@ class GovernanceOutboxRelay:
             )
         return len(published)
 
+    async def _prune_if_due(self) -> None:
+        # Published rows are kept a while for inspection; the audit table, not the outbox, is the record.
+        now = asyncio.get_running_loop().time()
+        if now - self._last_prune < self.tuning.prune_every_s:
+            return
+        self._last_prune = now
+        await self._pool.execute(_PRUNE, self.tuning.retention_s)
+
     async def _run(self) -> None:
         backoff = self.tuning.retry_initial_s
         while True:
@@ -241,6 +253,7 @@ class GovernanceOutboxRelay:
             self._wake.clear()
             try:
                 count = await self.publish_round()
+                await self._prune_if_due()
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # keep going whatever happened; log and back off

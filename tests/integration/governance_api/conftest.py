@@ -145,8 +145,8 @@ async def governance(stack: StackEndpoints, gov_dsn: str, findings_topic: str) -
     }
     app = await build_governance(load_settings(GovernanceSettings, env))
     await start_governance(app)
-    if app.controller is not None:
-        await asyncio.wait_for(app.controller.listening.wait(), 30)
+    assert app.findings_feed is not None
+    await asyncio.wait_for(app.findings_feed.listening.wait(), 30)
     target = f"127.0.0.1:{app.server.port}"
     channel = grpc.aio.insecure_channel(target)
     try:

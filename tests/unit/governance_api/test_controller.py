@@ -17,9 +17,10 @@ from governance.service import GovernanceService
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.cli.governance_commands import version_from_repo
-from services.governance_api import convert
+from services.governance_api.adapters import convert
+from services.governance_api.adapters.findings_kafka import notice_of
 from services.governance_api.app import BreachKindsOf
-from services.governance_api.controller import RolloutController
+from services.governance_api.controller import FindingNotice, RolloutController
 
 REPO = Path(__file__).resolve().parents[3] / "model_repo"
 OPERATOR = Actor("olga", Role.OPERATOR)
@@ -58,20 +59,22 @@ async def running_canary() -> tuple[GovernanceService, MemoryStore, str]:
     return service, store, rollout.rollout_id
 
 
-def finding(version: str, severity: int, kind: int = events_pb2.MONITOR_KIND_DRIFT) -> events_pb2.Finding:
-    return events_pb2.Finding(
-        finding_id=str(uuid.uuid4()),
-        kind=kind,
-        model=common_pb2.ModelRef(model_name="chest_nodule", model_version=version),
-        arm=common_pb2.ARM_CANARY,
-        severity=severity,
-        summary="test finding",
+def finding(version: str, severity: int, kind: int = events_pb2.MONITOR_KIND_DRIFT) -> FindingNotice:
+    return notice_of(
+        events_pb2.Finding(
+            finding_id=str(uuid.uuid4()),
+            kind=kind,
+            model=common_pb2.ModelRef(model_name="chest_nodule", model_version=version),
+            arm=common_pb2.ARM_CANARY,
+            severity=severity,
+            summary="test finding",
+        )
     )
 
 
 async def test_breach_on_the_canary_aborts_and_routes_to_stable() -> None:
     service, store, rollout_id = await running_canary()
-    controller = RolloutController(service, BreachKindsOf(PolicyCatalog()), consumer=None)
+    controller = RolloutController(service, BreachKindsOf(PolicyCatalog()))
     assert await controller.on_finding(finding("2", events_pb2.SEVERITY_WARNING)) == []
     assert await controller.on_finding(finding("1", events_pb2.SEVERITY_BREACH)) == []  # about stable, not the canary
     breach = finding("2", events_pb2.SEVERITY_BREACH)
@@ -89,7 +92,7 @@ async def test_breach_on_the_canary_aborts_and_routes_to_stable() -> None:
 
 async def test_tick_evaluates_running_rollouts() -> None:
     service, _, rollout_id = await running_canary()
-    controller = RolloutController(service, BreachKindsOf(PolicyCatalog()), consumer=None)
+    controller = RolloutController(service, BreachKindsOf(PolicyCatalog()))
     (after,) = await controller.tick()
     assert after.rollout_id == rollout_id
     assert after.last_decision is not None  # no reads yet: the gates hold

@@ -22,7 +22,7 @@ from governance.domain.model import (
 )
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
-from services.governance_api import convert
+from services.governance_api.adapters import convert
 from services.governance_api.adapters.relay import (
     MalformedOutboxRow,
     RelayTopics,
