@@ -115,7 +115,7 @@ class GovernanceTx(Protocol):
         ...
 
     async def put_routes(self, routes: RouteState) -> None:
-        """Store a new revision; it must be the current revision + 1 (else Conflict)."""
+        """Store a new revision; it must be above the current one (else Conflict): +1, or more for a first table."""
         ...
 
     async def route_history(self, model_name: str) -> list[RouteState]:

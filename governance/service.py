@@ -118,7 +118,15 @@ class GovernanceService:
         clock: Clock,
         *,
         new_id: Callable[[], str] = uuid7,
+        route_revision_floor: Callable[[str], Awaitable[int]] | None = None,
     ) -> None:
+        """Args (beyond the ports):
+        new_id: Makes ids of transitions, approvals and rollouts.
+        route_revision_floor: The highest route revision already distributed for a model (e.g. read from
+            the routes topic). Consulted only for a model's first table in this store, so governance's
+            first revision supersedes whatever gateways hold; later revisions follow from the store.
+        """
+        self._route_floor = route_revision_floor
         self._store = store
         self._triton = triton
         self._evidence = evidence
@@ -232,13 +240,16 @@ class GovernanceService:
     ) -> RouteState:
         current = await tx.get_routes(model_name) or RouteState(model_name, "", "", 0, (), 0, self._clock.now(), "")
         new_canary = current.canary_version if canary is None else canary
+        base = current.revision
+        if base == 0 and self._route_floor is not None:
+            base = max(0, await self._route_floor(model_name))
         new = RouteState(
             model_name=model_name,
             stable_version=current.stable_version if stable is None else stable,
             canary_version=new_canary,
             canary_weight_bp=(current.canary_weight_bp if weight_bp is None else weight_bp) if new_canary else 0,
             shadow_versions=tuple(current.shadow_versions if shadows is None else shadows),
-            revision=current.revision + 1,
+            revision=base + 1,
             updated_at=self._clock.now(),
             reason=reason,
             rollout_id=rollout_id,

@@ -281,7 +281,7 @@ class PostgresTx:
         try:
             inserted = await self._c.fetchval(
                 "insert into gov_routes (model_name, revision, updated_at, doc) "
-                "select $1, $2, $3, $4::jsonb where $2 = 1 + coalesce("
+                "select $1, $2, $3, $4::jsonb where $2 > coalesce("
                 "(select max(revision) from gov_routes where model_name = $1), 0) returning revision",
                 routes.model_name,
                 routes.revision,

@@ -19,6 +19,7 @@ from services.governance_api.adapters.findings_kafka import FindingsFeed
 from services.governance_api.adapters.keyring import KeyringFile
 from services.governance_api.adapters.notifying import CommitSignal, NotifyingStore
 from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayTopics, RelayTuning
+from services.governance_api.adapters.routes_topic import RouteRevisionFloor
 from services.governance_api.adapters.triton import TritonModelControl
 from services.governance_api.auth import BearerAuthInterceptor, TokenStore
 from services.governance_api.controller import RolloutController
@@ -123,7 +124,15 @@ async def build_governance(
     evidence_source = evidence if evidence is not None else PostgresEvidenceSource(pool)
     policies = PolicyCatalog(settings.policies_dir or POLICY_DIR)
     keyring = KeyringFile(settings.governance_keyring_file)
-    service = GovernanceService(notifying, triton_control, evidence_source, policies, keyring.keyring, SystemClock())
+    service = GovernanceService(
+        notifying,
+        triton_control,
+        evidence_source,
+        policies,
+        keyring.keyring,
+        SystemClock(),
+        route_revision_floor=RouteRevisionFloor(settings.kafka_bootstrap_servers, settings.routes_topic),
+    )
 
     producer = AsyncKafkaProducer.from_settings(settings)
     producer_started = False

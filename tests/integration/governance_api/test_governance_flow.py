@@ -10,20 +10,15 @@ the canary back to 100% stable, and the time from the finding to the gateway app
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
-import asyncpg
 import grpc
 import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
-from governance.domain.codec import to_jsonable
-from governance.domain.model import RouteState
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
@@ -49,35 +44,14 @@ def rid(tag: str) -> str:
     return f"it-{tag}-{uuid.uuid4().hex[:8]}"
 
 
-async def continue_revisions(gov_dsn: str, gateway: Gateway) -> int:
-    """Make the test database's routes continue from the revision the shared routes topic already holds.
+def distributed_revision(gateway: Gateway) -> int:
+    """The model's route revision the gateway holds: what the shared routes topic already distributed.
 
-    The stack's routes topic is shared with other tests and ``radguard routes set``; gateways apply only
-    newer revisions, so a fresh governance database must start above what the gateway holds (in
-    production governance is the topic's only writer and starts it).
+    The governance database of this test starts empty, so its first table must continue from the topic
+    (``RouteRevisionFloor``), or every gateway would ignore it as old.
     """
     current = gateway.routes.get(MODEL)
-    floor = current.revision if current is not None else 0
-    connection = await asyncpg.connect(gov_dsn)
-    try:
-        await seed_route_floor(connection, MODEL, floor)
-    finally:
-        await connection.close()
-    return floor
-
-
-async def seed_route_floor(connection: asyncpg.Connection, model: str, revision: int) -> None:
-    """Record an empty route table at ``revision`` so governance's next table is ``revision + 1``."""
-    if revision < 1:
-        return
-    empty = RouteState(model, "", "", 0, (), revision, datetime.now(UTC), "revisions continue from the shared topic")
-    await connection.execute(
-        "insert into gov_routes (model_name, revision, updated_at, doc) values ($1, $2, $3, $4::jsonb)",
-        model,
-        revision,
-        empty.updated_at,
-        json.dumps(to_jsonable(empty)),
-    )
+    return current.revision if current is not None else 0
 
 
 async def wait_for_route(gateway: Gateway, revision: int, timeout_s: float = 10.0) -> float:
@@ -133,7 +107,7 @@ async def test_register_approve_shadow_canary_and_refusals(
 ) -> None:
     monkeypatch.setattr(governance_commands._out, "width", 200)  # tables unabridged in the captured output
     gov = governance
-    floor = await continue_revisions(gov_dsn, gateway)
+    floor = distributed_revision(gateway)
     routes_start = await end_offsets(stack.kafka_bootstrap, ROUTES_TOPIC)
     audit_start = await end_offsets(stack.kafka_bootstrap, AUDIT_TOPIC)
 

@@ -10,7 +10,9 @@ from governance.adapters.memory import MemoryStore
 from governance.domain.gates import FindingRef
 from governance.domain.lifecycle import State
 from governance.domain.model import GateDecision, RolloutStatus, TransitionStatus
+from governance.domain.policy import PolicyCatalog
 from governance.domain.signing import approval_record, verify_approval
+from governance.service import GovernanceService
 from services.runtime.errors import (
     AlreadyExists,
     Conflict,
@@ -308,3 +310,21 @@ async def test_audit_pages_and_verify_ranges(world):
     assert [r.seq for r in page1 + page2] == [1, 2, 3, 4, 5, 6]
     verdict = await world.service.verify_audit(3, 5)
     assert verdict.ok and verdict.entries_checked == 3
+
+
+async def test_first_route_table_continues_from_the_distributed_revision():
+    asked: list[str] = []
+
+    async def floor(model_name: str) -> int:
+        asked.append(model_name)
+        return 41
+
+    world = memory_world()
+    world.service = GovernanceService(
+        world.store, world.triton, world.evidence, PolicyCatalog(), keyring(), world.clock, route_revision_floor=floor
+    )
+    await world.production("1")
+    assert (await world.service.get_routes(MODEL)).revision == 42
+    await world.shadow("2")
+    assert (await world.service.get_routes(MODEL)).revision == 43  # later tables follow the store, not the topic
+    assert asked == [MODEL]
