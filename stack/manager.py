@@ -11,7 +11,7 @@ from pathlib import Path
 from stack.components.base import Component, Layout
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
-from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter
+from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter, MonitorRunner
 from stack.components.triton import Triton
 from stack.processes import ProcessRecord, StackError, exit_code, is_ours, port_in_use, stop_process
 from stack.settings import StackSettings
@@ -58,6 +58,7 @@ class Stack:
             Gateway(settings, self.layout),
             Feedback(settings, self.layout),
             LedgerWriter(settings, self.layout),
+            MonitorRunner(settings, self.layout),
             GovernanceService(settings, self.layout),
         ]
 
@@ -210,7 +211,7 @@ class Stack:
                 state, pid, detail = "dead", rec.pid, f"pid {rec.pid} is gone: `radguard stack up` restarts it"
             else:
                 ready = comp.is_ready()
-                state, pid, detail = ("ready" if ready else "starting"), rec.pid, ""
+                state, pid, detail = ("ready" if ready else "starting"), rec.pid, comp.detail()
             out.append(ComponentStatus(comp.name, state, pid, comp.ports(), comp.version(), detail))
         return out
 

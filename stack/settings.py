@@ -43,6 +43,10 @@ class StackSettings(BaseSettings):
     feedback_metrics_port: int = 19462
     ledger_port: int = 50071
     ledger_metrics_port: int = 19471
+    monitor_port: int = 50072
+    monitor_metrics_port: int = 19472
+    #: Seconds between the stack's monitor runner passes (unchanged windows are skipped).
+    monitor_interval_s: float = Field(default=60.0, gt=0)
     governance_port: int = 50063
     governance_metrics_port: int = 19463
     ready_timeout_s: float = Field(default=120.0, gt=0)
@@ -61,6 +65,8 @@ class StackSettings(BaseSettings):
         "feedback_metrics_port",
         "ledger_port",
         "ledger_metrics_port",
+        "monitor_port",
+        "monitor_metrics_port",
         "governance_port",
         "governance_metrics_port",
     )
@@ -118,6 +124,8 @@ class StackSettings(BaseSettings):
                 "feedback_metrics_port",
                 "ledger_port",
                 "ledger_metrics_port",
+                "monitor_port",
+                "monitor_metrics_port",
             )
         }
 

@@ -82,6 +82,10 @@ class Component(ABC):
     def version(self) -> str:
         """The server's version, as it reports it (or as shipped)."""
 
+    def detail(self) -> str:
+        """One line about what a running component has been doing, for ``radguard stack status``."""
+        return ""
+
 
 def require_tool(tool: str, install_hint: str) -> str:
     """Path of ``tool`` on PATH, or a StackError saying how to install it."""

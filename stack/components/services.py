@@ -9,6 +9,7 @@ development pseudonymisation key is generated once into the state folder (mode 0
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -135,6 +136,49 @@ class LedgerWriter(RadguardService):
     module = "services.monitors.ledger"
     port_field = "ledger_port"
     metrics_port_field = "ledger_metrics_port"
+
+
+class MonitorRunner(RadguardService):
+    """The monitor runner: every interval, drift, calibration, bias and performance findings of each served
+    version's stable and canary windows, into PostgreSQL and onto the findings topic (reports in its folder)."""
+
+    name = "monitor"
+    module = "services.monitors.runner"
+    port_field = "monitor_port"
+    metrics_port_field = "monitor_metrics_port"
+
+    def versions(self) -> list[str]:
+        """Versions of the model repository's chest_nodule that carry a reference profile."""
+        model = self.settings.model_repo / "chest_nodule"
+        found = [p.parent.name for p in model.glob("*/reference_profile.npz")] if model.is_dir() else []
+        return sorted(found, key=lambda name: (not name.isdigit(), int(name) if name.isdigit() else 0, name)) or ["1"]
+
+    def extra_env(self) -> dict[str, str]:
+        return {
+            "RADGUARD_MONITOR_MODEL": "chest_nodule",
+            "RADGUARD_MONITOR_VERSIONS": json.dumps(self.versions()),
+            "RADGUARD_MONITOR_MODEL_REPO": str(self.settings.model_repo),
+            "RADGUARD_MONITOR_REPORTS_DIR": str(self.home / "reports"),
+            "RADGUARD_MONITOR_INTERVAL_S": str(self.settings.monitor_interval_s),
+            "RADGUARD_MONITOR_STATUS_FILE": str(self.status_file),
+        }
+
+    @property
+    def status_file(self) -> Path:
+        return self.home / "last_pass.json"
+
+    def detail(self) -> str:
+        """The last pass: when, and how many findings, breaches and warnings it issued."""
+        try:
+            last = json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return "no pass yet"
+        if "skipped" in last:
+            return f"last pass {last['finished_at']} skipped: {last['skipped']}"
+        return (
+            f"last pass {last['finished_at']}: {last['findings']} findings "
+            f"({last['breach']} breaches, {last['warning']} warnings)"
+        )
 
 
 class GovernanceService(RadguardService):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import socket
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
@@ -45,6 +48,8 @@ class MonitorRunner:
     interval_s: float
     pool: asyncpg.Pool
     producer: AsyncKafkaProducer
+    #: Where each pass's outcome goes as JSON (for ``radguard stack status``), or None.
+    status_file: Path | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def run_once(self) -> list[IssuedFinding]:
@@ -57,10 +62,24 @@ class MonitorRunner:
             try:
                 findings = await self.run_once()
                 _log.info("monitors.pass", findings=len(findings))
+                self._record({"findings": len(findings), **_by_severity(findings)})
             except Unavailable as error:
                 _log.warning("monitors.pass_skipped", error=error.message)
+                self._record({"skipped": error.message})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval_s)
+
+    def _record(self, outcome: dict[str, object]) -> None:
+        if self.status_file is None:
+            return
+        status = {"finished_at": datetime.now(UTC).isoformat(timespec="seconds"), **outcome}
+        try:
+            self.status_file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.status_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps(status), encoding="utf-8")
+            os.replace(temporary, self.status_file)  # readers never see half a file
+        except OSError as error:
+            _log.warning("monitors.status_unwritable", path=str(self.status_file), error=str(error))
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` to return after the pass in hand."""
@@ -96,8 +115,16 @@ async def build_monitor_runner(settings: MonitorRunnerSettings) -> MonitorRunner
         window_size=settings.monitor_window_size,
         window_span=None if settings.monitor_window_hours is None else timedelta(hours=settings.monitor_window_hours),
         reports=EvidentlyReportFolder(settings.monitor_reports_dir),
+        skip_unchanged=settings.monitor_skip_unchanged,
     )
-    return MonitorRunner(use_case, targets_of(settings), settings.monitor_interval_s, pool, producer)
+    return MonitorRunner(
+        use_case, targets_of(settings), settings.monitor_interval_s, pool, producer, settings.monitor_status_file
+    )
+
+
+def _by_severity(findings: list[IssuedFinding]) -> dict[str, int]:
+    severities = [item.finding.severity.value for item in findings]
+    return {name: severities.count(name) for name in ("breach", "warning")}
 
 
 async def run_monitor_process(settings: MonitorRunnerSettings, *, once: bool) -> int:

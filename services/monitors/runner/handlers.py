@@ -104,6 +104,7 @@ class RunMonitors:
         window_span: timedelta | None = None,
         reports: DriftReportWriter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        skip_unchanged: bool = False,
     ) -> None:
         """Assemble the use case.
 
@@ -117,6 +118,8 @@ class RunMonitors:
             window_span: Also bound the window by time: only predictions of the last ``window_span``.
             reports: Writes drift reports; None skips them.
             clock: Current time (UTC), injectable for tests.
+            skip_unchanged: Issue nothing for a target whose window holds the same predictions and reads as at
+                the previous pass (a quiet stack must not repeat its findings every interval).
         """
         self._queries = queries
         self._references = references
@@ -127,6 +130,8 @@ class RunMonitors:
         self._window_span = window_span
         self._reports = reports
         self._clock = clock
+        self._skip_unchanged = skip_unchanged
+        self._seen: dict[MonitorTarget, tuple[int, int, datetime | None, str]] = {}
         self._calculators: dict[tuple[str, str], tuple[Window, dict[MonitorKind, Calculator]]] = {}
 
     def _prepared(self, target: MonitorTarget) -> tuple[Window, dict[MonitorKind, Calculator]]:
@@ -174,6 +179,13 @@ class RunMonitors:
             if not ledger_window.rows:
                 _log.info("monitors.empty_window", target=str(target))
                 continue
+            maturity = ledger_window.maturity
+            last = ledger_window.rows[-1]
+            seen = (maturity.count, maturity.labelled_count, last.event_time, last.prediction_id)
+            if self._skip_unchanged and self._seen.get(target) == seen:
+                _log.info("monitors.unchanged_window", target=str(target), predictions=maturity.count)
+                continue
+            self._seen[target] = seen
             window = to_window(ledger_window, model_version=target.model_version, arm=target.arm)
             for kind, calculator in calculators.items():
                 if isinstance(calculator, BiasMonitor) and target.arm == Arm.CANARY.value:

@@ -39,5 +39,11 @@ class MonitorRunnerSettings(ServiceSettings):
         default=None, gt=0, description="also bound windows by time: predictions of the last N hours only"
     )
     monitor_interval_s: float = Field(default=300.0, gt=0, description="time between runs")
+    monitor_skip_unchanged: bool = Field(
+        default=True, description="issue nothing for a window that has not changed since the previous pass"
+    )
+    monitor_status_file: Path | None = Field(
+        default=None, description="JSON file rewritten after every pass (time, findings, breaches)"
+    )
     findings_topic: str = Field(default=FINDINGS_TOPIC, min_length=1)
     postgres_pool_max_size: int = Field(default=2, ge=1)

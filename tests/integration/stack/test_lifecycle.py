@@ -20,7 +20,7 @@ import pytest
 from stack.processes import port_in_use, process_cmdline
 
 RADGUARD = str(Path(sys.executable).parent / "radguard")
-COMPONENTS = ("postgres", "kafka", "triton", "gateway", "feedback", "ledger", "governance")
+COMPONENTS = ("postgres", "kafka", "triton", "gateway", "feedback", "ledger", "monitor", "governance")
 PORT_VARS = (
     "RADGUARD_STACK_KAFKA_PORT",
     "RADGUARD_STACK_KAFKA_CONTROLLER_PORT",
@@ -34,6 +34,8 @@ PORT_VARS = (
     "RADGUARD_STACK_FEEDBACK_METRICS_PORT",
     "RADGUARD_STACK_LEDGER_PORT",
     "RADGUARD_STACK_LEDGER_METRICS_PORT",
+    "RADGUARD_STACK_MONITOR_PORT",
+    "RADGUARD_STACK_MONITOR_METRICS_PORT",
     "RADGUARD_STACK_GOVERNANCE_PORT",
     "RADGUARD_STACK_GOVERNANCE_METRICS_PORT",
 )
@@ -88,14 +90,14 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
     first = run_cli(iso_env, "stack", "up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "started: postgres, kafka, triton, gateway, feedback, ledger, governance" in first.stdout
+    assert "started: postgres, kafka, triton, gateway, feedback, ledger, monitor, governance" in first.stdout
     started = pids(state)
     assert set(started) == set(COMPONENTS)
 
     second = run_cli(iso_env, "stack", "up")
     assert second.returncode == 0, second.stderr
     assert "started:" not in second.stdout
-    assert "already running: postgres, kafka, triton, gateway, feedback, ledger, governance" in second.stdout
+    assert "already running: postgres, kafka, triton, gateway, feedback, ledger, monitor, governance" in second.stdout
     assert pids(state) == started
 
     status = run_cli(iso_env, "stack", "status")
@@ -107,6 +109,7 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
         ("gateway", "RADGUARD_STACK_GATEWAY_PORT"),
         ("feedback", "RADGUARD_STACK_FEEDBACK_PORT"),
         ("ledger", "RADGUARD_STACK_LEDGER_PORT"),
+        ("monitor", "RADGUARD_STACK_MONITOR_PORT"),
         ("governance", "RADGUARD_STACK_GOVERNANCE_PORT"),
     ):
         line = next(ln for ln in status.stdout.splitlines() if f" {comp} " in ln)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from services.monitors.drift.spec import DriftSpec
 from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
+from services.monitors.runner.app import MonitorRunner
 from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator, new_finding_id
 from services.monitors.runner.ports import IssuedFinding
 from services.monitors.runner.windows import to_window
@@ -250,3 +254,55 @@ async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_
     assert canary.finding.get("auroc_vs_stable").test == "delong"
     assert "largest sensitivity gap vs stable" in canary.finding.summary
     assert stable.finding.select("sensitivity_vs_stable") == []
+
+
+@pytest.mark.asyncio
+async def test_with_skip_unchanged_a_window_is_judged_again_only_after_new_predictions_or_reads() -> None:
+    held = rows(300, seed=8)
+    ledger = FakeLedger({("3", "stable"): held[:200]})
+    store = FakeStore()
+    use_case = RunMonitors(
+        ledger,
+        _reference(),
+        store,
+        FakePublisher(store),
+        {MonitorKind.PERFORMANCE: PERFORMANCE},
+        window_size=300,
+        clock=lambda: NOW,
+        skip_unchanged=True,
+    )
+    target = [MonitorTarget("chest_nodule", "3", "stable")]
+
+    first = await use_case.run_once(target)
+    again = await use_case.run_once(target)
+    ledger.by_version[("3", "stable")] = held  # 100 more predictions
+    after_new = await use_case.run_once(target)
+
+    assert (len(first), len(again), len(after_new)) == (1, 0, 1)
+    assert [item.finding.maturity.total for item in store.saved] == [200, 300]
+
+
+@pytest.mark.asyncio
+async def test_the_runner_loop_records_each_pass_for_the_stack_status(tmp_path: Path) -> None:
+    ledger = FakeLedger({("3", "stable"): rows(500, shift=0.1, seed=2)})
+    use_case, _, _ = _use_case(ledger, _reference())
+    status_file = tmp_path / "monitor" / "last_pass.json"
+    runner = MonitorRunner(
+        use_case,
+        [MonitorTarget("chest_nodule", "3", "stable")],
+        3600.0,
+        pool=None,  # type: ignore[arg-type]  # the loop never touches the connections
+        producer=None,  # type: ignore[arg-type]
+        status_file=status_file,
+    )
+    task = asyncio.ensure_future(runner.run_forever())
+    for _ in range(200):
+        if status_file.exists():
+            break
+        await asyncio.sleep(0.05)
+    runner.stop()
+    await task
+
+    status = json.loads(status_file.read_text())
+    assert (status["findings"], status["breach"], status["warning"]) == (2, 1, 0)  # drift breach, performance
+    assert datetime.fromisoformat(status["finished_at"]).tzinfo is not None
