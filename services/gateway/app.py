@@ -53,7 +53,11 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         return list(await producer.send_many([OutgoingRecord(r.topic, r.value, r.key, r.headers) for r in records]))
 
     sink = SpooledKafkaSink(
-        spool, send_many, producer_name=f"gateway/{settings.instance_id}", age_edges=settings.age_band_edges
+        spool,
+        send_many,
+        producer_name=f"gateway/{settings.instance_id}",
+        age_edges=settings.age_band_edges,
+        topic=settings.predictions_topic,
     )
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],

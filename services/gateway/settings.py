@@ -30,6 +30,9 @@ class GatewaySettings(ServiceSettings):
     max_image_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     stream_concurrency: int = Field(default=8, ge=1)
     age_band_edges: tuple[int, ...] = Field(default=(18, 40, 60, 70), description="ascending age band edges")
+    predictions_topic: str = Field(
+        default="radguard.predictions.v1", min_length=1, description="topic the prediction events go to"
+    )
     routes_poll_s: float = Field(default=0.2, gt=0, description="how often the routes topic is polled")
 
     @field_validator("pseudonym_key")

@@ -132,8 +132,10 @@ class SpooledKafkaSink:
         producer_name: str,
         age_edges: tuple[int, ...],
         tuning: SinkTuning | None = None,
+        topic: str = PREDICTIONS_TOPIC,
     ) -> None:
         self.spool = spool
+        self._topic = topic
         self._send_many = send_many
         self._producer_name = producer_name
         self._age_edges = age_edges
@@ -163,7 +165,7 @@ class SpooledKafkaSink:
         command, prediction, headers, span_ids = item
         event = prediction_event(command, prediction, self._producer_name, self._age_edges, span_ids)
         return SpooledRecord(
-            topic=PREDICTIONS_TOPIC,
+            topic=self._topic,
             key=command.study.study_uid.encode(),
             value=event.SerializeToString(),
             headers=headers,
