@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, Self
@@ -494,6 +495,9 @@ class AsyncKafkaConsumer:
         on_assign: AssignCallback | None = None,
         on_revoke: RevokeCallback | None = None,
         rebalance_callback_timeout_s: float = 30.0,
+        metadata_max_age_ms: int = 300_000,
+        partitions_wait_s: float = 0.0,
+        rejoin_unassigned_after_s: float | None = None,
     ) -> None:
         """Configure the consumer; :meth:`start` connects and subscribes.
 
@@ -515,6 +519,18 @@ class AsyncKafkaConsumer:
                 stored with the data in PostgreSQL). See :class:`_RebalanceBridge` for its limits.
             on_revoke: Async callback before partitions are taken away.
             rebalance_callback_timeout_s: Time each callback may take.
+            metadata_max_age_ms: Longest time between two refreshes of the cluster metadata (kafka-python's
+                default, 5 minutes); a topic that gets partitions later is noticed at the next refresh.
+            partitions_wait_s: In a group, how long :meth:`start` waits, after subscribing, until the
+                client's metadata lists partitions of every subscribed topic (0: not at all). kafka-python
+                records the metadata its first join was based on; joining before that metadata lists the
+                topics makes the next refresh start a second rebalance at once, and kafka-python 3.0 can
+                lose that rebalance's assignment when the poll that started it times out (the member then
+                holds no partitions until something else triggers a rebalance). Past the wait the consumer
+                goes on and logs the topics still without partitions.
+            rejoin_unassigned_after_s: In a group, leave and rejoin when no partition has been assigned for
+                this long (None: never). A safety net for the lost assignment above; only for groups that
+                have at least as many partitions as members, where an empty assignment is never right.
         """
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -532,7 +548,12 @@ class AsyncKafkaConsumer:
             "max_poll_interval_ms": max_poll_interval_ms,
             "request_timeout_ms": request_timeout_ms,
             "bootstrap_timeout_ms": bootstrap_timeout_ms,
+            "metadata_max_age_ms": metadata_max_age_ms,
         }
+        self._partitions_wait_s = partitions_wait_s
+        self._rejoin_unassigned_after_s = rejoin_unassigned_after_s
+        self._unassigned_since: float | None = None
+        self._listener: _RebalanceBridge | None = None
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._callback_timeout_s = rebalance_callback_timeout_s
@@ -550,6 +571,9 @@ class AsyncKafkaConsumer:
         *,
         on_assign: AssignCallback | None = None,
         on_revoke: RevokeCallback | None = None,
+        metadata_max_age_ms: int = 300_000,
+        partitions_wait_s: float = 0.0,
+        rejoin_unassigned_after_s: float | None = None,
     ) -> Self:
         """Build a consumer from the process settings.
 
@@ -559,6 +583,9 @@ class AsyncKafkaConsumer:
             group_id: Consumer group, or None for a group-less reader of all partitions.
             on_assign: See :meth:`__init__`.
             on_revoke: See :meth:`__init__`.
+            metadata_max_age_ms: See :meth:`__init__`.
+            partitions_wait_s: See :meth:`__init__`.
+            rejoin_unassigned_after_s: See :meth:`__init__`.
         """
         return cls(
             topics,
@@ -572,7 +599,28 @@ class AsyncKafkaConsumer:
             bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
             on_assign=on_assign,
             on_revoke=on_revoke,
+            metadata_max_age_ms=metadata_max_age_ms,
+            partitions_wait_s=partitions_wait_s,
+            rejoin_unassigned_after_s=rejoin_unassigned_after_s,
         )
+
+    def _await_partitions(self, consumer: KafkaConsumer) -> None:
+        # After subscribe: every full metadata fetch (topics()) also updates the snapshot that kafka-python's
+        # coordinator compares its assignment with. The listener that updates it runs just after the fetch
+        # returns, so one more fetch once all topics are there makes sure it ran. Worker thread only.
+        deadline = time.monotonic() + self._partitions_wait_s
+        while True:
+            consumer.topics()
+            missing = [topic for topic in self._topics if not consumer.partitions_for_topic(topic)]
+            if not missing:
+                consumer.topics()
+                return
+            if time.monotonic() >= deadline:
+                _log.warning(
+                    "kafka.consumer_topics_without_partitions", topics=missing, waited_s=self._partitions_wait_s
+                )
+                return
+            time.sleep(0.1)
 
     async def _run(self, fn: Callable[[KafkaConsumer], Any]) -> Any:
         consumer = self._consumer
@@ -596,11 +644,14 @@ class AsyncKafkaConsumer:
             return
         loop = asyncio.get_running_loop()
         listener = _RebalanceBridge(self, loop, self._on_assign, self._on_revoke, self._callback_timeout_s)
+        self._listener = listener
 
         def build() -> KafkaConsumer:
             consumer = KafkaConsumer(**self._config)
             if self._group_id is not None:
                 consumer.subscribe(list(self._topics), listener=listener)
+                if self._partitions_wait_s > 0:
+                    self._await_partitions(consumer)
             else:
                 partitions: list[TopicPartition] = []
                 for topic in self._topics:
@@ -639,6 +690,8 @@ class AsyncKafkaConsumer:
 
         def poll(consumer: KafkaConsumer) -> list[ConsumedRecord]:
             batches = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            if self._rejoin_unassigned_after_s is not None and self._group_id is not None:
+                self._rejoin_if_unassigned(consumer)
             return [
                 ConsumedRecord(
                     topic=record.topic,
@@ -655,6 +708,25 @@ class AsyncKafkaConsumer:
 
         result: list[ConsumedRecord] = await self._run(poll)
         return result
+
+    def _rejoin_if_unassigned(self, consumer: KafkaConsumer) -> None:
+        # Worker thread only. Leaving resets the member's generation, so the next poll joins afresh.
+        now = time.monotonic()
+        if consumer.assignment():
+            self._unassigned_since = None
+            return
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            return
+        assert self._rejoin_unassigned_after_s is not None
+        if now - self._unassigned_since < self._rejoin_unassigned_after_s:
+            return
+        _log.warning("kafka.consumer_rejoining_unassigned", topics=list(self._topics), group_id=self._group_id)
+        self._unassigned_since = now
+        consumer.unsubscribe()
+        consumer.subscribe(list(self._topics), listener=self._listener)
+        if self._partitions_wait_s > 0:
+            self._await_partitions(consumer)
 
     async def commit(self, offsets: Mapping[TopicPartition, int] | None = None) -> None:
         """Commit offsets to the group synchronously.

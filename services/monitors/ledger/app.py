@@ -101,6 +101,9 @@ async def build_ledger_writer(settings: LedgerSettings, *, metrics: Metrics | No
         settings.ledger_group,
         on_assign=writer.on_assign,
         on_revoke=writer.on_revoke,
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
+        partitions_wait_s=settings.ledger_partitions_wait_s,
+        rejoin_unassigned_after_s=settings.ledger_rejoin_unassigned_after_s,
     )
     server = RadguardServer(settings, metrics=metrics)
     process = LedgerProcess(server, writer, consumer, pool)

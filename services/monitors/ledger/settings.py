@@ -32,3 +32,14 @@ class LedgerSettings(ServiceSettings):
     postgres_pool_max_size: int = Field(default=3, ge=1)
     # Short, so a restarted writer takes over a crashed one's partitions within seconds.
     kafka_session_timeout_ms: int = Field(default=10_000, gt=0)
+    # The writer subscribes to topics that may have been created moments before (a fresh stack, a test). It
+    # waits until its client's metadata lists their partitions before its first join: a join on older metadata
+    # is followed at once by a second rebalance, whose assignment kafka-python 3.0 can lose (see
+    # AsyncKafkaConsumer); a writer left without partitions rejoins. A short metadata age notices new ones.
+    kafka_metadata_max_age_ms: int = Field(default=30_000, gt=0, description="longest age of cluster metadata")
+    ledger_partitions_wait_s: float = Field(
+        default=30.0, ge=0, description="wait for the topics' partitions before the first join"
+    )
+    ledger_rejoin_unassigned_after_s: float = Field(
+        default=15.0, gt=0, description="leave and rejoin the group after this long without partitions"
+    )
