@@ -1,0 +1,274 @@
+"""Governance end to end on the real stack, driven by the hospital simulator (issue #6 acceptance (a), (b)).
+
+Simulated studies go through an in-process gateway to the real Triton (chest_nodule v1 stable, v2 the
+candidate); the gateway's prediction events go to Kafka and an in-process ledger writer stores them in the
+test's database, which governance's ``PostgresEvidenceSource`` reads; each answer is followed by the
+simulated radiologist's read as a ReadEvent. The governance service (in process, real PostgreSQL, Kafka
+relay to the shared routes topic, Triton repository control) runs its rollout controller every second.
+A second in-process gateway only follows the routes topic: every route table must reach both.
+
+(c), an unauthorised promote, is covered by tests/integration/governance_api/test_governance_flow.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from typer.testing import CliRunner
+
+from radguard.common.v1 import common_pb2
+from radguard.governance.v1 import governance_pb2 as pb
+from services.cli import governance_commands
+from services.cli.governance_commands import version_from_repo
+from services.cli.main import app as cli_app
+from services.gateway.app import Gateway
+from services.governance_api.adapters.triton import TritonModelControl
+from sim import Hospital
+from stack.settings import REPO_ROOT
+from tests.e2e.traffic import MODEL, Traffic, ledger_counts, wait_ledger
+from tests.integration.conftest import StackEndpoints
+from tests.integration.governance_api.conftest import GovHarness
+from tests.integration.ledger.conftest import Topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(240)]
+
+V1 = common_pb2.ModelRef(model_name=MODEL, model_version="1")
+V2 = common_pb2.ModelRef(model_name=MODEL, model_version="2")
+POLICY = "e2e-sim"
+SCENARIOS = REPO_ROOT / "sim" / "scenarios"
+#: Where the audit stories go (the board reads the committed copy).
+STORY_FILE = Path(os.environ.get("RADGUARD_AUDIT_STORY_FILE", REPO_ROOT / "docs" / "examples" / "audit-story.txt"))
+_stories: dict[str, str] = {}
+
+
+def rid(tag: str) -> str:
+    return f"e2e-{tag}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def restore_triton(stack: StackEndpoints) -> AsyncIterator[None]:
+    """Leave chest_nodule with versions 1 and 2 loaded (an abort unloads the rolled-back version)."""
+    yield
+    control = TritonModelControl(stack.triton_grpc_url, REPO_ROOT / "model_repo")
+    try:
+        await control.load(MODEL, {1, 2})
+    finally:
+        await control.close()
+
+
+async def wait_all(gateways: list[Gateway], revision: int, timeout_s: float = 10.0) -> None:
+    """Wait until every gateway holds ``revision`` (or newer) of the model's route."""
+    deadline = time.monotonic() + timeout_s
+    for gw in gateways:
+        while (route := gw.routes.get(MODEL)) is None or route.revision < revision:
+            assert time.monotonic() < deadline, f"a gateway did not apply revision {revision}: {route}"
+            await asyncio.sleep(0.01)
+
+
+async def route_revision(gov: GovHarness) -> int:
+    return (await gov.app.service.get_routes(MODEL)).revision
+
+
+async def move(gov: GovHarness, ref: common_pb2.ModelRef, state: int, signer: str = "") -> pb.Transition:
+    """Request a transition as the operator and, when it waits for a signature, sign it as ``signer``."""
+    request = pb.RequestTransitionRequest(model=ref, to_state=state, reason="e2e", request_id=rid("tr"))
+    transition: pb.Transition = await gov.stub.RequestTransition(request, metadata=gov.md("olga"))
+    if transition.status == pb.TRANSITION_STATUS_PENDING and signer:
+        approve = pb.ApproveRequest(
+            transition_id=transition.transition_id, meaning=f"approve {ref.model_version}", request_id=rid("sign")
+        )
+        reply: pb.ApproveResponse = await gov.stub.Approve(approve, metadata=gov.md(signer))
+        assert reply.approval.algorithm == "ed25519" and len(reply.approval.signature) == 64
+        transition = reply.transition
+    return transition
+
+
+async def start_canary(
+    gov: GovHarness, gateways: list[Gateway], traffic: Traffic, dsn: str, shadow_studies: int = 30
+) -> pb.Rollout:
+    """Register v1 and v2, v1 to production, v2 through shadow (real shadow traffic) to a running canary."""
+    for n in (1, 2):
+        message = version_from_repo(REPO_ROOT / "model_repo", MODEL, n, policy=POLICY)
+        await gov.stub.RegisterVersion(
+            pb.RegisterVersionRequest(version=message, request_id=rid(f"reg{n}")), metadata=gov.md("olga")
+        )
+        assert (await move(gov, message.ref, pb.LIFECYCLE_STATE_VALIDATED)).status == pb.TRANSITION_STATUS_APPLIED
+    assert (await move(gov, V1, pb.LIFECYCLE_STATE_PRODUCTION, "bert")).status == pb.TRANSITION_STATUS_APPLIED
+    assert (await move(gov, V2, pb.LIFECYCLE_STATE_SHADOW, "bianca")).status == pb.TRANSITION_STATUS_APPLIED
+    await wait_all(gateways, await route_revision(gov))
+    assert all(gw.routes.get(MODEL).shadow_versions == ("2",) for gw in gateways)  # type: ignore[union-attr]
+
+    # Shadow: the policy wants real shadow predictions of v2 in the ledger before the canary.
+    await traffic.send(shadow_studies)
+    await wait_ledger(dsn, "shadow", "2", 20)
+    assert (await move(gov, V2, pb.LIFECYCLE_STATE_CANARY, "clara")).status == pb.TRANSITION_STATUS_APPLIED
+    rollout: pb.Rollout = await gov.stub.StartRollout(
+        pb.StartRolloutRequest(candidate=V2, reason="canary of v2", request_id=rid("start")), metadata=gov.md("olga")
+    )
+    assert rollout.status == pb.ROLLOUT_STATUS_RUNNING and rollout.weight_bp == 2000
+    await wait_all(gateways, await route_revision(gov))
+    # canary->production waits for its signature and the final step's gates; sign it now.
+    production = await move(gov, V2, pb.LIFECYCLE_STATE_PRODUCTION, "bert")
+    assert production.status == pb.TRANSITION_STATUS_PENDING
+    return rollout
+
+
+async def audit_story(gov: GovHarness, title: str) -> tuple[str, list[str]]:
+    """``radguard audit show`` over the CLI: the printed text and the actions in order."""
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        cli_app,
+        ["audit", "show", "--target", gov.target, "--token", gov.tokens["bert"], "--no-changes", "--limit", "500"],
+    )
+    assert result.exit_code == 0, result.output
+    _stories[title] = result.output
+    story = "\n".join(f"=== {name} ===\n{text}" for name, text in sorted(_stories.items()))
+    await asyncio.to_thread(STORY_FILE.parent.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(STORY_FILE.write_text, story, encoding="utf-8")
+    entries = (await gov.app.service.query_audit(page_size=1000))[0]
+    return result.output, [e.action for e in entries]
+
+
+def assert_in_order(actions: list[str], expected: list[str]) -> None:
+    """``expected`` is a subsequence of ``actions``."""
+    at = 0
+    for want in expected:
+        while at < len(actions) and actions[at] != want:
+            at += 1
+        assert at < len(actions), f"{want!r} missing (in order) from the audit story: {actions}"
+        at += 1
+
+
+async def test_a_healthy_candidate_passes_every_step_and_becomes_production(
+    sim_governance: GovHarness,
+    gateways: list[Gateway],
+    ledger: object,
+    gov_dsn: str,
+    e2e_topics: Topics,
+    stack: StackEndpoints,
+    restore_triton: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Baseline hospital (seed 21): v2 passes 20% → 50% → 100% on real evidence and becomes production."""
+    monkeypatch.setattr(governance_commands._out, "width", 220)
+    gov, started = sim_governance, time.monotonic()
+    traffic = Traffic(Hospital("baseline", seed=21), f"127.0.0.1:{gateways[0].server.port}",
+                      stack.kafka_bootstrap, e2e_topics.reads)  # fmt: skip
+    rollout = await start_canary(gov, gateways, traffic, gov_dsn)
+
+    steps_seen = {rollout.weight_bp}
+    deadline = time.monotonic() + 150
+    while (await gov.app.service.get_version(MODEL, "2")).state != "production":
+        assert time.monotonic() < deadline, (
+            f"v2 not production: {await gov.app.service.get_rollout(rollout.rollout_id)}"
+        )
+        current = await gov.app.service.get_rollout(rollout.rollout_id)
+        assert str(current.status) in ("running", "completed"), f"rollout stopped: {current.reasons}"
+        steps_seen.add(current.weight_bp)
+        await traffic.send(24)
+    final = await gov.app.service.get_rollout(rollout.rollout_id)
+    assert str(final.status) == "completed" and final.weight_bp == 10000
+    assert steps_seen | {final.weight_bp} >= {2000, 10000}
+    routes = await gov.app.service.get_routes(MODEL)
+    assert (routes.stable_version, routes.canary_version, routes.canary_weight_bp) == ("2", "", 0)
+    await wait_all(gateways, routes.revision)
+    assert all(gw.routes.get(MODEL).stable_version == "2" for gw in gateways)  # type: ignore[union-attr]
+    assert (await gov.app.service.get_version(MODEL, "1")).state == "retired"
+    counts = await ledger_counts(gov_dsn)
+    print(f"\n(a) {traffic.next_index} studies; ledger (arm, version) → (predictions, read): {counts}")
+    print(f"(a) gates at the last step: {[(g.gate, str(g.outcome), round(g.observed, 3)) for g in final.gates]}")
+    print(f"(a) wall {time.monotonic() - started:.1f} s")
+
+    text, actions = await audit_story(gov, "a: healthy v2 becomes production")
+    assert_in_order(
+        actions,
+        [
+            "version.register", "version.register", "version.transition", "approval.sign", "version.transition",
+            "routes.update", "approval.sign", "routes.update", "approval.sign", "version.transition",
+            "rollout.start", "routes.update", "transition.request", "approval.sign",
+            "rollout.promote", "routes.update", "rollout.promote", "routes.update",
+            "rollout.complete", "routes.update",
+        ],
+    )  # fmt: skip
+    assert "rollout.complete" in text and "rollout-controller" in text
+    verdict = await gov.app.service.verify_audit()
+    assert verdict.ok, verdict.reason
+
+
+async def test_b_candidate_degrading_on_one_scanner_is_rolled_back(
+    sim_governance: GovHarness,
+    gateways: list[Gateway],
+    ledger: object,
+    gov_dsn: str,
+    e2e_topics: Topics,
+    stack: StackEndpoints,
+    restore_triton: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """CR-90 protocol change (sim/scenarios/cr90_protocol_change.yaml, seed 21): the gate stops v2, routes go back.
+
+    PLACEHOLDER_MEASUREMENTS
+    """
+    monkeypatch.setattr(governance_commands._out, "width", 220)
+    gov, started = sim_governance, time.monotonic()
+    traffic = Traffic(Hospital(SCENARIOS / "cr90_protocol_change.yaml", seed=21),
+                      f"127.0.0.1:{gateways[0].server.port}", stack.kafka_bootstrap, e2e_topics.reads)  # fmt: skip
+    rollout = await start_canary(gov, gateways, traffic, gov_dsn)
+    canary_revision = await route_revision(gov)
+
+    # Watch every gateway: when does each route 100% to stable again (wall clock, like the audit entry)?
+    applied: dict[int, float] = {}
+
+    async def watch(i: int, gw: Gateway) -> None:
+        # The route book has no change event: poll it.
+        while (route := gw.routes.get(MODEL)) is None or route.revision <= canary_revision or route.canary_weight_bp:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        applied[i] = time.time()
+
+    watchers = [asyncio.create_task(watch(i, gw)) for i, gw in enumerate(gateways)]
+    try:
+        deadline = time.monotonic() + 150
+        while str((current := await gov.app.service.get_rollout(rollout.rollout_id)).status) == "running":
+            assert time.monotonic() < deadline, f"v2 never stopped: {current}"
+            await traffic.send(24)
+        await asyncio.wait_for(asyncio.gather(*watchers), 10)
+    finally:
+        for task in watchers:
+            task.cancel()
+    aborted = await gov.app.service.get_rollout(rollout.rollout_id)
+    assert str(aborted.status) == "aborted" and aborted.weight_bp == 0, aborted
+    gap = next(g for g in aborted.gates if g.gate == "max_subgroup_sensitivity_gap")
+    assert str(gap.outcome) == "fail" and "Contoso Radiography Sim CR-90" in gap.detail, aborted.gates
+    assert (await gov.app.service.get_version(MODEL, "2")).state == "rolled_back"
+    routes = await gov.app.service.get_routes(MODEL)
+    assert (routes.stable_version, routes.canary_version, routes.canary_weight_bp) == ("1", "", 0)
+
+    entries = (await gov.app.service.query_audit(action="rollout.abort"))[0]
+    assert len(entries) == 1 and entries[0].actor == "rollout-controller"
+    decided: datetime = entries[0].time
+    latencies = [applied[i] - decided.timestamp() for i in range(len(gateways))]
+    print(f"\n(b) gate: {gap.detail} (limit {gap.limit})")
+    print(f"(b) {traffic.next_index} studies; answered (arm, version): {traffic.answered}")
+    for i, latency in enumerate(latencies):
+        print(f"(b) gate decision (abort entry) → gateway {i} routes 100% stable in {latency * 1000:.0f} ms")
+    print(f"(b) wall {time.monotonic() - started:.1f} s")
+    assert max(latencies) < 10.0
+
+    text, actions = await audit_story(gov, "b: v2 degrading on the CR-90 rolled back")
+    assert_in_order(
+        actions,
+        ["version.register", "version.register", "approval.sign", "routes.update", "rollout.start",
+         "routes.update", "rollout.abort", "routes.update", "version.transition"],
+    )  # fmt: skip
+    assert re.search(r"max_subgroup_sensitivity_gap", text) or "rollout.abort" in text
+    verdict = await gov.app.service.verify_audit()
+    assert verdict.ok, verdict.reason
