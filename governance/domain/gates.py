@@ -9,10 +9,19 @@ Gates (names as in :class:`~governance.domain.model.GateResult`):
   be above ``-margin``. The variance of each AUROC is DeLong's (midrank form, Sun & Xu 2014); the arms
   are independent samples (different studies), so the variance of the difference is the sum. If the
   whole CI lies below ``-margin`` the gate fails; if it straddles ``-margin`` the evidence is insufficient.
-* ``max_ece``: expected calibration error of the canary (10 equal-width bins) at most ``max_ece``.
-* ``max_subgroup_sensitivity_gap``: in every subgroup value with enough positives in both arms, canary
-  sensitivity may fall at most ``max_subgroup_sensitivity_gap`` below stable's.
-* ``max_override_rate_increase``: radiologist override rate, canary minus stable, at most the limit.
+* ``max_ece``: expected calibration error of the canary (10 equal-width bins) at most ``max_ece``. ECE is
+  biased upwards on small windows, so an ECE above the limit fails the gate only when the canary is also
+  significantly miscalibrated: consistency resampling (labels redrawn from the scores, 400 draws, seeded)
+  gives the ECE's distribution under perfect calibration; otherwise the step holds.
+* ``max_subgroup_sensitivity_gap``: in every subgroup value with ``min_subgroup_positives`` positives in
+  both arms, canary sensitivity may fall at most ``max_subgroup_sensitivity_gap`` below stable's. A drop
+  above the limit fails the gate only when it is also significant: a one-sided Fisher exact test (stable
+  sensitivity > canary sensitivity) per subgroup, Holm-corrected across the subgroups compared at
+  ``1 - confidence``. A large but not (yet) significant drop holds the step: noise in small subgroups
+  must not abort a healthy candidate, and a real drop aborts once the reads show it.
+* ``max_override_rate_increase``: radiologist override rate, canary minus stable, at most the limit; an
+  increase above it fails only when a one-sided Fisher exact test says the canary's rate is higher at
+  ``1 - confidence``, otherwise it holds.
 
 Each statistical gate needs ``step.min_reads`` reads in each arm; with fewer it is insufficient evidence.
 """
@@ -28,9 +37,11 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from governance.domain.model import GateDecision, GateOutcome, GateResult, RolloutStep
-from governance.domain.policy import FindingKind, Policy
+from governance.domain.policy import FindingKind, GatePolicy, Policy
 
 ECE_BINS = 10
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -142,6 +153,43 @@ def expected_calibration_error(scores: NDArray[np.float64], labels: NDArray[np.i
     return total / scores.size
 
 
+ECE_DRAWS = 400
+
+
+def ece_calibrated_p(scores: FloatArray, labels: IntArray, draws: int = ECE_DRAWS) -> float:
+    """p-value of the observed ECE if the scores were perfectly calibrated (consistency resampling).
+
+    Labels are redrawn as Bernoulli(score) ``draws`` times (seeded by the data size, so a window always gets
+    the same answer); the p-value is the share of redrawn ECEs at least as large as the observed one. This
+    accounts for ECE's upward bias on small windows, which a bootstrap of the ECE itself does not.
+    """
+    observed = expected_calibration_error(scores, labels)
+    rng = np.random.default_rng(scores.size)
+    index = np.minimum((scores * ECE_BINS).astype(np.int64), ECE_BINS - 1)
+    onehot = np.zeros((scores.size, ECE_BINS))
+    onehot[np.arange(scores.size), index] = 1.0
+    redrawn = (rng.random((draws, scores.size)) < scores).astype(np.float64)
+    null_ece = np.abs((scores - redrawn) @ onehot).sum(axis=1) / scores.size
+    return float((1 + np.count_nonzero(null_ece >= observed - 1e-12)) / (draws + 1))
+
+
+def holm_reject(p_values: Sequence[float], alpha: float) -> list[bool]:
+    """Holm's step-down procedure: which hypotheses are rejected at family-wise level ``alpha``."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def one_sided_greater(hits_a: int, total_a: int, hits_b: int, total_b: int) -> float:
+    """p-value of Fisher's exact test that proportion a (hits_a/total_a) is greater than proportion b."""
+    table = [[hits_a, total_a - hits_a], [hits_b, total_b - hits_b]]
+    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+
+
 def _subgroup_sensitivity(evidence: ArmEvidence, attribute: str) -> dict[str, tuple[int, int]]:
     """value → (true positives, positives) among read predictions."""
     out: dict[str, tuple[int, int]] = {}
@@ -157,6 +205,11 @@ def _subgroup_sensitivity(evidence: ArmEvidence, attribute: str) -> dict[str, tu
 def _override_rate(evidence: ArmEvidence) -> float | None:
     known = [bool(o) for o in evidence.overrides if o is not None]
     return sum(known) / len(known) if known else None
+
+
+def _override_counts(evidence: ArmEvidence) -> tuple[int, int]:
+    known = [bool(o) for o in evidence.overrides if o is not None]
+    return sum(known), len(known)
 
 
 def _breach_gate(policy: Policy, breaches: Sequence[FindingRef]) -> tuple[GateResult, bool]:
@@ -178,36 +231,36 @@ def _insufficient(gate: str, limit: float, detail: str, observed: float = 0.0) -
     return GateResult(gate, GateOutcome.INSUFFICIENT_EVIDENCE, observed, limit, detail)
 
 
-def _statistical_gates(  # noqa: PLR0912 - four gates, each with its own outcomes
-    policy: Policy, canary: ArmEvidence, stable: ArmEvidence
-) -> list[GateResult]:
-    g = policy.gates
-    results: list[GateResult] = []
-    c_scores, c_labels, _, _ = canary.labelled()
-    s_scores, s_labels, _, _ = stable.labelled()
-
-    # AUROC non-inferiority.
+def _auroc_gate(
+    g: GatePolicy, c_scores: FloatArray, c_labels: IntArray, s_scores: FloatArray, s_labels: IntArray
+) -> GateResult:
+    limit = -g.auroc_non_inferiority_margin
     if len(set(c_labels.tolist())) < 2 or len(set(s_labels.tolist())) < 2:
-        results.append(_insufficient("auroc_non_inferiority", -g.auroc_non_inferiority_margin, "an arm lacks a class"))
+        return _insufficient("auroc_non_inferiority", limit, "an arm lacks a class")
+    diff, low, high = auroc_difference_ci(c_scores, c_labels, s_scores, s_labels, g.confidence)
+    text = f"AUROC difference {diff:+.3f}, {g.confidence:.0%} CI [{low:+.3f}, {high:+.3f}] (DeLong)"
+    if low > limit:
+        outcome = GateOutcome.PASS
+    elif high < limit:
+        outcome = GateOutcome.FAIL
     else:
-        diff, low, high = auroc_difference_ci(c_scores, c_labels, s_scores, s_labels, g.confidence)
-        limit = -g.auroc_non_inferiority_margin
-        text = f"AUROC difference {diff:+.3f}, {g.confidence:.0%} CI [{low:+.3f}, {high:+.3f}] (DeLong)"
-        if low > limit:
-            outcome = GateOutcome.PASS
-        elif high < limit:
-            outcome = GateOutcome.FAIL
-        else:
-            outcome = GateOutcome.INSUFFICIENT_EVIDENCE
-        results.append(GateResult("auroc_non_inferiority", outcome, low, limit, text))
+        outcome = GateOutcome.INSUFFICIENT_EVIDENCE
+    return GateResult("auroc_non_inferiority", outcome, low, limit, text)
 
-    # Calibration of the canary.
+
+def _ece_gate(g: GatePolicy, c_scores: FloatArray, c_labels: IntArray) -> GateResult:
     ece = expected_calibration_error(c_scores, c_labels)
-    outcome = GateOutcome.PASS if ece <= g.max_ece else GateOutcome.FAIL
-    results.append(GateResult("max_ece", outcome, ece, g.max_ece, f"canary ECE {ece:.3f} ({ECE_BINS} bins)"))
+    if ece <= g.max_ece:
+        return GateResult("max_ece", GateOutcome.PASS, ece, g.max_ece, f"canary ECE {ece:.3f} ({ECE_BINS} bins)")
+    p_value = ece_calibrated_p(c_scores, c_labels)
+    text = f"canary ECE {ece:.3f} ({ECE_BINS} bins), miscalibration p={p_value:.2g} (consistency resampling)"
+    outcome = GateOutcome.FAIL if p_value < 1 - g.confidence else GateOutcome.INSUFFICIENT_EVIDENCE
+    return GateResult("max_ece", outcome, ece, g.max_ece, text)
 
-    # Subgroup sensitivity drop, canary below stable.
-    worst: tuple[float, str] | None = None
+
+def _subgroup_gate(g: GatePolicy, canary: ArmEvidence, stable: ArmEvidence) -> GateResult:
+    """Largest canary sensitivity drop vs stable; it fails only when above the limit and Holm-significant."""
+    compared: list[tuple[float, str, float]] = []  # (drop, "attribute=value", one-sided p)
     for attribute in sorted(set(canary.subgroups) & set(stable.subgroups)):
         c_sens = _subgroup_sensitivity(canary, attribute)
         s_sens = _subgroup_sensitivity(stable, attribute)
@@ -215,35 +268,56 @@ def _statistical_gates(  # noqa: PLR0912 - four gates, each with its own outcome
             (c_hit, c_pos), (s_hit, s_pos) = c_sens[value], s_sens[value]
             if min(c_pos, s_pos) < g.min_subgroup_positives:
                 continue
-            drop = s_hit / s_pos - c_hit / c_pos
-            if worst is None or drop > worst[0]:
-                worst = (drop, f"{attribute}={value}")
-    gap_limit = g.max_subgroup_sensitivity_gap
-    if worst is None:
+            p_value = one_sided_greater(s_hit, s_pos, c_hit, c_pos)
+            compared.append((s_hit / s_pos - c_hit / c_pos, f"{attribute}={value}", p_value))
+    limit = g.max_subgroup_sensitivity_gap
+    if not compared:
         if canary.subgroups and stable.subgroups:
             text = f"no subgroup has {g.min_subgroup_positives} positives in both arms"
-            results.append(_insufficient("max_subgroup_sensitivity_gap", gap_limit, text))
-        else:
-            results.append(
-                GateResult("max_subgroup_sensitivity_gap", GateOutcome.PASS, 0.0, gap_limit, "no subgroups recorded")
-            )
+            return _insufficient("max_subgroup_sensitivity_gap", limit, text)
+        return GateResult("max_subgroup_sensitivity_gap", GateOutcome.PASS, 0.0, limit, "no subgroups recorded")
+    rejected = holm_reject([p for _, _, p in compared], 1 - g.confidence)
+    failing = [c for c, r in zip(compared, rejected, strict=True) if r and c[0] > limit]
+    drop, where, p_value = max(failing or compared)
+    text = (
+        f"largest canary sensitivity drop vs stable: {drop:+.3f} in {where} "
+        f"(one-sided Fisher p={p_value:.2g}, Holm over {len(compared)} subgroups)"
+    )
+    if failing:
+        outcome = GateOutcome.FAIL
+    elif drop > limit:
+        outcome = GateOutcome.INSUFFICIENT_EVIDENCE
     else:
-        drop, where = worst
-        outcome = GateOutcome.PASS if drop <= gap_limit else GateOutcome.FAIL
-        text = f"largest canary sensitivity drop vs stable: {drop:+.3f} in {where}"
-        results.append(GateResult("max_subgroup_sensitivity_gap", outcome, drop, gap_limit, text))
+        outcome = GateOutcome.PASS
+    return GateResult("max_subgroup_sensitivity_gap", outcome, drop, limit, text)
 
-    # Override rate.
+
+def _override_gate(g: GatePolicy, canary: ArmEvidence, stable: ArmEvidence) -> GateResult:
     c_rate, s_rate = _override_rate(canary), _override_rate(stable)
     limit = g.max_override_rate_increase
     if c_rate is None or s_rate is None:
-        results.append(_insufficient("max_override_rate_increase", limit, "no overrides recorded for an arm"))
-    else:
-        increase = c_rate - s_rate
-        outcome = GateOutcome.PASS if increase <= limit else GateOutcome.FAIL
-        text = f"override rate canary {c_rate:.3f} vs stable {s_rate:.3f}"
-        results.append(GateResult("max_override_rate_increase", outcome, increase, limit, text))
-    return results
+        return _insufficient("max_override_rate_increase", limit, "no overrides recorded for an arm")
+    increase = c_rate - s_rate
+    text = f"override rate canary {c_rate:.3f} vs stable {s_rate:.3f}"
+    if increase <= limit:
+        return GateResult("max_override_rate_increase", GateOutcome.PASS, increase, limit, text)
+    p_value = one_sided_greater(*_override_counts(canary), *_override_counts(stable))
+    outcome = GateOutcome.FAIL if p_value < 1 - g.confidence else GateOutcome.INSUFFICIENT_EVIDENCE
+    return GateResult(
+        "max_override_rate_increase", outcome, increase, limit, f"{text} (one-sided Fisher p={p_value:.2g})"
+    )
+
+
+def _statistical_gates(policy: Policy, canary: ArmEvidence, stable: ArmEvidence) -> list[GateResult]:
+    g = policy.gates
+    c_scores, c_labels, _, _ = canary.labelled()
+    s_scores, s_labels, _, _ = stable.labelled()
+    return [
+        _auroc_gate(g, c_scores, c_labels, s_scores, s_labels),
+        _ece_gate(g, c_scores, c_labels),
+        _subgroup_gate(g, canary, stable),
+        _override_gate(g, canary, stable),
+    ]
 
 
 def evaluate_step(

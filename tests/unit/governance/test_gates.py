@@ -130,3 +130,79 @@ def test_no_overrides_is_insufficient():
     decision, results = evaluate_step(POLICY, STEP, canary, evidence(400, seed=2))
     assert decision == GateDecision.HOLD
     assert _gates(results)["max_override_rate_increase"].outcome == GateOutcome.INSUFFICIENT_EVIDENCE
+
+
+def test_one_sided_fisher_matches_the_hypergeometric_tail():
+    from governance.domain.gates import one_sided_greater
+
+    # Table [[a, b], [c, d]]: P(X >= a) with X ~ Hypergeom(total, a + c, a + b).
+    for a_hit, a_total, b_hit, b_total in [(18, 20, 10, 20), (5, 9, 5, 9), (30, 40, 12, 35), (0, 5, 3, 6)]:
+        total = a_total + b_total
+        expected = stats.hypergeom.sf(a_hit - 1, total, a_hit + b_hit, a_total)
+        assert one_sided_greater(a_hit, a_total, b_hit, b_total) == pytest.approx(expected, rel=1e-9)
+
+
+def test_holm_matches_its_step_down_definition():
+    from governance.domain.gates import holm_reject
+
+    # Sorted p: 0.001 (<= .05/4), 0.012 (<= .05/3), 0.03 (> .05/2: stop), 0.04 (kept by the stop).
+    assert holm_reject([0.04, 0.001, 0.03, 0.012], 0.05) == [False, True, False, True]
+    assert holm_reject([0.04, 0.001, 0.02, 0.012], 0.05) == [True, True, True, True]
+    assert holm_reject([0.5, 0.6], 0.05) == [False, False]
+    assert holm_reject([], 0.05) == []
+
+
+def test_small_noisy_subgroup_drop_holds_instead_of_aborting():
+    """12 positives per arm on scanner b with a 0.33 drop: above the 0.25 limit, not significant → hold."""
+
+    def arm(hits_b: int) -> ArmEvidence:
+        labels = [1] * 24 + [0] * 40
+        scanners = ["a"] * 12 + ["b"] * 12 + ["a"] * 20 + ["b"] * 20
+        decisions = [True] * 12 + [True] * hits_b + [False] * (12 - hits_b) + [False] * 40
+        scores = [0.9 if d else 0.1 for d in decisions]
+        return ArmEvidence(scores, labels, decisions, [d != bool(y) for d, y in zip(decisions, labels, strict=True)],
+                           {"scanner": scanners})  # fmt: skip
+
+    policy = POLICY.model_copy(update={"gates": POLICY.gates.model_copy(update={"min_subgroup_positives": 10})})
+    results = _gates(evaluate_step(policy, RolloutStep(2000, 30), arm(8), arm(12))[1])
+    gap = results["max_subgroup_sensitivity_gap"]
+    assert gap.observed == pytest.approx(1 / 3) and gap.outcome == GateOutcome.INSUFFICIENT_EVIDENCE, gap
+
+
+def test_ece_above_the_limit_on_a_small_window_is_insufficient_not_a_failure():
+    rng = np.random.default_rng(4)
+    scores = rng.random(40)
+    labels = (rng.random(40) < scores).astype(np.int64)  # calibrated by construction
+    ece = expected_calibration_error(scores, labels)
+    policy = POLICY.model_copy(update={"gates": POLICY.gates.model_copy(update={"max_ece": ece * 0.8})})
+    canary = ArmEvidence(scores.tolist(), labels.tolist(), (scores >= 0.5).tolist(), [], {})
+    gate = _gates(evaluate_step(policy, RolloutStep(2000, 30), canary, canary)[1])["max_ece"]
+    assert gate.outcome == GateOutcome.INSUFFICIENT_EVIDENCE and "miscalibration p=" in gate.detail
+
+
+def test_healthy_canary_is_rarely_aborted_on_small_windows():
+    """Null simulation: canary and stable from the same model, 120 reads each, 200 windows."""
+    step = RolloutStep(2000, 60)
+    aborts = sum(
+        evaluate_step(POLICY, step, evidence(120, seed=2 * k), evidence(120, seed=2 * k + 1))[0] == GateDecision.ABORT
+        for k in range(200)
+    )
+    print(f"healthy canary aborted in {aborts} of 200 windows of 120 reads")
+    assert aborts <= 10  # each of the four gates fails at most ~1 - confidence under no difference
+
+
+def test_ece_null_p_values_are_calibrated_and_miscalibration_fails():
+    from governance.domain.gates import ece_calibrated_p
+
+    rng = np.random.default_rng(11)
+    p_values = []
+    for _ in range(200):
+        scores = rng.random(200)
+        p_values.append(ece_calibrated_p(scores, (rng.random(200) < scores).astype(np.int64)))
+    rejected = sum(p < 0.05 for p in p_values) / len(p_values)
+    assert 0.01 <= rejected <= 0.10, rejected  # nominal 5% under perfect calibration
+    scores = rng.random(400)
+    labels = (rng.random(400) < scores**3).astype(np.int64)  # overconfident: true rate far below the score
+    canary = ArmEvidence(scores.tolist(), labels.tolist(), (scores >= 0.5).tolist(), [], {})
+    gate = _gates(evaluate_step(POLICY, RolloutStep(2000, 30), canary, canary)[1])["max_ece"]
+    assert gate.outcome == GateOutcome.FAIL and gate.observed > POLICY.gates.max_ece
