@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -34,7 +33,7 @@ from services.gateway.app import Gateway
 from services.governance_api.adapters.triton import TritonModelControl
 from sim import Hospital
 from stack.settings import REPO_ROOT
-from tests.e2e.traffic import MODEL, Traffic, ledger_counts, wait_ledger
+from tests.e2e.traffic import MODEL, Traffic, ledger_counts, per_scanner, wait_ledger
 from tests.integration.conftest import StackEndpoints
 from tests.integration.governance_api.conftest import GovHarness
 from tests.integration.ledger.conftest import Topics
@@ -250,8 +249,20 @@ async def test_b_candidate_degrading_on_one_scanner_is_rolled_back(
             task.cancel()
     aborted = await gov.app.service.get_rollout(rollout.rollout_id)
     assert str(aborted.status) == "aborted" and aborted.weight_bp == 0, aborted
-    gap = next(g for g in aborted.gates if g.gate == "max_subgroup_sensitivity_gap")
-    assert str(gap.outcome) == "fail" and "Contoso Radiography Sim CR-90" in gap.detail, aborted.gates
+    for g in aborted.gates:
+        print(f"(b) gate {g.gate}: {g.outcome} observed {g.observed:.3f} limit {g.limit} — {g.detail}")
+    print(f"(b) reasons: {aborted.reasons}")
+    failed = [g for g in aborted.gates if str(g.outcome) == "fail"]
+    assert failed and all(g.gate != "open_breaches" for g in failed), "stopped by an evidence gate, not a finding"
+    # Where the canary went wrong: per scanner, from the ledger rows the gates were computed on.
+    canary_by_scanner = await per_scanner(gov_dsn, "canary", "2")
+    stable_by_scanner = await per_scanner(gov_dsn, "stable", "1")
+    for name, row in sorted(canary_by_scanner.items()):
+        other = stable_by_scanner.get(name, {})
+        print(f"(b) {name}: canary v2 {row} | stable v1 {other}")
+    assessed = {name: row for name, row in canary_by_scanner.items() if row["reads"] >= 20}
+    worst = max(assessed, key=lambda name: assessed[name]["calibration_gap"])
+    assert worst == "CR-90", f"the canary's worst-calibrated scanner is {worst}, not the changed CR-90"
     assert (await gov.app.service.get_version(MODEL, "2")).state == "rolled_back"
     routes = await gov.app.service.get_routes(MODEL)
     assert (routes.stable_version, routes.canary_version, routes.canary_weight_bp) == ("1", "", 0)
@@ -260,7 +271,6 @@ async def test_b_candidate_degrading_on_one_scanner_is_rolled_back(
     assert len(entries) == 1 and entries[0].actor == "rollout-controller"
     decided: datetime = entries[0].time
     latencies = [applied[i] - decided.timestamp() for i in range(len(gateways))]
-    print(f"\n(b) gate: {gap.detail} (limit {gap.limit})")
     print(f"(b) {traffic.next_index} studies; answered (arm, version): {traffic.answered}")
     for i, latency in enumerate(latencies):
         print(f"(b) gate decision (abort entry) → gateway {i} routes 100% stable in {latency * 1000:.0f} ms")
@@ -273,6 +283,6 @@ async def test_b_candidate_degrading_on_one_scanner_is_rolled_back(
         ["version.register", "version.register", "approval.sign", "routes.update", "rollout.start",
          "routes.update", "rollout.abort", "routes.update", "version.transition"],
     )  # fmt: skip
-    assert re.search(r"max_subgroup_sensitivity_gap", text) or "rollout.abort" in text
+    assert "rollout.abort" in text
     verdict = await gov.app.service.verify_audit()
     assert verdict.ok, verdict.reason

@@ -135,3 +135,33 @@ async def wait_ledger(dsn: str, arm: str, version: str, predictions: int, timeou
             return got
         assert loop.time() < deadline, f"ledger holds {got} of {predictions} {arm} predictions of v{version}"
         await asyncio.sleep(0.2)
+
+
+async def per_scanner(dsn: str, arm: str, version: str) -> dict[str, dict[str, float]]:
+    """Scanner → reads, mean calibrated probability, rate of positive reads and sensitivity, for one arm."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            """select p.manufacturer_model as scanner, count(*) as reads,
+                      avg(p.probability) as mean_probability, avg(r.label) as positive_rate,
+                      count(*) filter (where r.label = 1) as positives,
+                      count(*) filter (where r.label = 1 and p.decision = 1) as detected
+               from ledger_predictions p join ledger_reads r on r.prediction_id = p.prediction_id
+               where p.model_name = $1 and p.arm = $2 and p.model_version = $3 and r.label is not null
+               group by 1""",
+            MODEL,
+            arm,
+            version,
+        )
+    finally:
+        await connection.close()
+    return {
+        r["scanner"]: {
+            "reads": float(r["reads"]),
+            "mean_probability": float(r["mean_probability"]),
+            "positive_rate": float(r["positive_rate"]),
+            "calibration_gap": abs(float(r["mean_probability"]) - float(r["positive_rate"])),
+            "sensitivity": r["detected"] / r["positives"] if r["positives"] else float("nan"),
+        }
+        for r in rows
+    }
