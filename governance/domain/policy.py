@@ -33,7 +33,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TRANSITION_NAME_PATTERN = (
     r"^((registered|validated|shadow|canary|production|retired)->"
-    r"(validated|shadow|canary|production|retired|rejected|rolled_back)|rollback)$"
+    r"(validated|shadow|canary|production|retired|rejected|rolled_back))$"
 )
 
 
@@ -119,7 +119,10 @@ class Policy(_Strict):
     gates: GatePolicy
     approvals: dict[TransitionName, ApprovalRule] = Field(
         default_factory=dict,
-        description='Signatures per transition, keyed "from->to" (or "rollback").',
+        description=(
+            'Signatures per transition, keyed "from->to". Rollbacks never wait for signatures: they are the '
+            "emergency path, and each is audited with its actor and reason."
+        ),
         json_schema_extra={"propertyNames": {"pattern": TRANSITION_NAME_PATTERN}},
     )
     separation_of_duties: SeparationOfDuties = Field(default_factory=SeparationOfDuties)
@@ -195,7 +198,7 @@ def _schema_error(error: Any) -> tuple[str, str]:
         extra = sorted(str(k) for k in instance if k not in known)
         return _pointer([*path, extra[0] if extra else "?"]), "unknown field"
     if kind == "propertyNames" or "propertyNames" in list(error.absolute_schema_path):
-        return _pointer([*path, str(instance)]), 'unknown transition name (use "from->to" or "rollback")'
+        return _pointer([*path, str(instance)]), 'unknown transition name (use "from->to")'
     messages = {
         "maximum": lambda: f"must be <= {_limit(value)}",
         "minimum": lambda: f"must be >= {_limit(value)}",

@@ -108,7 +108,13 @@ def test_unknown_role(tmp_path):
 def test_unknown_transition_name(tmp_path):
     doc = _good()
     doc["approvals"]["shadow->moon"] = {"count": 1, "roles": ["board"]}
-    assert _error(tmp_path, doc) == 'approvals.shadow->moon: unknown transition name (use "from->to" or "rollback")'
+    assert _error(tmp_path, doc) == 'approvals.shadow->moon: unknown transition name (use "from->to")'
+
+
+def test_rollback_approvals_are_refused_not_ignored(tmp_path):
+    doc = _good()
+    doc["approvals"]["rollback"] = {"count": 2, "roles": ["board"]}
+    assert _error(tmp_path, doc) == 'approvals.rollback: unknown transition name (use "from->to")'
 
 
 def test_wrong_type_and_missing_section(tmp_path):
