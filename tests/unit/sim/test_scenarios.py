@@ -23,7 +23,14 @@ from sim.loader import SCENARIO_DIR
 from sim.timeline import Timeline
 from tests.unit.sim.scenario_factory import ScenarioFactory
 
-SHIPPED = ("baseline", "intensity_drift", "new_scanner", "prevalence_shift", "subgroup_degradation")
+SHIPPED = (
+    "baseline",
+    "cr90_protocol_change",
+    "intensity_drift",
+    "new_scanner",
+    "prevalence_shift",
+    "subgroup_degradation",
+)
 
 
 def test_every_shipped_scenario_loads_and_states_what_it_plants() -> None:
