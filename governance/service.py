@@ -192,7 +192,7 @@ class GovernanceService:
 
     def _policy(self, version: Version) -> Policy:
         try:
-            return self._policies.get(version.spec.policy_name)
+            return self._policies.get_ref(version.policy_ref or version.spec.policy_name)
         except PolicyError as exc:
             raise FailedPrecondition(f"policy of {version.subject} is invalid: {exc}") from exc
 

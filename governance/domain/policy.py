@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from governance.domain.model import Role, RolloutStep
-from services.runtime.errors import NotFound
+from services.runtime.errors import FailedPrecondition, NotFound
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
 SCHEMA_PATH = POLICY_DIR / "policy.schema.json"
@@ -267,11 +267,13 @@ def parse_policy(document: Any, path: Path | str, stem: str | None = None) -> Po
     return policy
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, stem: str | None = None) -> Policy:
     """Load and validate one policy file.
 
     Args:
         path: ``governance/policies/<name>.yaml``.
+        stem: The name the policy must carry; the file's stem when None (``history/<name>@<rev>.yaml`` passes
+            ``<name>``).
 
     Raises:
         PolicyError: Invalid YAML, a schema violation or a semantic error, naming file and field.
@@ -287,7 +289,7 @@ def load_policy(path: Path) -> Policy:
         problem = getattr(exc, "problem", None) or str(exc)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise PolicyError(path, "", f"invalid YAML{where}: {problem}") from exc
-    return parse_policy(document, path)
+    return parse_policy(document, path, stem)
 
 
 class PolicyCatalog:
@@ -310,6 +312,36 @@ class PolicyCatalog:
                 raise NotFound(f"policy '{name}'")
             self._cache[name] = load_policy(path)
         return self._cache[name]
+
+    def get_ref(self, policy_ref: str) -> Policy:
+        """The exact revision a version was registered under, ``"<name>@<revision>"``.
+
+        The current file serves its own revision; a superseded revision is read from
+        ``history/<name>@<revision>.yaml`` in the same folder. A version keeps the change-control plan it was
+        approved under: when that revision is gone, commands on the version are refused rather than silently
+        run under a newer plan.
+
+        Raises:
+            FailedPrecondition: The revision is neither current nor kept in ``history/``.
+            NotFound: No such policy.
+            PolicyError: A file is invalid.
+        """
+        name, _, revision_text = policy_ref.partition("@")
+        current = self.get(name)
+        if not revision_text or int(revision_text) == current.revision:
+            return current
+        if policy_ref not in self._cache:
+            path = self._dir / "history" / f"{policy_ref}.yaml"
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*@[0-9]+", policy_ref) or not path.is_file():
+                raise FailedPrecondition(
+                    f"policy {policy_ref} (the version's change-control plan) is no longer available: the current "
+                    f"revision is {current.revision}; keep superseded revisions in {self._dir / 'history'}"
+                )
+            historic = load_policy(path, stem=name)
+            if historic.revision != int(revision_text):
+                raise PolicyError(path, "/revision", f"must be {revision_text} in a file named {path.name}")
+            self._cache[policy_ref] = historic
+        return self._cache[policy_ref]
 
     def names(self) -> list[str]:
         """Names of the policy files in the folder."""

@@ -10,7 +10,7 @@ from governance.adapters.memory import MemoryStore
 from governance.domain.gates import FindingRef
 from governance.domain.lifecycle import State
 from governance.domain.model import GateDecision, RolloutStatus, TransitionStatus
-from governance.domain.policy import PolicyCatalog
+from governance.domain.policy import POLICY_DIR, PolicyCatalog
 from governance.domain.signing import approval_record, verify_approval
 from governance.service import GovernanceService
 from services.runtime.errors import (
@@ -328,3 +328,37 @@ async def test_first_route_table_continues_from_the_distributed_revision():
     await world.shadow("2")
     assert (await world.service.get_routes(MODEL)).revision == 43  # later tables follow the store, not the topic
     assert asked == [MODEL]
+
+
+async def test_a_version_keeps_the_policy_revision_it_was_registered_under(tmp_path):
+    """A newer revision of the plan does not apply to versions registered under the old one."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    source = (PolicyCatalog().get("fast-test"), (POLICY_DIR / "fast-test.yaml").read_text())
+    (folder / "fast-test.yaml").write_text(source[1])
+    world = memory_world()
+    world.service = GovernanceService(
+        world.store, world.triton, world.evidence, PolicyCatalog(folder), keyring(), world.clock
+    )
+    await world.canary("2")
+    rollout = await world.service.get_rollout(model_name=MODEL)
+    assert rollout.policy_ref == f"fast-test@{source[0].revision}"
+
+    # Revision 2 of the plan raises the weights; the running rollout's version still follows revision 1.
+    revised = source[1].replace(f"revision: {source[0].revision}", f"revision: {source[0].revision + 1}")
+    (folder / "history").mkdir()
+    (folder / "history" / f"fast-test@{source[0].revision}.yaml").write_text(source[1])
+    (folder / "fast-test.yaml").write_text(revised)
+    fresh = PolicyCatalog(folder)
+    world.service = GovernanceService(world.store, world.triton, world.evidence, fresh, keyring(), world.clock)
+    evaluated = await world.service.evaluate_rollout(SERVICE, rollout.rollout_id, world.rid())
+    assert evaluated.policy_ref == f"fast-test@{source[0].revision}"
+    assert fresh.get("fast-test").revision == source[0].revision + 1
+
+    # Without the superseded revision kept in history/, commands on that version are refused, naming why.
+    (folder / "history" / f"fast-test@{source[0].revision}.yaml").unlink()
+    world.service = GovernanceService(
+        world.store, world.triton, world.evidence, PolicyCatalog(folder), keyring(), world.clock
+    )
+    with pytest.raises(FailedPrecondition, match=r"fast-test@1 \(the version's change-control plan\) is no longer"):
+        await world.service.evaluate_rollout(SERVICE, rollout.rollout_id, world.rid())
