@@ -44,7 +44,7 @@ from kafka.structs import TopicPartition
 
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.feedback.ids import uuid7
+from services.runtime.ids import uuid7
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrate import FOUNDATION_MIGRATIONS, run_migrations
 from stack.manager import Stack

@@ -22,7 +22,6 @@ from governance.domain import rollout as rollouts
 from governance.domain.audit import GENESIS, ChainVerdict, verify_chain
 from governance.domain.codec import from_jsonable, to_jsonable
 from governance.domain.gates import evaluate_step
-from governance.domain.ids import uuid7
 from governance.domain.lifecycle import State, check_transition
 from governance.domain.model import (
     Actor,
@@ -50,6 +49,7 @@ from services.runtime.errors import (
     NotFound,
     PermissionDenied,
 )
+from services.runtime.ids import uuid7
 
 T = TypeVar("T")
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from services.feedback import validation
 from services.feedback.domain import Read, RecordReadCommand, RecordResult
-from services.feedback.ids import uuid7
 from services.feedback.ports import PredictionLookup, ReadStore
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound
+from services.runtime.ids import uuid7
 from services.runtime.telemetry import get_logger
 
 #: Returns the current time, UTC (a parameter so tests control it).

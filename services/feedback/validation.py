@@ -12,8 +12,8 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from services.feedback.domain import BoundingBox, Finding, Label, Outcome, PredictionRef, RecordReadCommand
-from services.feedback.ids import parse_uuid7
 from services.runtime.errors import InvalidArgument
+from services.runtime.ids import parse_uuid7
 
 #: Longest idempotency key, reader pseudonym and category code accepted.
 MAX_KEY_LENGTH = 128

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -85,18 +82,6 @@ class Prediction:
     route_revision: int
     outputs: ModelOutputs
     served_prediction_id: str = ""
-
-
-def uuid7() -> str:
-    """A time-ordered UUID (version 7): 48-bit Unix milliseconds, then random bits."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80
-    value |= 0x7 << 76
-    value |= ((rand >> 62) & 0xFFF) << 64
-    value |= 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
 
 
 def age_band(age: int | None, edges: tuple[int, ...]) -> str:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from services.gateway.calibration import Calibration
-from services.gateway.domain import ModelOutputs, PredictCommand, Prediction, uuid7
+from services.gateway.domain import ModelOutputs, PredictCommand, Prediction
 from services.gateway.ports import InferenceBackend, ModelCatalog, PredictionSink
 from services.gateway.routing import Arm, Assignment, RouteBook, assign
 from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.ids import uuid7
 
 #: Runs the assigned model version for one request and returns its outputs.
 Runner = Callable[[str], Awaitable[ModelOutputs]]

@@ -10,9 +10,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.gateway.domain import uuid7
 from services.gateway.routing import Route, RouteBook
 from services.runtime.errors import Unavailable
+from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
 
 _log = logging.getLogger(__name__)

@@ -8,9 +8,6 @@ report of their window (HTML and JSON); its path is the finding's ``report_uri``
 from __future__ import annotations
 
 import asyncio
-import os
-import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,18 +35,10 @@ from services.monitors.runner.ports import (
     ReferenceSource,
 )
 from services.monitors.runner.windows import to_window
+from services.runtime.ids import uuid7
 from services.runtime.telemetry import get_logger
 
 _log = get_logger(__name__)
-
-
-def new_finding_id(now_ms: int | None = None) -> str:
-    """A time-ordered UUID (version 7) for a finding, as the event contracts ask for."""
-    millis = int(time.time() * 1000) if now_ms is None else now_ms
-    value = (millis & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10), "big") & ((1 << 80) - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
 
 
 @dataclass(frozen=True)
@@ -212,7 +201,7 @@ class RunMonitors:
         return to_window(ledger_window, model_version="+".join(versions), arm=Arm.STABLE.value)
 
     async def _issue(self, finding: Finding, reference: Window, window: Window, until: datetime) -> IssuedFinding:
-        finding_id = new_finding_id()
+        finding_id = uuid7()
         spec = self._specs[finding.kind]
         if (
             finding.kind is MonitorKind.DRIFT

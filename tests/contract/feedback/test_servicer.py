@@ -20,9 +20,9 @@ from radguard.common.v1 import common_pb2
 from radguard.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from services.feedback.domain import Label
 from services.feedback.handlers import ReadsHandler
-from services.feedback.ids import uuid7
 from services.feedback.servicer import FeedbackServicer, register
 from services.runtime.config import ServiceSettings, load_settings
+from services.runtime.ids import uuid7
 from services.runtime.server import RadguardServer
 from tests.unit.feedback.fakes import InMemoryReadStore, KnownDecisions, StepClock
 

@@ -18,7 +18,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.feedback.ids import uuid7
+from services.runtime.ids import uuid7
 from sim import Hospital, Read, ReadOutcome, Study, intensity_descriptors, load_scenario
 
 MODEL = "chest_nodule"

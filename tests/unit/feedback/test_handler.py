@@ -9,8 +9,8 @@ import pytest
 
 from services.feedback.domain import BoundingBox, Finding, Label, Outcome, PredictionRef, RecordReadCommand
 from services.feedback.handlers import ReadRules, ReadsHandler
-from services.feedback.ids import parse_uuid7, uuid7
 from services.runtime.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from services.runtime.ids import parse_uuid7, uuid7
 from tests.unit.feedback.fakes import InMemoryReadStore, KnownDecisions, StepClock
 
 PREDICTED_MS = int(datetime(2025, 3, 1, 9, 0, tzinfo=UTC).timestamp() * 1000)

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from services.feedback import validation
 from services.feedback.domain import BoundingBox, Finding, Label, Outcome, PredictionRef, RecordReadCommand
-from services.feedback.ids import uuid7
 from services.runtime.errors import InvalidArgument
+from services.runtime.ids import uuid7
 
 PREDICTED_AT = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from scipy.special import expit
 
 from services.gateway.calibration import Calibration
-from services.gateway.domain import age_band, uuid7
+from services.gateway.domain import age_band
 from services.gateway.pseudonym import Pseudonymiser
+from services.runtime.ids import uuid7
 
 
 def test_pseudonym_is_keyed_stable_and_hides_the_id() -> None:

@@ -11,10 +11,11 @@ import pytest
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.gateway.adapters.events import PREDICTIONS_TOPIC, SinkTuning, SpooledKafkaSink
-from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study, uuid7
+from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study
 from services.gateway.routing import Arm
 from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.errors import Unavailable
+from services.runtime.ids import uuid7
 
 
 class FlakyBroker:

@@ -19,9 +19,10 @@ from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
-from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator, new_finding_id
+from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator
 from services.monitors.runner.ports import IssuedFinding
 from services.monitors.runner.windows import to_window
+from services.runtime.ids import uuid7
 from tests.unit.monitors_runner.fakes import FakeLedger, FakePublisher, FakeReferences, FakeReports, FakeStore, rows
 
 NOW = datetime(2025, 1, 7, tzinfo=UTC)
@@ -146,7 +147,7 @@ def test_a_spec_of_another_kind_is_refused() -> None:
 
 
 def test_finding_ids_are_time_ordered_version_7_uuids() -> None:
-    first, second = new_finding_id(now_ms=1_700_000_000_000), new_finding_id(now_ms=1_700_000_000_001)
+    first, second = uuid7(now_ms=1_700_000_000_000), uuid7(now_ms=1_700_000_000_001)
     parsed = uuid.UUID(first)
     assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
     assert parsed.int >> 80 == 1_700_000_000_000

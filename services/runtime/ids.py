@@ -1,4 +1,4 @@
-"""Time-ordered UUIDs (version 7): minting read ids and reading the time out of prediction ids."""
+"""Time-ordered UUIDs (version 7), the ids of radguard's events and records: minting them, reading their time."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.feedback.ids import parse_uuid7, uuid7
+from services.runtime.ids import parse_uuid7, uuid7
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
