@@ -9,13 +9,14 @@ from datetime import timedelta
 import asyncpg
 
 from services.feedback import servicer as feedback_api
-from services.feedback.adapters.outbox import OutboxRelay, RelayTuning
+from services.feedback.adapters.outbox import OutboxRelay
 from services.feedback.adapters.postgres import LedgerPredictionLookup, PostgresReadStore
 from services.feedback.handlers import ReadRules, ReadsHandler
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.settings import FeedbackSettings
 from services.runtime.kafka import AsyncKafkaProducer, OutgoingRecord, RecordMetadata
 from services.runtime.metrics import Metrics
+from services.runtime.outbox import RelayTuning
 from services.runtime.postgres import create_pool_from_settings, is_ready
 from services.runtime.server import RadguardServer
 

@@ -18,7 +18,7 @@ from services.governance_api.adapters.findings import PostgresFindings
 from services.governance_api.adapters.findings_kafka import FindingsFeed
 from services.governance_api.adapters.keyring import KeyringFile
 from services.governance_api.adapters.notifying import CommitSignal, NotifyingStore
-from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayTopics, RelayTuning
+from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayTopics
 from services.governance_api.adapters.routes_topic import RouteRevisionFloor
 from services.governance_api.adapters.triton import TritonModelControl
 from services.governance_api.auth import BearerAuthInterceptor, TokenStore
@@ -27,6 +27,7 @@ from services.governance_api.servicer import GovernanceServicer
 from services.governance_api.settings import GovernanceSettings
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord, RecordMetadata
 from services.runtime.metrics import Metrics
+from services.runtime.outbox import RelayTuning
 from services.runtime.postgres import create_pool_from_settings, is_ready
 from services.runtime.server import RadguardServer
 

@@ -6,12 +6,19 @@ otherwise the session starts it and takes it down at the end.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
+from services.runtime.migrate import run_migrations
 from stack.manager import Stack
 from stack.settings import load_stack_settings
 
@@ -66,3 +73,35 @@ def kill_component(stack: Stack, name: str, timeout_s: float = 15.0) -> int:
         assert time.monotonic() < deadline, f"{name} (pid {record.pid}) survived SIGKILL"
         time.sleep(0.05)
     return record.pid
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(server_dsn: str, prefix: str, migration_dirs: Sequence[Path]) -> AsyncIterator[str]:
+    """A new database on the stack's PostgreSQL with the given migrations applied; dropped afterwards.
+
+    The drop retries for a while: PostgreSQL may still be coming back from a restart test.
+    """
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f'create database "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(server_dsn)
+    dsn = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    await run_migrations(dsn, migration_dirs)
+    try:
+        yield dsn
+    finally:
+        for _ in range(20):
+            try:
+                admin = await asyncpg.connect(server_dsn)
+                break
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(1)
+        else:
+            return
+        try:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await admin.close()

@@ -14,18 +14,11 @@ from services.feedback.adapters.events import read_event
 from services.feedback.domain import BoundingBox, Finding, Label, Outcome, Read
 from services.runtime.errors import Conflict, Unavailable
 from services.runtime.kafka import inject_context
+from services.runtime.outbox import DATABASE_DOWN
 from services.runtime.request_id import current_request_id
 from services.runtime.telemetry import get_logger
 
 #: asyncpg failures that mean "PostgreSQL cannot be used right now" rather than "the query is wrong".
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 _READ_COLUMNS = """
     read_id, idempotency_key, prediction_id, reader_pseudonym, outcome, label, finding_category,

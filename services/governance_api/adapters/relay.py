@@ -12,11 +12,9 @@ round at once, so a route change reaches Kafka in milliseconds rather than at th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +27,9 @@ from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.governance_api.adapters.convert import audit_to_proto, route_to_proto
 from services.runtime.errors import Unavailable
-from services.runtime.kafka import OutgoingRecord, RecordMetadata
+from services.runtime.kafka import OutgoingRecord
+from services.runtime.outbox import DATABASE_DOWN, OutboxRelayLoop, RelayTuning, SendMany
 from services.runtime.telemetry import get_logger
-
-#: Publishes records in order; returns, per record, its acknowledgement or the exception it failed with.
-SendMany = Callable[[Sequence[OutgoingRecord]], Awaitable[Sequence[RecordMetadata | Exception]]]
 
 _CLAIM = """
 select id, kind, key, payload::text as payload from gov_outbox
@@ -43,17 +39,6 @@ limit $1
 for update skip locked
 """
 _MARK_PUBLISHED = "update gov_outbox set published_at = now() where id = any($1::bigint[])"
-_PENDING = "select count(*) from gov_outbox where published_at is null"
-_PRUNE = "delete from gov_outbox where published_at < now() - make_interval(secs => $1)"
-
-_DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.TooManyConnectionsError,
-)
-
 _log = get_logger(__name__)
 
 
@@ -93,18 +78,6 @@ class RelayTopics:
     audit: str = "radguard.audit.v1"
 
 
-@dataclass(frozen=True)
-class RelayTuning:
-    """Batching, polling and back-off of the relay."""
-
-    batch: int = 200
-    poll_s: float = 0.5
-    retry_initial_s: float = 0.2
-    retry_max_s: float = 5.0
-    retention_s: float = 7 * 24 * 3600.0
-    prune_every_s: float = 600.0
-
-
 def outgoing_record(
     kind: str, key: str, payload: Mapping[str, Any], topics: RelayTopics, producer: str
 ) -> OutgoingRecord:
@@ -122,7 +95,7 @@ def outgoing_record(
     raise MalformedOutboxRow(f"unknown outbox kind {kind!r}")
 
 
-class GovernanceOutboxRelay:
+class GovernanceOutboxRelay(OutboxRelayLoop):
     """Background task moving governance outbox rows to Kafka."""
 
     def __init__(
@@ -143,47 +116,10 @@ class GovernanceOutboxRelay:
             topics: Destination topics.
             tuning: Batching and timing.
         """
-        self._pool = pool
+        super().__init__(pool, "gov_outbox", tuning or RelayTuning(batch=200), name="governance.outbox")
         self._send_many = send_many
         self._producer = producer
         self.topics = topics or RelayTopics()
-        self.tuning = tuning or RelayTuning()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._last_prune = 0.0
-        #: Rows acknowledged by Kafka and marked published by this relay.
-        self.published = 0
-        #: Rounds that failed (Kafka or PostgreSQL unreachable); each is retried.
-        self.failed_rounds = 0
-        #: Whether the last round reached Kafka and PostgreSQL.
-        self.healthy = True
-
-    def notify(self) -> None:
-        """A command committed outbox rows: run a round now instead of at the next poll."""
-        self._wake.set()
-
-    def start(self) -> None:
-        """Start the relay task on the running loop."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="governance-outbox-relay")
-
-    async def stop(self, drain_timeout_s: float = 5.0) -> None:
-        """Publish what is pending (up to ``drain_timeout_s``), then stop; the rest stays in the outbox."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(TimeoutError, Unavailable):
-            async with asyncio.timeout(drain_timeout_s):
-                while await self.publish_round() > 0:
-                    pass
-
-    async def pending(self) -> int:
-        """Rows not yet published (all instances together)."""
-        value: int = await self._pool.fetchval(_PENDING)
-        return value
 
     async def publish_round(self) -> int:
         """Claim, publish and mark one batch, in outbox order.
@@ -228,7 +164,7 @@ class GovernanceOutboxRelay:
                     published.append(row_id)
                 if published:
                     await connection.execute(_MARK_PUBLISHED, published)
-        except _DATABASE_DOWN as error:
+        except DATABASE_DOWN as error:
             raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
         self.published += len(published)
         if first_failure is not None:
@@ -237,35 +173,3 @@ class GovernanceOutboxRelay:
                 f"{len(records) - len(published)} of {len(records)} outbox events not acknowledged: {first_failure}",
             )
         return len(published)
-
-    async def _prune_if_due(self) -> None:
-        # Published rows are kept a while for inspection; the audit table, not the outbox, is the record.
-        now = asyncio.get_running_loop().time()
-        if now - self._last_prune < self.tuning.prune_every_s:
-            return
-        self._last_prune = now
-        await self._pool.execute(_PRUNE, self.tuning.retention_s)
-
-    async def _run(self) -> None:
-        backoff = self.tuning.retry_initial_s
-        while True:
-            # Cleared before the round: a notify() during it makes the wait below return at once.
-            self._wake.clear()
-            try:
-                count = await self.publish_round()
-                await self._prune_if_due()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # keep going whatever happened; log and back off
-                self.failed_rounds += 1
-                self.healthy = False
-                _log.warning("governance.outbox_round_failed", error=str(error), retry_in_s=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.tuning.retry_max_s)
-                continue
-            self.healthy = True
-            backoff = self.tuning.retry_initial_s
-            if count >= self.tuning.batch:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.tuning.poll_s)

@@ -17,9 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 import grpc.aio
 import pytest
@@ -35,10 +33,10 @@ from services.governance_api.auth import add_token
 from services.governance_api.settings import GovernanceSettings
 from services.runtime.config import load_settings
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition, ensure_topics
-from services.runtime.migrate import FOUNDATION_MIGRATIONS, run_migrations
+from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, scratch_database
 from tests.integration.gateway.conftest import gateway_settings
 
 MIGRATION_DIRS = [
@@ -49,28 +47,11 @@ MIGRATION_DIRS = [
 PEOPLE = {"olga": "operator", "bert": "board", "bianca": "board", "clara": "clinician"}
 
 
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def gov_dsn(stack: StackEndpoints) -> AsyncIterator[str]:
     """A new database with the ledger, findings and governance schema, dropped after the test."""
-    name = f"gov_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    dsn = _with_database(stack.postgres_dsn, name)
-    await run_migrations(dsn, MIGRATION_DIRS)
-    yield dsn
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
+    async with scratch_database(stack.postgres_dsn, "gov_test", MIGRATION_DIRS) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest_asyncio
 
 from governance.adapters.postgres import PostgresGovernanceStore
-from services.runtime.migrate import FOUNDATION_MIGRATIONS, run_migrations
+from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, scratch_database
 from tests.unit.governance.builders import World
 
 MIGRATION_DIRS = [
@@ -23,35 +20,11 @@ MIGRATION_DIRS = [
 ]
 
 
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def gov_dsn(stack: StackEndpoints) -> AsyncIterator[str]:
     """A new database with the foundation, governance and monitors schema, dropped after the test."""
-    name = f"gov_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    dsn = _with_database(stack.postgres_dsn, name)
-    await run_migrations(dsn, MIGRATION_DIRS)
-    yield dsn
-    for _ in range(10):
-        try:
-            admin = await asyncpg.connect(stack.postgres_dsn)
-            break
-        except (OSError, asyncpg.PostgresError):
-            await asyncio.sleep(1)
-    else:
-        return
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
+    async with scratch_database(stack.postgres_dsn, "gov_test", MIGRATION_DIRS) as dsn:
+        yield dsn
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -28,10 +27,10 @@ from services.monitors.ledger.app import LedgerProcess, build_ledger_writer
 from services.monitors.ledger.settings import LedgerSettings
 from services.runtime.config import load_settings
 from services.runtime.kafka import AsyncKafkaProducer, OutgoingRecord, TopicPartition, ensure_topics
-from services.runtime.migrate import FOUNDATION_MIGRATIONS, run_migrations
+from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, scratch_database
 
 MIGRATION_DIRS = [
     FOUNDATION_MIGRATIONS,
@@ -50,35 +49,11 @@ class Topics:
     group: str
 
 
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def ledger_dsn(stack: StackEndpoints) -> AsyncIterator[str]:
     """A new database with the ledger and feedback schema, dropped after the test."""
-    name = f"ledger_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(stack.postgres_dsn)
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    dsn = _with_database(stack.postgres_dsn, name)
-    await run_migrations(dsn, MIGRATION_DIRS)
-    yield dsn
-    for _ in range(20):  # PostgreSQL may still be coming back from a restart test
-        try:
-            admin = await asyncpg.connect(stack.postgres_dsn)
-            break
-        except (OSError, asyncpg.PostgresError):
-            await asyncio.sleep(1)
-    else:
-        return
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
+    async with scratch_database(stack.postgres_dsn, "ledger_test", MIGRATION_DIRS) as dsn:
+        yield dsn
 
 
 def _delete_topics(bootstrap: str, names: list[str]) -> None:
