@@ -53,6 +53,11 @@ AssignCallback = Callable[[frozenset[TopicPartition]], Coroutine[Any, Any, Mappi
 #: Called with partitions about to be taken away (e.g. to flush state first).
 RevokeCallback = Callable[[frozenset[TopicPartition]], Coroutine[Any, Any, None]]
 
+#: Longest wait between reconnection attempts to a broker. kafka-python's default (30 s) doubles the wait on
+#: every failed attempt, so a client that lived through a broker restart could stay away for half a minute
+#: after the broker was back; routes, findings and events should resume within a couple of seconds.
+RECONNECT_BACKOFF_MAX_MS = 2000
+
 _log = get_logger(__name__)
 
 
@@ -199,6 +204,7 @@ class AsyncKafkaProducer:
             "max_block_ms": max_block_ms,
             "bootstrap_timeout_ms": bootstrap_timeout_ms,
             "compression_type": compression_type,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-producer")
@@ -549,6 +555,7 @@ class AsyncKafkaConsumer:
             "request_timeout_ms": request_timeout_ms,
             "bootstrap_timeout_ms": bootstrap_timeout_ms,
             "metadata_max_age_ms": metadata_max_age_ms,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
         }
         self._partitions_wait_s = partitions_wait_s
         self._rejoin_unassigned_after_s = rejoin_unassigned_after_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +13,7 @@ import grpc
 import pytest_asyncio
 
 from radguard.events.v1 import events_pb2
-from radguard.inference.v1 import inference_pb2_grpc
+from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.gateway.adapters.events import PREDICTIONS_TOPIC
 from services.gateway.adapters.routes import publish_route
 from services.gateway.app import Gateway, build_gateway, start_gateway
@@ -20,6 +21,7 @@ from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.runtime.config import load_settings
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
+from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints
 
 PSEUDONYM_KEY = "integration-test-key-0123456789"
@@ -59,6 +61,26 @@ async def set_route(
         assert time.monotonic() < deadline, "the gateway did not apply the route within 10 s"
         await asyncio.sleep(0.05)
     return route
+
+
+async def stack_gateway_revision(real_stack: Stack, model: str, at_least: int, within_s: float) -> int | None:
+    """Poll the stack's own gateway process until its route for ``model`` reaches ``at_least``.
+
+    Returns the revision it reported, or None when it did not get there within ``within_s``.
+    """
+    channel = grpc.aio.insecure_channel(real_stack.settings.gateway_url)
+    stub = inference_pb2_grpc.InferenceGatewayStub(channel)
+    deadline = time.monotonic() + within_s
+    try:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                table = await stub.GetRoute(inference_pb2.GetRouteRequest(model_name=model), timeout=1.0)
+                if table.revision >= at_least:
+                    return int(table.revision)
+            await asyncio.sleep(0.05)
+        return None
+    finally:
+        await channel.close()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -10,7 +10,7 @@ from radguard.inference.v1 import inference_pb2_grpc
 from services.gateway.app import Gateway
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints, kill_component
-from tests.integration.gateway.conftest import end_offsets, read_events
+from tests.integration.gateway.conftest import end_offsets, read_events, set_route, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
@@ -49,6 +49,11 @@ async def test_kafka_killed_mid_stream_loses_and_duplicates_nothing(
     assert gateway.sink.publish_failures > 0 or gateway.sink.spool.pending_bytes > 0  # the outage was felt
     restarted = await asyncio.to_thread(real_stack.up)
     assert restarted.started == ["kafka"]
+    # Both gateways lived through the outage: a table published now reaches them within seconds, not after
+    # a reconnection backoff grown during the outage (kafka-python's default lets it reach 30 s).
+    route = await set_route(gateway, stack.kafka_bootstrap, "placeholder", "1")
+    seen = await stack_gateway_revision(real_stack, "placeholder", at_least=route.revision, within_s=5.0)
+    assert seen is not None, "the stack's gateway did not apply a table within 5 s of Kafka's restart"
     await asyncio.wait_for(gateway.sink.wait_drained(), 240)
     events = await read_events(stack.kafka_bootstrap, start, TOTAL, timeout_s=120)
     ids = [e.prediction_id for e in events if e.prediction_id in answered]
