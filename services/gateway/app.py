@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from services.gateway import oip_servicer as oip_api
 from services.gateway import servicer as gateway_api
 from services.gateway.adapters.catalog import RepositoryCatalog
-from services.gateway.adapters.events import SpooledKafkaSink
+from services.gateway.adapters.events import SinkTuning, SpooledKafkaSink
 from services.gateway.adapters.routes import ROUTES_TOPIC, RouteFollower
 from services.gateway.adapters.triton import TritonBackend
 from services.gateway.handlers import HandlerLimits, PredictHandler
@@ -57,6 +57,9 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         send_many,
         producer_name=f"gateway/{settings.instance_id}",
         age_edges=settings.age_band_edges,
+        tuning=SinkTuning(
+            sync_interval_s=settings.spool_sync_interval_s, publish_interval_s=settings.events_publish_interval_s
+        ),
         topic=settings.predictions_topic,
     )
     consumer = AsyncKafkaConsumer(

@@ -172,7 +172,10 @@ class PredictHandler:
         shadow = self._prediction(
             command, version, Arm.SHADOW, outputs, served.route_revision, t0, calibration, served.prediction_id
         )
-        self.sink.record(command, shadow)
+        try:
+            self.sink.record(command, shadow)
+        except ResourceExhausted:
+            self.shadow_failures += 1  # the spool is full: the served answers' events come first
 
     async def drain_shadows(self) -> None:
         """Wait for in-flight shadow calls (shutdown and tests)."""

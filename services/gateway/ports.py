@@ -38,12 +38,16 @@ class ModelCatalog(Protocol):
 
 
 class PredictionSink(Protocol):
-    """Records predictions as events; never blocks the answer."""
+    """Records predictions as events; never waits for the event bus."""
 
     def accepting(self) -> bool:
         """False when events could not be recorded durably (spool full): refuse new work then."""
         ...
 
     def record(self, command: PredictCommand, prediction: Prediction) -> None:
-        """Queue the event for ``prediction`` (durable shortly after, in order)."""
+        """Record the event for ``prediction``, in order, before the answer leaves.
+
+        Once this returns the event survives the gateway process; it survives the machine shortly after
+        (group commit). Raises ResourceExhausted when the event cannot be recorded (spool full).
+        """
         ...

@@ -24,7 +24,13 @@ class GatewaySettings(ServiceSettings):
     pseudonym_key: SecretStr = Field(description="HMAC key for patient pseudonyms, at least 16 characters")
     spool_dir: Path = Field(default=_REPO / ".radguard" / "gateway-spool", description="durable event spool")
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
-    spool_fsync: bool = Field(default=True, description="fsync each spooled batch (off only for benchmarks)")
+    spool_fsync: bool = Field(default=True, description="fsync spooled events (off only for benchmarks)")
+    spool_sync_interval_s: float = Field(
+        default=0.02, ge=0, le=1.0, description="group commit: how long a spooled event may wait for its fsync"
+    )
+    events_publish_interval_s: float = Field(
+        default=0.02, ge=0, le=1.0, description="how long the publisher waits to gather a batch for Kafka"
+    )
     infer_timeout_s: float = Field(default=5.0, gt=0)
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     max_image_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

@@ -6,7 +6,9 @@ frame is ``length (u32) | crc32 (u32) | payload``, so a torn tail after a crash 
 dropped instead of being published as garbage. A small cursor file remembers the first record not
 yet acknowledged by Kafka; fully published segments are deleted.
 
-The class is synchronous and thread-safe; the async publisher runs it on a worker thread.
+The class is synchronous and thread-safe. The gateway appends on its event loop without fsync (a write
+to the page cache, microseconds), syncs on a worker thread in group commits, and publishes from
+another.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ class SpooledRecord:
         return cls(topic, key, value, tuple(headers))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class Position:
     """Where a record starts: segment number and byte offset."""
 
@@ -84,7 +86,13 @@ class Position:
 
 
 class Spool:
-    """Append-only segments plus a cursor; bounded by ``max_bytes`` of unpublished data."""
+    """Append-only segments plus a cursor; bounded by ``max_bytes`` of unpublished data.
+
+    Appending and syncing are separate steps. ``append(..., sync=False)`` hands the frames to the
+    operating system, which keeps them if the process dies (SIGKILL, OOM); :meth:`sync` then fsyncs,
+    which keeps them through a power loss. Only synced records are ever read back for publishing, so the
+    cursor never points past what a crash of the machine could leave on disk.
+    """
 
     def __init__(
         self,
@@ -98,14 +106,26 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.fsync = fsync
+        # _lock guards the in-memory state and the open segment; _sync_lock serialises fsync with a roll,
+        # so that fsync never runs on a segment being closed. Neither is held across a disk flush by
+        # the appending thread's fast path.
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         directory.mkdir(parents=True, exist_ok=True)
         self._cursor_path = directory / "cursor"
         self._cursor = self._load_cursor()
         segments = self._segments()
         self._write_segment = segments[-1] if segments else max(self._cursor.segment, 1)
+        for number in segments:  # published before a crash that came between the cursor and the unlink
+            if number < self._cursor.segment and number != self._write_segment:
+                self._segment_path(number).unlink(missing_ok=True)
         self._repair_tail(self._write_segment)
         self._writer = open(self._segment_path(self._write_segment), "ab")  # noqa: SIM115 - held open
+        #: Size of every segment at or after the cursor's (what pending_bytes is computed from).
+        self._sizes = {n: self._segment_path(n).stat().st_size for n in self._segments() if n >= self._cursor.segment}
+        self._sizes.setdefault(self._write_segment, self._writer.tell())
+        #: End of the data known to be on disk (fsynced, or written when fsync is off).
+        self._durable = Position(self._write_segment, self._writer.tell())
         self._pending_bytes = self._measure_pending()
 
     # ---- layout ------------------------------------------------------------------------------------
@@ -158,13 +178,8 @@ class Spool:
                 fh.truncate(good)
 
     def _measure_pending(self) -> int:
-        total = 0
-        for number in self._segments():
-            if number < self._cursor.segment:
-                continue
-            size = self._segment_path(number).stat().st_size
-            total += size - (self._cursor.offset if number == self._cursor.segment else 0)
-        return max(total, 0)
+        total = sum(size for number, size in self._sizes.items() if number >= self._cursor.segment)
+        return max(total - self._cursor.offset, 0)
 
     # ---- API ---------------------------------------------------------------------------------------
     @property
@@ -177,44 +192,82 @@ class Spool:
         """True when appends are being refused."""
         return self._pending_bytes >= self.max_bytes
 
-    def append(self, records: list[SpooledRecord]) -> None:
-        """Durably append records (one write and one fsync for the batch); SpoolFull if over the limit."""
+    @property
+    def unsynced(self) -> bool:
+        """True when appended bytes are waiting for :meth:`sync`."""
+        return self._durable != Position(self._write_segment, self._sizes[self._write_segment])
+
+    def append(self, records: list[SpooledRecord], *, sync: bool = True) -> None:
+        """Append records in one write; SpoolFull if over the limit.
+
+        Args:
+            records: What to append, in order.
+            sync: Also fsync now (one fsync for the batch). Without it the records survive the process
+                but wait for :meth:`sync` to survive the machine, and are not read back until then.
+        """
         frames = []
         for rec in records:
             payload = rec.encode()
             frames.append(_FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
         blob = b"".join(frames)
+        if self._sizes[self._write_segment] >= self.segment_bytes:
+            with self._sync_lock, self._lock:  # the locks' one order: _sync_lock, then _lock
+                if self._sizes[self._write_segment] >= self.segment_bytes:
+                    self._roll()
         with self._lock:
             if self._pending_bytes + len(blob) > self.max_bytes:
                 raise SpoolFull(
                     f"spool {self.directory} holds {self._pending_bytes} unpublished bytes (limit {self.max_bytes})"
                 )
-            if self._writer.tell() >= self.segment_bytes:
-                self._roll()
             self._writer.write(blob)
             self._writer.flush()
-            if self.fsync:
-                os.fsync(self._writer.fileno())
+            self._sizes[self._write_segment] += len(blob)
             self._pending_bytes += len(blob)
+            if not self.fsync:
+                self._durable = Position(self._write_segment, self._sizes[self._write_segment])
+        if sync:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make everything appended so far durable (fsync) and readable for publishing."""
+        with self._sync_lock:
+            with self._lock:
+                end = Position(self._write_segment, self._sizes[self._write_segment])
+                fileno = self._writer.fileno()
+            if end == self._durable:
+                return
+            if self.fsync:
+                os.fsync(fileno)  # a roll (which closes the file) waits on _sync_lock
+            with self._lock:
+                self._durable = max(self._durable, end)
 
     def _roll(self) -> None:
+        # Called with _sync_lock and _lock held. The finished segment is made durable before the next one
+        # starts, so that every segment before the durable position is whole on disk.
+        self._writer.flush()
+        if self.fsync:
+            os.fsync(self._writer.fileno())
         self._writer.close()
+        self._durable = Position(self._write_segment, self._sizes[self._write_segment])
         self._write_segment += 1
         self._writer = open(self._segment_path(self._write_segment), "ab")  # noqa: SIM115 - held open
+        self._sizes[self._write_segment] = 0
 
     def read(self, max_records: int, start: Position | None = None) -> list[tuple[Position, SpooledRecord]]:
-        """Up to ``max_records`` records from ``start`` (default: the cursor), each with its position."""
+        """Up to ``max_records`` durable records from ``start`` (default: the cursor), each with its position."""
         out: list[tuple[Position, SpooledRecord]] = []
         pos = start or self._cursor
         with self._lock:
-            segments = [n for n in self._segments() if n >= pos.segment]
+            durable = self._durable
+            segments = [n for n in sorted(self._sizes) if pos.segment <= n <= durable.segment]
         for number in segments:
             offset = pos.offset if number == pos.segment else 0
+            limit = durable.offset if number == durable.segment else None
             path = self._segment_path(number)
             try:
                 with open(path, "rb") as fh:
                     fh.seek(offset)
-                    while len(out) < max_records:
+                    while len(out) < max_records and (limit is None or offset < limit):
                         head = fh.read(_FRAME.size)
                         if len(head) < _FRAME.size:
                             break
@@ -236,13 +289,15 @@ class Spool:
 
     def commit(self, upto: Position) -> None:
         """Mark everything before ``upto`` as published; delete segments left behind."""
+        self._store_cursor(upto)  # its own file: appends go on meanwhile
         with self._lock:
-            self._store_cursor(upto)
             self._cursor = upto
-            for number in self._segments():
-                if number < upto.segment and number != self._write_segment:
-                    self._segment_path(number).unlink(missing_ok=True)
+            done = [n for n in self._sizes if n < upto.segment and n != self._write_segment]
+            for number in done:
+                del self._sizes[number]
             self._pending_bytes = self._measure_pending()
+        for number in done:
+            self._segment_path(number).unlink(missing_ok=True)
 
     @property
     def cursor(self) -> Position:
@@ -250,6 +305,7 @@ class Spool:
         return self._cursor
 
     def close(self) -> None:
-        """Close the open segment."""
-        with self._lock:
+        """Make what was appended durable, then close the open segment."""
+        self.sync()
+        with self._sync_lock, self._lock:
             self._writer.close()

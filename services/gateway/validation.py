@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -50,7 +52,7 @@ def tensor_image(
         shape = shape[1:]
     if tuple(shape) != expected:
         raise InvalidArgument(f"{field}.shape", f"{list(shape)} does not match the model input {list(expected)}")
-    count = int(np.prod(expected))
+    count = math.prod(expected)
     if len(data) != count * dtype.itemsize:
         raise InvalidArgument(
             f"{field}.data",

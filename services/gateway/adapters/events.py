@@ -1,11 +1,13 @@
 """PredictionSink that writes every PredictionEvent to a durable spool first, then drains it to Kafka.
 
-The answer never waits for Kafka or the disk: ``record`` appends to an in-memory batch; a writer task
-makes batches durable (one write + fsync per batch) and a drainer publishes from the spool in order,
-advancing the spool's cursor only over records Kafka acknowledged. With Kafka down the spool grows,
-the gateway keeps answering, and the spool drains when Kafka returns. A full spool flips
-``accepting()`` to False (the gateway then refuses new predictions with RESOURCE_EXHAUSTED and
-reports degraded health) — events are never dropped silently.
+The answer never waits for Kafka or for an fsync. ``record`` encodes the event and appends it to the
+spool's open segment (a write to the page cache), so the event survives the gateway process before the
+answer leaves; a syncer task fsyncs in group commits (``sync_interval_s``), after which the event also
+survives the machine; a publisher task sends synced events in order, in batches, and advances the
+spool's cursor only over records Kafka acknowledged. With Kafka down the spool grows, the gateway keeps
+answering, and the spool drains when Kafka returns. A full spool flips ``accepting()`` to False (the
+gateway then refuses new predictions with RESOURCE_EXHAUSTED and reports degraded health) — events are
+never dropped silently.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from radguard.events.v1 import events_pb2
 from services.gateway.domain import PredictCommand, Prediction, Sex, age_band
 from services.gateway.routing import Arm
 from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
+from services.runtime.errors import ResourceExhausted
 from services.runtime.kafka import inject_context
 
 _log = logging.getLogger(__name__)
@@ -40,10 +43,6 @@ _SEXES = {
 
 #: Publishes a batch in order; returns, per record, its acknowledgement or the exception it failed with.
 SendManyFn = Callable[[list[SpooledRecord]], Awaitable[list[object]]]
-
-
-#: A recorded prediction waiting to be encoded: command, prediction, trace headers, (trace id, span id).
-_Pending = tuple[PredictCommand, Prediction, tuple[tuple[str, bytes], ...], tuple[str, str]]
 
 
 def _span_ids() -> tuple[str, str]:
@@ -112,17 +111,28 @@ def prediction_event(
 
 @dataclass(frozen=True)
 class SinkTuning:
-    """Batching and retry knobs of the spooled sink."""
+    """Batching and retry knobs of the spooled sink.
 
-    flush_interval_s: float = 0.005
-    max_batch: int = 512
+    Attributes:
+        sync_interval_s: Group commit: appended events are fsynced at most this often. They survive the
+            gateway process as soon as ``record`` returns; this is how long they may wait to survive a
+            power loss of the machine.
+        publish_interval_s: When less than a full batch is waiting, the publisher waits this long for more
+            before sending (fewer, larger produce requests and cursor writes).
+        drain_batch: Most events in one publish.
+        retry_initial_s: First wait after a failed publish; doubles up to ``retry_max_s``.
+        retry_max_s: Longest wait between publish attempts.
+    """
+
+    sync_interval_s: float = 0.02
+    publish_interval_s: float = 0.02
     drain_batch: int = 512
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
 
 
 class SpooledKafkaSink:
-    """PredictionSink: in-memory batch → durable spool → Kafka, in order, nothing dropped."""
+    """PredictionSink: event → spool (before the answer) → fsync (group commit) → Kafka, in order."""
 
     def __init__(
         self,
@@ -140,8 +150,7 @@ class SpooledKafkaSink:
         self._producer_name = producer_name
         self._age_edges = age_edges
         self.tuning = tuning or SinkTuning()
-        self._buffer: list[_Pending] = []
-        self._buffer_ready = asyncio.Event()
+        self._appended = asyncio.Event()
         self._spooled = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -156,37 +165,38 @@ class SpooledKafkaSink:
         return not self.spool.full
 
     def record(self, command: PredictCommand, prediction: Prediction) -> None:
-        # Only the trace context is captured now; building and serialising the event happens in the
-        # writer task, off the answer's path.
-        self._buffer.append((command, prediction, tuple(inject_context()), _span_ids()))
-        self._buffer_ready.set()
-
-    def _encode(self, item: _Pending) -> SpooledRecord:
-        command, prediction, headers, span_ids = item
-        event = prediction_event(command, prediction, self._producer_name, self._age_edges, span_ids)
-        return SpooledRecord(
+        # Encoding and one buffered write to the page cache cost tens of microseconds, and make the event
+        # survive this process before the caller sees the answer; the fsync comes in the next group commit.
+        event = prediction_event(command, prediction, self._producer_name, self._age_edges, _span_ids())
+        record = SpooledRecord(
             topic=self._topic,
             key=command.study.study_uid.encode(),
             value=event.SerializeToString(),
-            headers=headers,
+            headers=tuple(inject_context()),
         )
+        try:
+            self.spool.append([record], sync=False)
+        except SpoolFull:
+            _log.error("prediction spool full: %d bytes pending", self.spool.pending_bytes)
+            raise ResourceExhausted("prediction events cannot be recorded (spool full); retry later") from None
+        self._appended.set()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer and the drainer tasks on the running loop."""
+        """Start the syncer and the publisher tasks on the running loop."""
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._writer(), name="spool-writer"),
+            loop.create_task(self._syncer(), name="spool-syncer"),
             loop.create_task(self._drainer(), name="spool-drainer"),
         ]
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
-        """Make buffered events durable, try to publish the spool, then stop (what is left stays spooled)."""
+        """Sync what was recorded, try to publish the spool, then stop (what is left stays spooled)."""
         self._stopping = True
-        self._buffer_ready.set()
-        writer, drainer = self._tasks or (None, None)
-        if writer is not None:
-            await writer
+        self._appended.set()
+        syncer, drainer = self._tasks or (None, None)
+        if syncer is not None:
+            await syncer
         if drainer is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wait_drained(), drain_timeout_s)
@@ -197,27 +207,19 @@ class SpooledKafkaSink:
 
     async def wait_drained(self, poll_s: float = 0.02) -> None:
         """Wait until everything recorded so far has been acknowledged by Kafka."""
-        while self._buffer or self.spool.pending_bytes:  # noqa: ASYNC110 - two sources of truth, polled
+        while self.spool.pending_bytes:  # noqa: ASYNC110 - the spool is shared with worker threads, polled
             await asyncio.sleep(poll_s)
 
     # ---- tasks -----------------------------------------------------------------------------------------------
-    async def _writer(self) -> None:
+    async def _syncer(self) -> None:
         while True:
-            await self._buffer_ready.wait()
-            self._buffer_ready.clear()
+            await self._appended.wait()
+            self._appended.clear()
             if not self._stopping:
-                await asyncio.sleep(self.tuning.flush_interval_s)  # group commit: let a batch form
-            while self._buffer:
-                batch = [self._encode(item) for item in self._buffer[: self.tuning.max_batch]]
-                try:
-                    await asyncio.to_thread(self.spool.append, batch)
-                except SpoolFull:
-                    # accepting() is already False for new work; keep what we hold and retry shortly.
-                    _log.error("prediction spool full: %d bytes pending", self.spool.pending_bytes)
-                    await asyncio.sleep(self.tuning.retry_initial_s)
-                    continue
-                del self._buffer[: len(batch)]
-                self._spooled.set()
+                await asyncio.sleep(self.tuning.sync_interval_s)  # group commit: let a batch form
+            if self.spool.unsynced:
+                await asyncio.to_thread(self.spool.sync)
+            self._spooled.set()
             if self._stopping:
                 return
 
@@ -225,9 +227,9 @@ class SpooledKafkaSink:
         backoff = self.tuning.retry_initial_s
         acked: set[Position] = set()
         while True:
+            self._spooled.clear()
             entries = await asyncio.to_thread(self.spool.read, self.tuning.drain_batch)
             if not entries:
-                self._spooled.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._spooled.wait(), 0.5)
                 continue
@@ -244,15 +246,15 @@ class SpooledKafkaSink:
                 else:
                     acked.add(pos)
             # Advance over the acknowledged prefix only: order on disk is the order of record().
-            upto = None
+            last: tuple[Position, SpooledRecord] | None = None
             for pos, rec in entries:
                 if pos not in acked:
                     break
-                upto = self.spool.next_position(pos, rec)
                 acked.discard(pos)
                 self.published += 1
-            if upto is not None:
-                await asyncio.to_thread(self.spool.commit, upto)
+                last = (pos, rec)
+            if last is not None:
+                await asyncio.to_thread(self.spool.commit, self.spool.next_position(*last))
             self.kafka_ok = not failed
             if failed:
                 _log.warning("publishing spooled predictions failed; retrying in %.1fs", backoff)
@@ -260,3 +262,5 @@ class SpooledKafkaSink:
                 backoff = min(backoff * 2, self.tuning.retry_max_s)
             else:
                 backoff = self.tuning.retry_initial_s
+                if len(entries) < self.tuning.drain_batch and not self._stopping:
+                    await asyncio.sleep(self.tuning.publish_interval_s)  # let the next batch gather

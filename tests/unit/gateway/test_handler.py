@@ -49,11 +49,14 @@ class FakeSink:
     def __init__(self) -> None:
         self.recorded: list[Prediction] = []
         self.open = True
+        self.room: int | None = None  # events it takes before it is full (None: no limit)
 
     def accepting(self) -> bool:
         return self.open
 
     def record(self, command: PredictCommand, prediction: Prediction) -> None:
+        if self.room is not None and len(self.recorded) >= self.room:
+            raise ResourceExhausted("spool full")
         self.recorded.append(prediction)
 
 
@@ -125,3 +128,17 @@ async def test_full_sink_refuses_before_inference() -> None:
     with pytest.raises(ResourceExhausted):
         await h.predict(command())
     assert be.calls == []
+
+
+@pytest.mark.asyncio
+async def test_an_answer_whose_event_cannot_be_recorded_is_refused_and_not_cached() -> None:
+    h, sink, _ = handler(Route("m", "1", shadow_versions=("2",), revision=1))
+    sink.room = 1
+    served = await h.predict(command(request_id="a"))
+    await h.drain_shadows()
+    assert sink.recorded == [served] and h.shadow_failures == 1  # the shadow's event found no room
+    with pytest.raises(ResourceExhausted):
+        await h.predict(command(request_id="b"))
+    sink.room = None
+    again = await h.predict(command(request_id="b"))  # the refused request was not remembered as answered
+    assert again.arm is Arm.STABLE and sink.recorded[-1] == again

@@ -94,3 +94,62 @@ def test_any_batching_preserves_order(sizes: list[int], read_batch: int) -> None
             spool.append([rec(n + j) for j in range(size)])
             n += size
         assert drain(spool, read_batch) == [rec(i) for i in range(n)]
+
+
+def test_unsynced_records_are_not_published_until_synced(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, fsync=True)
+    spool.append([rec(0), rec(1)])
+    spool.append([rec(2)], sync=False)
+    assert spool.unsynced and spool.pending_bytes > 0
+    assert [r for _, r in spool.read(10)] == [rec(0), rec(1)]  # only what an fsync made durable
+    spool.sync()
+    assert not spool.unsynced
+    assert [r for _, r in spool.read(10)] == [rec(0), rec(1), rec(2)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 9), st.booleans()), min_size=1, max_size=15), st.integers(1, 10))
+def test_unsynced_appends_and_segment_rolls_keep_order(batches: list[tuple[int, bool]], read_batch: int) -> None:
+    """Appends without fsync, syncs now and then, and small segments (many rolls): every record, in order."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        spool = Spool(Path(d), segment_bytes=200, fsync=True)
+        n = 0
+        published: list[SpooledRecord] = []
+        for size, sync_now in batches:
+            spool.append([rec(n + j) for j in range(size)], sync=False)
+            n += size
+            if sync_now:
+                spool.sync()
+                published += drain(spool, read_batch)
+        spool.sync()
+        published += drain(spool, read_batch)
+        assert published == [rec(i) for i in range(n)]
+        assert spool.pending_bytes == 0
+        segments = sorted(p.name for p in Path(d).glob("seg-*.log"))
+        assert len(segments) == 1  # published segments were deleted
+
+
+def test_records_written_without_fsync_survive_a_killed_process(tmp_path: Path) -> None:
+    """The page cache outlives a SIGKILLed process: what append(sync=False) returned from is kept."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from services.gateway.spool import Spool
+        from tests.unit.gateway.test_spool import rec
+        spool = Spool(Path({str(tmp_path)!r}), fsync=True)
+        for i in range(50):
+            spool.append([rec(i)], sync=False)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert drain(Spool(tmp_path)) == [rec(i) for i in range(50)]

@@ -14,8 +14,10 @@ from services.gateway.adapters.events import PREDICTIONS_TOPIC, SinkTuning, Spoo
 from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study
 from services.gateway.routing import Arm
 from services.gateway.spool import Spool, SpooledRecord
-from services.runtime.errors import Unavailable
+from services.runtime.errors import ResourceExhausted, Unavailable
 from services.runtime.ids import uuid7
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 class FlakyBroker:
@@ -124,3 +126,97 @@ async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
     assert [events_pb2.PredictionEvent.FromString(v).prediction_id for _, v, _ in up.log] == [
         p.prediction_id for _, p in preds
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_gateway_killed_right_after_answering_loses_no_event(tmp_path: Path) -> None:
+    """record() returns only once the event is in the spool file: a SIGKILL just after it loses nothing."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from pathlib import Path
+        from services.gateway.adapters.events import SpooledKafkaSink
+        from services.gateway.spool import Spool
+        from tests.unit.gateway.test_spooled_sink import prediction
+
+        async def never(records):
+            raise AssertionError("not started: nothing is published")
+
+        sink = SpooledKafkaSink(Spool(Path({str(tmp_path)!r})), never, producer_name="g", age_edges=(40,))
+        for i in range(30):
+            cmd, pred = prediction(i)
+            sink.record(cmd, pred)
+            print(pred.prediction_id, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # before any group commit or publish could run
+        """
+    )
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    answered = proc.stdout.split()
+    assert len(answered) == 30
+
+    broker = FlakyBroker()
+    sink = SpooledKafkaSink(Spool(tmp_path), broker.send_many, producer_name="g", age_edges=(40,))
+    sink.start()
+    await asyncio.wait_for(sink.wait_drained(), 10)
+    await sink.stop()
+    assert [events_pb2.PredictionEvent.FromString(v).prediction_id for _, v, _ in broker.log] == answered
+
+
+@pytest.mark.asyncio
+async def test_a_full_spool_refuses_the_event_instead_of_dropping_it(tmp_path: Path) -> None:
+    broker = FlakyBroker()
+    broker.up = False
+    sink = SpooledKafkaSink(
+        Spool(tmp_path, max_bytes=4096, fsync=False), broker.send_many, producer_name="g", age_edges=(40,)
+    )
+    recorded = 0
+    with pytest.raises(ResourceExhausted, match="spool full"):
+        for i in range(100):
+            sink.record(*prediction(i))
+            recorded += 1
+    assert 0 < recorded < 100
+    assert 0 < sink.spool.pending_bytes <= 4096  # what was accepted is kept, nothing beyond the limit
+    sink.start()
+    broker.up = True
+    await asyncio.wait_for(sink.wait_drained(), 10)
+    await sink.stop()
+    assert len(broker.log) == recorded and sink.accepting()
+
+
+@pytest.mark.asyncio
+async def test_the_group_commit_wakes_the_publisher(tmp_path: Path) -> None:
+    """Events go out one sync and one publish interval after record(), not at the publisher's 0.5 s idle poll."""
+    broker = FlakyBroker()
+    sink = SpooledKafkaSink(
+        Spool(tmp_path, fsync=True),
+        broker.send_many,
+        producer_name="g",
+        age_edges=(40,),
+        tuning=SinkTuning(sync_interval_s=0.01, publish_interval_s=0.01),
+    )
+    sink.start()
+    try:
+        for i in range(5):
+            sink.record(*prediction(i))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while len(broker.log) < 5:
+            assert loop.time() - started < 0.45, f"{len(broker.log)} of 5 events published after 0.45 s"
+            await asyncio.sleep(0.005)
+    finally:
+        await sink.stop()
+    request_ids = [events_pb2.PredictionEvent.FromString(v).request_id for _, v, _ in broker.log]
+    assert request_ids == [f"r{i}" for i in range(5)]
