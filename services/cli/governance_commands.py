@@ -29,6 +29,7 @@ from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
+from services.cli import channels
 from services.governance_api.adapters.keyring import enrol
 from services.governance_api.auth import ROLES, TokenFileError, add_token
 from stack.processes import StackError
@@ -116,7 +117,7 @@ def _call(
     """Run one RPC; gRPC errors become a one-line StackError (exit 1)."""
     address = _target(target)
     metadata = (("authorization", f"Bearer {_token(token)}"),)
-    with grpc.insecure_channel(address) as channel:
+    with channels.channel(address) as channel:
         stub = governance_pb2_grpc.GovernanceStub(channel)
         try:
             return invoke(stub, metadata)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from radguard.common.v1 import common_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
+from services.cli import channels
 from stack.processes import StackError
 
 _out = Console()
@@ -35,7 +36,7 @@ def _simulated(scenario: str, seed: int, index: int) -> tuple[bytes, dict[str, s
 async def _predict(
     target: str, request: inference_pb2.PredictRequest, timeout_s: float
 ) -> inference_pb2.PredictResponse:
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with channels.aio_channel(target) as channel:
         answer: inference_pb2.PredictResponse = await inference_pb2_grpc.InferenceGatewayStub(channel).Predict(
             request, timeout=timeout_s
         )
