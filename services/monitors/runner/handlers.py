@@ -33,6 +33,7 @@ from services.monitors.runner.ports import (
     FindingStore,
     IssuedFinding,
     ReferenceSource,
+    WindowMark,
 )
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
@@ -108,7 +109,8 @@ class RunMonitors:
             reports: Writes drift reports; None skips them.
             clock: Current time (UTC), injectable for tests.
             skip_unchanged: Issue nothing for a target whose window holds the same predictions and reads as at
-                the previous pass (a quiet stack must not repeat its findings every interval).
+                the previous pass (a quiet stack must not repeat its findings every interval). The marks are
+                kept in the store, so this holds across restarts of the runner too.
         """
         self._queries = queries
         self._references = references
@@ -120,7 +122,7 @@ class RunMonitors:
         self._reports = reports
         self._clock = clock
         self._skip_unchanged = skip_unchanged
-        self._seen: dict[MonitorTarget, tuple[int, int, datetime | None, str]] = {}
+        self._marks: dict[MonitorTarget, WindowMark | None] = {}
         self._calculators: dict[tuple[str, str], tuple[Window, dict[MonitorKind, Calculator]]] = {}
 
     def _prepared(self, target: MonitorTarget) -> tuple[Window, dict[MonitorKind, Calculator]]:
@@ -170,11 +172,10 @@ class RunMonitors:
                 continue
             maturity = ledger_window.maturity
             last = ledger_window.rows[-1]
-            seen = (maturity.count, maturity.labelled_count, last.event_time, last.prediction_id)
-            if self._skip_unchanged and self._seen.get(target) == seen:
+            mark = WindowMark(maturity.count, maturity.labelled_count, last.event_time, last.prediction_id)
+            if self._skip_unchanged and await self._last_mark(target) == mark:
                 _log.info("monitors.unchanged_window", target=str(target), predictions=maturity.count)
                 continue
-            self._seen[target] = seen
             window = to_window(ledger_window, model_version=target.model_version, arm=target.arm)
             for kind, calculator in calculators.items():
                 if isinstance(calculator, BiasMonitor) and target.arm == Arm.CANARY.value:
@@ -187,7 +188,18 @@ class RunMonitors:
                     # A breach with enough reads comes with a proposed fix, judged on reads it was not fitted on.
                     finding = await asyncio.to_thread(with_recalibration_proposal, finding, window, spec)
                 issued.append(await self._issue(finding, reference, window, until))
+            if self._skip_unchanged:
+                # After the findings: a crash in between judges the window again rather than never.
+                await self._store.save_window_mark(target.model_name, target.model_version, target.arm, mark)
+                self._marks[target] = mark
         return issued
+
+    async def _last_mark(self, target: MonitorTarget) -> WindowMark | None:
+        # Read from the store once per target and process, then kept here: a restarted runner
+        # continues from the marks its predecessor saved instead of repeating its last findings.
+        if target not in self._marks:
+            self._marks[target] = await self._store.window_mark(target.model_name, target.model_version, target.arm)
+        return self._marks[target]
 
     async def _stable_window(self, target: MonitorTarget, canary: Window) -> Window | None:
         """The stable arm's predictions over the canary window's period (whatever version is stable), or None."""

@@ -37,8 +37,25 @@ class StoredFinding:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class WindowMark:
+    """What a target's last judged window held; a pass that finds exactly this again issues nothing.
+
+    Attributes:
+        count: Predictions in the window.
+        labelled: Of which with a read.
+        last_event_time: Event time of the window's newest prediction.
+        last_prediction_id: That prediction's id.
+    """
+
+    count: int
+    labelled: int
+    last_event_time: datetime | None
+    last_prediction_id: str
+
+
 class FindingStore(Protocol):
-    """The findings table."""
+    """The findings table, and the marks of the windows judged last (so a restarted runner does not repeat)."""
 
     async def save(self, issued: IssuedFinding) -> bool:
         """Store one finding; returns False when its id was already stored (a replay).
@@ -52,6 +69,22 @@ class FindingStore(Protocol):
         self, *, model_name: str | None = None, severity: Severity | None = None, limit: int = 20
     ) -> list[StoredFinding]:
         """The latest findings, newest first, optionally of one model and/or severity."""
+        ...
+
+    async def window_mark(self, model_name: str, model_version: str, arm: str) -> WindowMark | None:
+        """The mark of the last window judged for this version and arm, or None.
+
+        Raises:
+            Unavailable: The database cannot be reached.
+        """
+        ...
+
+    async def save_window_mark(self, model_name: str, model_version: str, arm: str, mark: WindowMark) -> None:
+        """Remember the window just judged for this version and arm (replacing the previous mark).
+
+        Raises:
+            Unavailable: The database cannot be reached.
+        """
         ...
 
 

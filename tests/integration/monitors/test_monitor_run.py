@@ -189,6 +189,14 @@ async def test_a_planted_scanner_shift_becomes_a_drift_breach_in_postgres_on_kaf
     finally:
         await runner.close()
 
+    # A restarted runner finds the window it judged marked in PostgreSQL: it issues nothing new.
+    restarted = await build_monitor_runner(load_settings(MonitorRunnerSettings, env))
+    try:
+        again = await restarted.run_once()
+    finally:
+        await restarted.close()
+    assert again == []
+
     assert [item.finding.kind.value for item in issued] == ["drift", "performance"]
     drift = issued[0]
     assert drift.finding.severity.value == "breach"
@@ -201,9 +209,18 @@ async def test_a_planted_scanner_shift_becomes_a_drift_breach_in_postgres_on_kaf
             "select * from monitor_findings where finding_id = $1", uuid.UUID(drift.finding_id)
         )
         total = await connection.fetchval("select count(*) from monitor_findings")
+        mark = await connection.fetchrow(
+            "select * from monitor_window_marks where model_name = $1 and model_version = $2 and arm = 'stable'",
+            MODEL,
+            VERSION,
+        )
     finally:
         await connection.close()
     assert total == 2
+    assert mark is not None and (mark["window_count"], mark["window_labelled"]) == (
+        1000,
+        drift.finding.maturity.labelled,
+    )
     assert row is not None
     assert (row["kind"], row["model_name"], row["model_version"], row["arm"], row["severity"]) == (
         "drift",

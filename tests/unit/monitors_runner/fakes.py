@@ -20,7 +20,7 @@ from services.monitors.ledger.queries import (
     StoredOffset,
     WindowSpec,
 )
-from services.monitors.runner.ports import IssuedFinding, StoredFinding
+from services.monitors.runner.ports import IssuedFinding, StoredFinding, WindowMark
 
 T0 = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
 SITES = ("site-A", "site-B", "site-C")
@@ -152,6 +152,7 @@ class FakeStore:
     """FindingStore in memory."""
 
     saved: list[IssuedFinding] = field(default_factory=list)
+    marks: dict[tuple[str, str, str], WindowMark] = field(default_factory=dict)
 
     async def save(self, issued: IssuedFinding) -> bool:
         if any(item.finding_id == issued.finding_id for item in self.saved):
@@ -163,6 +164,12 @@ class FakeStore:
         self, *, model_name: str | None = None, severity: Severity | None = None, limit: int = 20
     ) -> list[StoredFinding]:
         raise NotImplementedError
+
+    async def window_mark(self, model_name: str, model_version: str, arm: str) -> WindowMark | None:
+        return self.marks.get((model_name, model_version, arm))
+
+    async def save_window_mark(self, model_name: str, model_version: str, arm: str, mark: WindowMark) -> None:
+        self.marks[(model_name, model_version, arm)] = mark
 
 
 @dataclass

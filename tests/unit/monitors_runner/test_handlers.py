@@ -282,6 +282,22 @@ async def test_with_skip_unchanged_a_window_is_judged_again_only_after_new_predi
     assert (len(first), len(again), len(after_new)) == (1, 0, 1)
     assert [item.finding.maturity.total for item in store.saved] == [200, 300]
 
+    # A runner restarted on the same store continues from the saved mark: nothing new, nothing issued.
+    restarted = RunMonitors(
+        ledger,
+        _reference(),
+        store,
+        FakePublisher(store),
+        {MonitorKind.PERFORMANCE: PERFORMANCE},
+        window_size=300,
+        clock=lambda: NOW,
+        skip_unchanged=True,
+    )
+    assert await restarted.run_once(target) == []
+    ledger.by_version[("3", "stable")] = held[:250] + held[251:]  # the window changed: judged again
+    assert len(await restarted.run_once(target)) == 1
+    assert store.marks[("chest_nodule", "3", "stable")].count == 299
+
 
 @pytest.mark.asyncio
 async def test_the_runner_loop_records_each_pass_for_the_stack_status(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The findings table (``monitor_findings``) over asyncpg: FindingStore."""
+"""The findings table (``monitor_findings``) and the window marks (``monitor_window_marks``) over asyncpg."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import asyncpg
 
 from services.monitors.core.findings import MonitorKind, Severity, Statistic
 from services.monitors.ledger.adapters.postgres_store import DATABASE_DOWN
-from services.monitors.runner.ports import IssuedFinding, StoredFinding
+from services.monitors.runner.ports import IssuedFinding, StoredFinding, WindowMark
 from services.runtime.errors import Unavailable
 
 _INSERT = """
@@ -29,6 +29,24 @@ from monitor_findings
 where ($1::text is null or model_name = $1) and ($2::text is null or severity = $2)
 order by created_at desc, finding_id desc
 limit $3
+"""
+
+_MARK = """
+select window_count, window_labelled, last_event_time, last_prediction_id
+from monitor_window_marks
+where model_name = $1 and model_version = $2 and arm = $3
+"""
+
+_SAVE_MARK = """
+insert into monitor_window_marks (
+    model_name, model_version, arm, window_count, window_labelled, last_event_time, last_prediction_id
+) values ($1, $2, $3, $4, $5, $6, $7)
+on conflict (model_name, model_version, arm) do update set
+    window_count = excluded.window_count,
+    window_labelled = excluded.window_labelled,
+    last_event_time = excluded.last_event_time,
+    last_prediction_id = excluded.last_prediction_id,
+    updated_at = now()
 """
 
 
@@ -103,3 +121,32 @@ class PostgresFindingStore:
             )
             for row in rows
         ]
+
+    async def window_mark(self, model_name: str, model_version: str, arm: str) -> WindowMark | None:
+        try:
+            row = await self._pool.fetchrow(_MARK, model_name, model_version, arm)
+        except DATABASE_DOWN as error:
+            raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
+        if row is None:
+            return None
+        return WindowMark(
+            count=row["window_count"],
+            labelled=row["window_labelled"],
+            last_event_time=row["last_event_time"],
+            last_prediction_id=row["last_prediction_id"],
+        )
+
+    async def save_window_mark(self, model_name: str, model_version: str, arm: str, mark: WindowMark) -> None:
+        try:
+            await self._pool.execute(
+                _SAVE_MARK,
+                model_name,
+                model_version,
+                arm,
+                mark.count,
+                mark.labelled,
+                mark.last_event_time,
+                mark.last_prediction_id,
+            )
+        except DATABASE_DOWN as error:
+            raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
