@@ -262,16 +262,20 @@ async def test_with_skip_unchanged_a_window_is_judged_again_only_after_new_predi
     held = rows(300, seed=8)
     ledger = FakeLedger({("3", "stable"): held[:200]})
     store = FakeStore()
-    use_case = RunMonitors(
-        ledger,
-        _reference(),
-        store,
-        FakePublisher(store),
-        {MonitorKind.PERFORMANCE: PERFORMANCE},
-        window_size=300,
-        clock=lambda: NOW,
-        skip_unchanged=True,
-    )
+
+    def runner() -> RunMonitors:
+        return RunMonitors(
+            ledger,
+            _reference(),
+            store,
+            FakePublisher(store),
+            {MonitorKind.PERFORMANCE: PERFORMANCE},
+            window_size=300,
+            clock=lambda: NOW,
+            skip_unchanged=True,
+        )
+
+    use_case = runner()
     target = [MonitorTarget("chest_nodule", "3", "stable")]
 
     first = await use_case.run_once(target)
@@ -283,16 +287,7 @@ async def test_with_skip_unchanged_a_window_is_judged_again_only_after_new_predi
     assert [item.finding.maturity.total for item in store.saved] == [200, 300]
 
     # A runner restarted on the same store continues from the saved mark: nothing new, nothing issued.
-    restarted = RunMonitors(
-        ledger,
-        _reference(),
-        store,
-        FakePublisher(store),
-        {MonitorKind.PERFORMANCE: PERFORMANCE},
-        window_size=300,
-        clock=lambda: NOW,
-        skip_unchanged=True,
-    )
+    restarted = runner()
     assert await restarted.run_once(target) == []
     ledger.by_version[("3", "stable")] = held[:250] + held[251:]  # the window changed: judged again
     assert len(await restarted.run_once(target)) == 1
