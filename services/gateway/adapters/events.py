@@ -120,6 +120,8 @@ class SinkTuning:
         publish_interval_s: When less than a full batch is waiting, the publisher waits this long for more
             before sending (fewer, larger produce requests and cursor writes).
         drain_batch: Most events in one publish.
+        idle_poll_s: With nothing to publish, the publisher looks again after this long even if no group
+            commit woke it (a safety net: every commit wakes it).
         retry_initial_s: First wait after a failed publish; doubles up to ``retry_max_s``.
         retry_max_s: Longest wait between publish attempts.
     """
@@ -127,6 +129,7 @@ class SinkTuning:
     sync_interval_s: float = 0.02
     publish_interval_s: float = 0.02
     drain_batch: int = 512
+    idle_poll_s: float = 0.5
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
 
@@ -231,7 +234,7 @@ class SpooledKafkaSink:
             entries = await asyncio.to_thread(self.spool.read, self.tuning.drain_batch)
             if not entries:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._spooled.wait(), 0.5)
+                    await asyncio.wait_for(self._spooled.wait(), self.tuning.idle_poll_s)
                 continue
             todo = [(pos, rec) for pos, rec in entries if pos not in acked]
             try:
