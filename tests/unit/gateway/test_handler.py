@@ -17,16 +17,17 @@ from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
 
 
 class FakeBackend:
-    def __init__(self, shadow_delay_s: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.calls: list[str] = []
-        self.shadow_delay_s = shadow_delay_s
+        #: Version "3" hangs until this is set, then fails.
+        self.release_broken = asyncio.Event()
 
     async def infer(
         self, model_name: str, version: str, images: npt.NDArray[np.float32], timeout_s: float
     ) -> list[ModelOutputs]:
         self.calls.append(version)
         if version == "3":
-            await asyncio.sleep(self.shadow_delay_s)
+            await self.release_broken.wait()
             raise RuntimeError("shadow version broken")
         logit = float(images.mean()) + float(version)
         return [ModelOutputs(logit, (1.0, 2.0), {"intensity.mean": float(images.mean())})]
@@ -95,13 +96,17 @@ async def test_retry_with_same_request_id_returns_the_first_answer() -> None:
 
 @pytest.mark.asyncio
 async def test_shadows_are_recorded_but_never_answer_or_delay() -> None:
-    slow = FakeBackend(shadow_delay_s=0.3)
-    h, sink, _ = handler(Route("m", "1", shadow_versions=("2", "3"), revision=1), slow)
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    served = await h.predict(command())
-    assert loop.time() - t0 < 0.2  # the broken, slow shadow "3" did not hold the answer
+    hanging = FakeBackend()
+    h, sink, _ = handler(Route("m", "1", shadow_versions=("2", "3"), revision=1), hanging)
+    # predict() returns although shadow "3" cannot finish before release_broken is set below.
+    served = await asyncio.wait_for(h.predict(command()), 10)
     assert served.arm is Arm.STABLE and served.version == "1"
+    for _ in range(500):  # the shadow calls start in background tasks
+        if "3" in hanging.calls:
+            break
+        await asyncio.sleep(0.01)
+    assert "3" in hanging.calls and h.shadow_failures == 0
+    hanging.release_broken.set()
     await h.drain_shadows()
     shadows = [p for p in sink.recorded if p.arm is Arm.SHADOW]
     assert [s.version for s in shadows] == ["2"]
