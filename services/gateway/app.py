@@ -132,6 +132,9 @@ def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHan
     metrics.gauge("gateway_publish_failures", "failed publish attempts since start (each retried)").set_function(
         lambda: sink.publish_failures
     )
+    metrics.gauge(
+        "gateway_spool_sync_failures", "failed fsyncs of the event spool since start (each retried)"
+    ).set_function(lambda: sink.sync_failures)
     metrics.gauge("gateway_shadow_failures", "shadow calls that failed or were skipped since start").set_function(
         lambda: handler.shadow_failures
     )

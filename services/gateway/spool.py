@@ -305,7 +305,9 @@ class Spool:
         return self._cursor
 
     def close(self) -> None:
-        """Make what was appended durable, then close the open segment."""
-        self.sync()
-        with self._sync_lock, self._lock:
-            self._writer.close()
+        """Make what was appended durable, then close the open segment (closed even if the fsync fails)."""
+        try:
+            self.sync()
+        finally:
+            with self._sync_lock, self._lock:
+                self._writer.close()

@@ -26,7 +26,7 @@ from radguard.events.v1 import events_pb2
 from services.gateway.domain import PredictCommand, Prediction, Sex, age_band
 from services.gateway.routing import Arm
 from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
-from services.runtime.errors import ResourceExhausted
+from services.runtime.errors import ResourceExhausted, Unavailable
 from services.runtime.kafka import inject_context
 
 _log = logging.getLogger(__name__)
@@ -162,6 +162,8 @@ class SpooledKafkaSink:
         self.published = 0
         #: Publish attempts that failed (each is retried from the spool).
         self.publish_failures = 0
+        #: fsyncs of the spool that failed (each is retried).
+        self.sync_failures = 0
 
     # ---- PredictionSink --------------------------------------------------------------------------------
     def accepting(self) -> bool:
@@ -182,6 +184,9 @@ class SpooledKafkaSink:
         except SpoolFull:
             _log.error("prediction spool full: %d bytes pending", self.spool.pending_bytes)
             raise ResourceExhausted("prediction events cannot be recorded (spool full); retry later") from None
+        except OSError as exc:  # e.g. the disk is full or gone: refuse the answer rather than lose its event
+            _log.error("writing the prediction spool failed: %s", exc)
+            raise Unavailable("event-spool", f"prediction events cannot be written ({exc.strerror})") from None
         self._appended.set()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------
@@ -221,7 +226,17 @@ class SpooledKafkaSink:
             if not self._stopping:
                 await asyncio.sleep(self.tuning.sync_interval_s)  # group commit: let a batch form
             if self.spool.unsynced:
-                await asyncio.to_thread(self.spool.sync)
+                try:
+                    await asyncio.to_thread(self.spool.sync)
+                except OSError as exc:
+                    # Nothing is lost: the events stay in the page cache and unpublished until a sync succeeds.
+                    self.sync_failures += 1
+                    _log.error("syncing the prediction spool failed (%s); retrying", exc)
+                    if self._stopping:
+                        return
+                    await asyncio.sleep(self.tuning.retry_initial_s)
+                    self._appended.set()
+                    continue
             self._spooled.set()
             if self._stopping:
                 return

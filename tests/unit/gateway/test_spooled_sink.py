@@ -222,3 +222,49 @@ async def test_the_group_commit_wakes_the_publisher(tmp_path: Path) -> None:
         await sink.stop()
     request_ids = [events_pb2.PredictionEvent.FromString(v).request_id for _, v, _ in broker.log]
     assert request_ids == [f"r{i}" for i in range(5)]
+
+
+class FailingDisk(Spool):
+    """A spool whose disk fails: fsync for the first ``sync_failures`` calls, writes while ``write_fails``."""
+
+    def __init__(self, directory: Path, sync_failures: int) -> None:
+        super().__init__(directory, fsync=True)
+        self.sync_failures = sync_failures
+        self.write_fails = False
+
+    def sync(self) -> None:
+        if self.sync_failures > 0:
+            self.sync_failures -= 1
+            raise OSError(5, "Input/output error")
+        super().sync()
+
+    def append(self, records: list[SpooledRecord], *, sync: bool = True) -> None:
+        if self.write_fails:
+            raise OSError(28, "No space left on device")
+        super().append(records, sync=sync)
+
+
+@pytest.mark.asyncio
+async def test_a_failing_disk_refuses_answers_and_retries_syncs_without_losing_events(tmp_path: Path) -> None:
+    broker = FlakyBroker()
+    disk = FailingDisk(tmp_path, sync_failures=3)
+    sink = SpooledKafkaSink(
+        disk,
+        broker.send_many,
+        producer_name="g",
+        age_edges=(40,),
+        tuning=SinkTuning(sync_interval_s=0.001, retry_initial_s=0.01),
+    )
+    sink.start()
+    try:
+        for i in range(10):
+            sink.record(*prediction(i))
+        disk.write_fails = True
+        with pytest.raises(Unavailable, match=r"event-spool is unavailable: .*No space left on device"):
+            sink.record(*prediction(10))
+        await asyncio.wait_for(sink.wait_drained(), 10)
+    finally:
+        await sink.stop()
+    assert sink.sync_failures == 3
+    request_ids = [events_pb2.PredictionEvent.FromString(v).request_id for _, v, _ in broker.log]
+    assert request_ids == [f"r{i}" for i in range(10)]  # all the recorded ones, once, in order
