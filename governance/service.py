@@ -714,27 +714,29 @@ class GovernanceService:
 
     async def pause_rollout(self, actor: Actor, rollout_id: str, reason: str, request_id: str) -> Rollout:
         """Hold a running rollout at its step (the canary keeps its weight)."""
-
-        async def body(tx: GovernanceTx, work: _Work, r: Rollout) -> Rollout:
-            stored = await tx.update_rollout(
-                rollouts.pause(r, actor.principal, reason, self._clock.now()), r.row_version
-            )
-            await self._audit(tx, actor, "rollout.pause", r.subject, to_jsonable(r), to_jsonable(stored), request_id)
-            return stored
-
-        return await self._rollout_command("pause_rollout", actor, rollout_id, request_id, body)
+        return await self._hold_or_resume("pause", rollouts.pause, actor, rollout_id, reason, request_id)
 
     async def resume_rollout(self, actor: Actor, rollout_id: str, reason: str, request_id: str) -> Rollout:
         """Let a paused rollout evaluate its gates again."""
+        return await self._hold_or_resume("resume", rollouts.resume, actor, rollout_id, reason, request_id)
+
+    async def _hold_or_resume(
+        self,
+        verb: str,
+        move: Callable[[Rollout, str, str, datetime], Rollout],
+        actor: Actor,
+        rollout_id: str,
+        reason: str,
+        request_id: str,
+    ) -> Rollout:
+        """Pause or resume: the rollout's own state change, stored and audited as ``rollout.<verb>``."""
 
         async def body(tx: GovernanceTx, work: _Work, r: Rollout) -> Rollout:
-            stored = await tx.update_rollout(
-                rollouts.resume(r, actor.principal, reason, self._clock.now()), r.row_version
-            )
-            await self._audit(tx, actor, "rollout.resume", r.subject, to_jsonable(r), to_jsonable(stored), request_id)
+            stored = await tx.update_rollout(move(r, actor.principal, reason, self._clock.now()), r.row_version)
+            await self._audit(tx, actor, f"rollout.{verb}", r.subject, to_jsonable(r), to_jsonable(stored), request_id)
             return stored
 
-        return await self._rollout_command("resume_rollout", actor, rollout_id, request_id, body)
+        return await self._rollout_command(f"{verb}_rollout", actor, rollout_id, request_id, body)
 
     async def abort_rollout(self, actor: Actor, rollout_id: str, reason: str, request_id: str) -> Rollout:
         """Stop a rollout: 100% to stable, the candidate rolled back."""

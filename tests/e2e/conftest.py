@@ -21,29 +21,21 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import grpc.aio
 import pytest
 import pytest_asyncio
 from kafka.admin import KafkaAdminClient
 
-from radguard.governance.v1 import governance_pb2_grpc
 from services.gateway.app import Gateway, build_gateway, start_gateway
-from services.governance_api.app import build_governance, start_governance
-from services.governance_api.auth import add_token
-from services.governance_api.settings import GovernanceSettings
 from services.monitors.ledger.app import LedgerProcess
-from services.runtime.config import load_settings
 from services.runtime.kafka import ensure_topics
-from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
 from tests.integration.conftest import StackEndpoints, real_stack, stack  # noqa: F401 - fixtures
 from tests.integration.gateway.conftest import gateway_settings
 from tests.integration.governance_api.conftest import (  # noqa: F401 - fixtures
-    PEOPLE,
     GovHarness,
-    _policies,
     findings_topic,
     gov_dsn,
+    running_governance,
 )
 from tests.integration.ledger.conftest import Topics, start_writer, writer_env
 
@@ -78,42 +70,10 @@ async def sim_governance(
     findings_topic: str,  # noqa: F811
 ) -> AsyncIterator[GovHarness]:
     """The governance service in this process, its controller evaluating every ``EVALUATE_S``."""
-    state = Path(tempfile.mkdtemp(prefix="gov-e2e-"))
-    tokens_file = state / "tokens.json"
-    tokens = {principal: add_token(tokens_file, principal, role) for principal, role in PEOPLE.items()}
-    policies = state / "policies"
-    policies.mkdir()
-    _policies(policies)
-    for path in POLICIES.glob("*.yaml"):
-        shutil.copy(path, policies / path.name)
-    env = {
-        "RADGUARD_POSTGRES_DSN": gov_dsn,
-        "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
-        "RADGUARD_TRITON_GRPC_URL": stack.triton_grpc_url,
-        "RADGUARD_MODEL_REPO": str(REPO_ROOT / "model_repo"),
-        "RADGUARD_GOVERNANCE_TOKENS_FILE": str(tokens_file),
-        "RADGUARD_GOVERNANCE_KEYRING_FILE": str(state / "keyring.json"),
-        "RADGUARD_POLICIES_DIR": str(policies),
-        "RADGUARD_FINDINGS_TOPIC": findings_topic,
-        "RADGUARD_CONTROLLER_INTERVAL_S": str(EVALUATE_S),
-        "RADGUARD_GRPC_HOST": "127.0.0.1",
-        "RADGUARD_GRPC_PORT": "0",
-        "RADGUARD_METRICS_ENABLED": "false",
-        "RADGUARD_LOG_LEVEL": "warning",
-        "RADGUARD_INSTANCE_ID": f"gov-e2e-{uuid.uuid4().hex[:6]}",
-    }
-    app = await build_governance(load_settings(GovernanceSettings, env))
-    await start_governance(app)
-    assert app.findings_feed is not None
-    await asyncio.wait_for(app.findings_feed.listening.wait(), 30)
-    target = f"127.0.0.1:{app.server.port}"
-    channel = grpc.aio.insecure_channel(target)
-    try:
-        yield GovHarness(app, target, tokens, channel, governance_pb2_grpc.GovernanceStub(channel), state)
-    finally:
-        await channel.close()
-        await app.server.stop(0)
-        shutil.rmtree(state, ignore_errors=True)
+    async with running_governance(
+        stack, gov_dsn, findings_topic, name="gov-e2e", controller_interval_s=EVALUATE_S, more_policies=POLICIES
+    ) as gov:
+        yield gov
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,14 +101,38 @@ def _policies(folder: Path) -> Path:
     return folder
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def governance(stack: StackEndpoints, gov_dsn: str, findings_topic: str) -> AsyncIterator[GovHarness]:
-    """The governance service in this process on a free port."""
-    state = Path(tempfile.mkdtemp(prefix="gov-test-"))
+def _policy_folder(folder: Path, more_policies: Path | None) -> Path:
+    folder.mkdir()
+    _policies(folder)
+    for path in more_policies.glob("*.yaml") if more_policies is not None else ():
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@asynccontextmanager
+async def running_governance(
+    stack: StackEndpoints,
+    gov_dsn: str,
+    findings_topic: str,
+    *,
+    name: str,
+    controller_interval_s: float,
+    more_policies: Path | None = None,
+) -> AsyncIterator[GovHarness]:
+    """The governance service in this process on a free port, with its own state folder, tokens and policies.
+
+    Args:
+        stack: The real stack's endpoints.
+        gov_dsn: The test's database.
+        findings_topic: The findings topic its controller listens to.
+        name: Prefix of the state folder and the instance id.
+        controller_interval_s: Seconds between the controller's evaluations.
+        more_policies: A folder whose policy files are added to the shipped ones and ``e2e``.
+    """
+    state = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     tokens_file = state / "tokens.json"
     tokens = {principal: add_token(tokens_file, principal, role) for principal, role in PEOPLE.items()}
-    policies = state / "policies"
-    policies.mkdir()
+    policies = _policy_folder(state / "policies", more_policies)
     env = {
         "RADGUARD_POSTGRES_DSN": gov_dsn,
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
@@ -115,14 +140,14 @@ async def governance(stack: StackEndpoints, gov_dsn: str, findings_topic: str) -
         "RADGUARD_MODEL_REPO": str(REPO_ROOT / "model_repo"),
         "RADGUARD_GOVERNANCE_TOKENS_FILE": str(tokens_file),
         "RADGUARD_GOVERNANCE_KEYRING_FILE": str(state / "keyring.json"),
-        "RADGUARD_POLICIES_DIR": str(_policies(policies)),
+        "RADGUARD_POLICIES_DIR": str(policies),
         "RADGUARD_FINDINGS_TOPIC": findings_topic,
-        "RADGUARD_CONTROLLER_INTERVAL_S": "3600",
+        "RADGUARD_CONTROLLER_INTERVAL_S": str(controller_interval_s),
         "RADGUARD_GRPC_HOST": "127.0.0.1",
         "RADGUARD_GRPC_PORT": "0",
         "RADGUARD_METRICS_ENABLED": "false",
         "RADGUARD_LOG_LEVEL": "warning",
-        "RADGUARD_INSTANCE_ID": f"gov-test-{uuid.uuid4().hex[:6]}",
+        "RADGUARD_INSTANCE_ID": f"{name}-{uuid.uuid4().hex[:6]}",
     }
     app = await build_governance(load_settings(GovernanceSettings, env))
     await start_governance(app)
@@ -136,6 +161,13 @@ async def governance(stack: StackEndpoints, gov_dsn: str, findings_topic: str) -
         await channel.close()
         await app.server.stop(0)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def governance(stack: StackEndpoints, gov_dsn: str, findings_topic: str) -> AsyncIterator[GovHarness]:
+    """The governance service in this process on a free port (its controller evaluates hourly: tests drive it)."""
+    async with running_governance(stack, gov_dsn, findings_topic, name="gov-test", controller_interval_s=3600) as gov:
+        yield gov
 
 
 @pytest_asyncio.fixture(loop_scope="session")
