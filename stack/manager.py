@@ -13,7 +13,15 @@ from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
 from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter, MonitorRunner
 from stack.components.triton import Triton
-from stack.processes import ProcessRecord, StackError, exit_code, is_ours, port_in_use, stop_process
+from stack.processes import (
+    ProcessRecord,
+    StackError,
+    ephemeral_port_range,
+    exit_code,
+    is_ours,
+    port_in_use,
+    stop_process,
+)
 from stack.settings import StackSettings
 
 #: Called with (component name, what is happening) as the stack makes progress.
@@ -107,7 +115,7 @@ class Stack:
                 result.already_running.append(comp.name)
             else:
                 to_start.append(comp)
-        self._preflight(to_start)
+        self._preflight(to_start, progress)
         started: list[tuple[Component, ProcessRecord]] = []
         try:
             # Servers first (then their topics and schema), radguard's own processes after them.
@@ -137,12 +145,24 @@ class Stack:
             progress(comp.name, "ready")
         return result
 
-    def _preflight(self, to_start: list[Component]) -> None:
-        """Check every prerequisite and port before starting anything."""
+    def _preflight(self, to_start: list[Component], progress: Progress = _quiet) -> None:
+        """Check every prerequisite and port before starting anything.
+
+        A port inside the kernel's ephemeral range is allowed but warned about: an outgoing connection
+        can take it while its server is down (see :func:`ephemeral_port_range`).
+        """
         for comp in to_start:
             comp.check_prerequisites()
+        ephemeral = ephemeral_port_range()
         for comp in to_start:
             for var, port in comp.ports().items():
+                if ephemeral is not None and ephemeral[0] <= port <= ephemeral[1]:
+                    progress(
+                        comp.name,
+                        f"warning: {var}={port} lies in the kernel's ephemeral port range "
+                        f"({ephemeral[0]}-{ephemeral[1]}); an outgoing connection may take it while "
+                        f"{comp.name} is down: prefer a port below {ephemeral[0]}",
+                    )
                 if port_in_use(self.settings.host, port):
                     raise StackError(
                         f"{comp.name}: port {port} on {self.settings.host} is already in use by another "

@@ -168,6 +168,24 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+#: Where Linux keeps the range of local ports it hands to outgoing connections.
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_port_range(path: Path = EPHEMERAL_RANGE_FILE) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range ``(low, high)``, or None where it cannot be read.
+
+    A server port inside it is unsafe for a process that restarts: while the server is down, any
+    outgoing connection on the machine (a Kafka client reconnecting, say) may be given that port as
+    its local end, and the restarted server then cannot bind it.
+    """
+    try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
 def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
     """True when a TCP connection to ``host:port`` succeeds."""
     try:

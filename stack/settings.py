@@ -31,23 +31,23 @@ class StackSettings(BaseSettings):
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "512m"
-    postgres_port: int = 55432
+    postgres_port: int = 15432
     postgres_user: str = "radguard"
     postgres_db: str = "radguard"
     triton_grpc_port: int = 18001
     triton_http_port: int = 18000
     triton_metrics_port: int = 18002
-    gateway_port: int = 50061
+    gateway_port: int = 19061
     gateway_metrics_port: int = 19461
-    feedback_port: int = 50062
+    feedback_port: int = 19062
     feedback_metrics_port: int = 19462
-    ledger_port: int = 50071
+    ledger_port: int = 19071
     ledger_metrics_port: int = 19471
-    monitor_port: int = 50072
+    monitor_port: int = 19072
     monitor_metrics_port: int = 19472
     #: Seconds between the stack's monitor runner passes (unchanged windows are skipped).
     monitor_interval_s: float = Field(default=60.0, gt=0)
-    governance_port: int = 50063
+    governance_port: int = 19063
     governance_metrics_port: int = 19463
     ready_timeout_s: float = Field(default=120.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)

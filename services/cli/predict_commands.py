@@ -52,7 +52,7 @@ def predict(
     seed: Annotated[int, typer.Option("--seed", help="simulator seed")] = 1,
     index: Annotated[int, typer.Option("--index", min=0, help="which simulated study")] = 0,
     model: Annotated[str, typer.Option("--model", help="model name")] = "chest_nodule",
-    gateway: Annotated[str, typer.Option("--gateway", help="gateway host:port")] = "127.0.0.1:50061",
+    gateway: Annotated[str, typer.Option("--gateway", help="gateway host:port")] = "127.0.0.1:19061",
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds to wait")] = 10.0,
 ) -> None:
     """Score one study and print the gateway's answer (simulated unless --dicom is given)."""

@@ -15,7 +15,7 @@ class FeedbackSettings(ServiceSettings):
 
     service_name: str = "feedback"
     instance_id: str = Field(default="fb-0", min_length=1, description="names this instance in events (producer)")
-    grpc_port: int = Field(default=50062, ge=0, le=65535)
+    grpc_port: int = Field(default=19062, ge=0, le=65535)
     metrics_port: int = Field(default=19462, ge=0, le=65535)
     reads_topic: str = Field(default=READS_TOPIC, min_length=1, description="where ReadEvents are published")
     max_clock_skew_s: float = Field(

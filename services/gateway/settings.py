@@ -18,7 +18,7 @@ class GatewaySettings(ServiceSettings):
     # Every prediction is already an event; a log line per successful call would only cost latency.
     access_log_level: LogLevel = "debug"
     instance_id: str = Field(default="gw-0", description="names this gateway in events (producer)")
-    grpc_port: int = Field(default=50061, ge=0, le=65535)
+    grpc_port: int = Field(default=19061, ge=0, le=65535)
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
     model_repo: Path = Field(default=_REPO / "model_repo", description="model configs and calibrations")
     pseudonym_key: SecretStr = Field(description="HMAC key for patient pseudonyms, at least 16 characters")

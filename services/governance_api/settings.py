@@ -21,7 +21,7 @@ class GovernanceSettings(ServiceSettings):
 
     service_name: str = "governance"
     instance_id: str = Field(default="gov-0", min_length=1, description="names this instance in events (producer)")
-    grpc_port: int = Field(default=50063, ge=0, le=65535)
+    grpc_port: int = Field(default=19063, ge=0, le=65535)
     metrics_port: int = Field(default=19463, ge=0, le=65535)
 
     governance_tokens_file: Path = Field(

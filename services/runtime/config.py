@@ -85,7 +85,7 @@ class ServiceSettings(BaseSettings):
 
     # gRPC server.
     grpc_host: str = Field(default="0.0.0.0", description="interface the gRPC server binds")  # noqa: S104
-    grpc_port: Port = Field(default=50051, description="0 lets the OS pick a free port")
+    grpc_port: Port = Field(default=19051, description="0 lets the OS pick a free port")
     grpc_max_receive_message_bytes: int = Field(default=64 * _MIB, ge=1024)
     grpc_max_send_message_bytes: int = Field(default=64 * _MIB, ge=1024)
     grpc_max_concurrent_rpcs: int | None = Field(default=None, ge=1, description="unset means no limit")

@@ -16,7 +16,7 @@ class LedgerSettings(ServiceSettings):
     """Everything the ledger writer process is configured with."""
 
     service_name: str = "ledger-writer"
-    grpc_port: int = Field(default=50071, ge=0, le=65535, description="health endpoint")
+    grpc_port: int = Field(default=19071, ge=0, le=65535, description="health endpoint")
     metrics_port: int = Field(default=19471, ge=0, le=65535)
     ledger_group: str = Field(default=LEDGER_GROUP, min_length=1, description="consumer group id")
     predictions_topic: str = Field(default=PREDICTIONS_TOPIC, min_length=1)

@@ -20,7 +20,7 @@ class MonitorRunnerSettings(ServiceSettings):
     """
 
     service_name: str = "monitor-runner"
-    grpc_port: int = Field(default=50072, ge=0, le=65535, description="health endpoint")
+    grpc_port: int = Field(default=19072, ge=0, le=65535, description="health endpoint")
     metrics_port: int = Field(default=19472, ge=0, le=65535)
     monitor_model: str = Field(default="chest_nodule", min_length=1, description="model whose versions to watch")
     monitor_versions: tuple[str, ...] = Field(default=("1",), min_length=1, description="versions to watch")

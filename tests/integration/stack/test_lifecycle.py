@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from stack.processes import port_in_use, process_cmdline
+from stack.settings import StackSettings
 
 RADGUARD = str(Path(sys.executable).parent / "radguard")
 COMPONENTS = ("postgres", "kafka", "triton", "gateway", "feedback", "ledger", "monitor", "governance")
@@ -42,14 +44,16 @@ PORT_VARS = (
 
 
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
+    """``n`` free ports below the kernel's ephemeral range, none of them a default of the suite's own stack.
+
+    Not port 0: the kernel picks those from the ephemeral range, where the local end of any outgoing
+    connection may take one while this stack's component is down for its restart.
+    """
+    taken = {f.default for name, f in StackSettings.model_fields.items() if name.endswith("_port")}
+    candidates = list(range(20000, 32000))
+    random.shuffle(candidates)
+    ports = [p for p in candidates if p not in taken and not port_in_use("127.0.0.1", p)][:n]
+    assert len(ports) == n
     return ports
 
 

@@ -22,7 +22,7 @@ class GatewayLikeSettings(ServiceSettings):
 
 def test_defaults_without_variables() -> None:
     settings = load_settings(ServiceSettings, {})
-    assert settings.grpc_port == 50051
+    assert settings.grpc_port == 19051
     assert settings.drain_grace_s == 10.0
     assert settings.metrics_port == 9464
     assert settings.tls_enabled is False
@@ -53,7 +53,7 @@ def test_variables_are_read_with_prefix_and_case_insensitively() -> None:
 
 def test_explicit_mapping_ignores_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RADGUARD_GRPC_PORT", "7000")
-    assert load_settings(ServiceSettings, {}).grpc_port == 50051
+    assert load_settings(ServiceSettings, {}).grpc_port == 19051
     assert load_settings(ServiceSettings).grpc_port == 7000
     assert os.environ["RADGUARD_GRPC_PORT"] == "7000"
 
