@@ -17,20 +17,12 @@ import asyncpg
 
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord, RecordMetadata
+from services.runtime.postgres import DATABASE_DOWN
 from services.runtime.telemetry import get_logger
 
 #: Publishes records in order; returns, per record, its acknowledgement or the exception it failed with.
 SendMany = Callable[[Sequence[OutgoingRecord]], Awaitable[Sequence[RecordMetadata | Exception]]]
 
-#: PostgreSQL could not be reached or refused service for now: a later attempt may succeed.
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 # Failures a later round may not meet again: logged as a warning, then back off.
 _RETRIABLE: tuple[type[BaseException], ...] = (Unavailable, *DATABASE_DOWN)

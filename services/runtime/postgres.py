@@ -28,6 +28,18 @@ _CONNECT_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
+#: PostgreSQL could not be reached or refused service for now: a later attempt may succeed (as opposed to
+#: "the query or batch is wrong"). Adapters map these to Unavailable("postgres") and retry.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
 class _Instrumentation:
     lock = threading.Lock()
     done = False

@@ -15,7 +15,8 @@ import asyncpg
 
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord
-from services.runtime.outbox import DATABASE_DOWN, OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.postgres import DATABASE_DOWN
 
 _CLAIM = """
 select id, topic, key, payload, headers from feedback_outbox

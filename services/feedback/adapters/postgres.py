@@ -14,7 +14,7 @@ from services.feedback.adapters.events import read_event
 from services.feedback.domain import BoundingBox, Finding, Label, Outcome, Read
 from services.runtime.errors import Conflict, Unavailable
 from services.runtime.kafka import inject_context
-from services.runtime.outbox import DATABASE_DOWN
+from services.runtime.postgres import DATABASE_DOWN
 from services.runtime.request_id import current_request_id
 from services.runtime.telemetry import get_logger
 

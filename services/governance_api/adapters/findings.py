@@ -19,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.runtime.errors import InvalidArgument, Unavailable
+from services.runtime.postgres import DATABASE_DOWN
 
 _KINDS: dict[int, str] = {
     events_pb2.MONITOR_KIND_DRIFT: "drift",
@@ -56,13 +57,6 @@ where ($1::text is null or model_name = $1)
 order by created_at desc, finding_id desc
 limit $10
 """
-
-_DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.InterfaceError,
-)
 
 
 @dataclass(frozen=True)
@@ -165,7 +159,7 @@ class PostgresFindings:
             )
         except asyncpg.exceptions.UndefinedTableError as error:
             raise Unavailable("postgres", "the monitors' findings table does not exist in this database") from error
-        except _DATABASE_DOWN as error:
+        except DATABASE_DOWN as error:
             raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
         more = len(rows) > query.page_size
         rows = rows[: query.page_size]

@@ -28,7 +28,8 @@ from radguard.events.v1 import events_pb2
 from services.governance_api.adapters.convert import audit_to_proto, route_to_proto
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord
-from services.runtime.outbox import DATABASE_DOWN, OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.postgres import DATABASE_DOWN
 from services.runtime.telemetry import get_logger
 
 _CLAIM = """

@@ -30,6 +30,14 @@ class Pki:
     client: KeyPair
 
 
+def server_tls(pki: Pki, *, mutual: bool = False) -> dict[str, str]:
+    """Settings overrides (for ``conftest.settings``) that make a server speak TLS, or mutual TLS."""
+    overrides = {"tls_cert_file": str(pki.server.cert), "tls_key_file": str(pki.server.key)}
+    if mutual:
+        overrides |= {"tls_ca_file": str(pki.ca_cert), "tls_require_client_cert": "true"}
+    return overrides
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 

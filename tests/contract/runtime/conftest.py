@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+import pytest
 import pytest_asyncio
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -17,6 +18,7 @@ from services.runtime.metrics import Metrics
 from services.runtime.server import RadguardServer
 from services.runtime.telemetry import build_tracer_provider
 from tests.contract.runtime import echo_service
+from tests.contract.runtime.certs import Pki, make_pki
 
 BASE_ENV = {
     "RADGUARD_SERVICE_NAME": "runtime-contract",
@@ -29,6 +31,12 @@ BASE_ENV = {
     "RADGUARD_DRAIN_GRACE_S": "1",
     "RADGUARD_READINESS_INTERVAL_S": "60",
 }
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A CA with server and client certificates, made once per test module."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def settings(**overrides: str) -> ServiceSettings:

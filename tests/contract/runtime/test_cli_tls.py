@@ -15,15 +15,10 @@ import pytest
 from services.cli import channels
 from stack.processes import StackError
 from tests.contract.runtime import echo_service
-from tests.contract.runtime.certs import Pki, make_pki
+from tests.contract.runtime.certs import Pki, server_tls
 from tests.contract.runtime.conftest import settings, start_server
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("cli-pki"))
 
 
 async def _echo_async(port: int, env: dict[str, str]) -> bytes:
@@ -40,7 +35,7 @@ def _echo_blocking(port: int, env: dict[str, str]) -> bytes:
 
 @pytest.mark.asyncio
 async def test_the_cli_speaks_tls_when_given_the_ca(pki: Pki) -> None:
-    server, _, _ = await start_server(settings(tls_cert_file=str(pki.server.cert), tls_key_file=str(pki.server.key)))
+    server, _, _ = await start_server(settings(**server_tls(pki)))
     try:
         env = {channels.TLS_CA_ENV: str(pki.ca_cert)}
         assert await _echo_async(server.port, env) == b"cli"
@@ -54,12 +49,7 @@ async def test_the_cli_speaks_tls_when_given_the_ca(pki: Pki) -> None:
 
 @pytest.mark.asyncio
 async def test_the_cli_presents_its_certificate_to_a_mutual_tls_server(pki: Pki) -> None:
-    config = settings(
-        tls_cert_file=str(pki.server.cert),
-        tls_key_file=str(pki.server.key),
-        tls_ca_file=str(pki.ca_cert),
-        tls_require_client_cert="true",
-    )
+    config = settings(**server_tls(pki, mutual=True))
     server, _, _ = await start_server(config)
     try:
         with pytest.raises(grpc.aio.AioRpcError):

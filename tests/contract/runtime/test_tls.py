@@ -11,13 +11,8 @@ import pytest
 from services.runtime.config import ConfigError
 from services.runtime.tls import channel_credentials
 from tests.contract.runtime import echo_service
-from tests.contract.runtime.certs import CertificateAuthority, Pki, make_pki
+from tests.contract.runtime.certs import CertificateAuthority, Pki, server_tls
 from tests.contract.runtime.conftest import settings, start_server
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 async def _call(port: int, credentials: grpc.ChannelCredentials, target_host: str = "127.0.0.1") -> bytes:
@@ -28,7 +23,7 @@ async def _call(port: int, credentials: grpc.ChannelCredentials, target_host: st
 
 @pytest.mark.asyncio
 async def test_tls_client_trusting_the_ca_can_call(pki: Pki) -> None:
-    config = settings(tls_cert_file=str(pki.server.cert), tls_key_file=str(pki.server.key))
+    config = settings(**server_tls(pki))
     server, _, _ = await start_server(config)
     try:
         assert await _call(server.port, channel_credentials(pki.ca_cert)) == b"over tls"
@@ -44,12 +39,7 @@ async def test_tls_client_trusting_the_ca_can_call(pki: Pki) -> None:
 
 @pytest.mark.asyncio
 async def test_mutual_tls_refuses_clients_without_a_ca_signed_certificate(pki: Pki, tmp_path: Path) -> None:
-    config = settings(
-        tls_cert_file=str(pki.server.cert),
-        tls_key_file=str(pki.server.key),
-        tls_ca_file=str(pki.ca_cert),
-        tls_require_client_cert="true",
-    )
+    config = settings(**server_tls(pki, mutual=True))
     server, _, _ = await start_server(config)
     try:
         with pytest.raises(grpc.aio.AioRpcError) as no_cert:

@@ -7,7 +7,6 @@ from typing import Any
 
 import asyncpg
 
-from services.monitors.ledger.adapters.postgres_store import DATABASE_DOWN
 from services.monitors.ledger.domain import Arm, Outcome, Sex
 from services.monitors.ledger.queries import (
     LabelledPrediction,
@@ -19,6 +18,7 @@ from services.monitors.ledger.queries import (
     WindowSpec,
 )
 from services.runtime.errors import Unavailable
+from services.runtime.postgres import DATABASE_DOWN
 
 _WINDOW_COLUMNS = (
     "prediction_id, event_time, model_name, model_version, arm, study_uid, site_id, modality, manufacturer, "

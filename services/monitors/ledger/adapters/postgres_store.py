@@ -18,16 +18,7 @@ from services.monitors.ledger.domain import (
 )
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import TopicPartition
-
-#: asyncpg failures that mean "PostgreSQL cannot be used right now" rather than "the batch is wrong".
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
+from services.runtime.postgres import DATABASE_DOWN
 
 PREDICTION_COLUMNS = (
     "prediction_id",

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 
 from services.monitors.core.findings import MonitorKind, Severity, Statistic
-from services.monitors.ledger.adapters.postgres_store import DATABASE_DOWN
 from services.monitors.runner.ports import IssuedFinding, StoredFinding, WindowMark
 from services.runtime.errors import Unavailable
+from services.runtime.postgres import DATABASE_DOWN
 
 _INSERT = """
 insert into monitor_findings (
