@@ -39,6 +39,7 @@ async def build_feedback(settings: FeedbackSettings, *, metrics: Metrics | None 
     Raises:
         Unavailable: PostgreSQL cannot be reached.
     """
+    metrics = metrics if metrics is not None else Metrics()
     pool = await create_pool_from_settings(settings)
     producer = AsyncKafkaProducer.from_settings(settings)
     producer_started = False
@@ -60,6 +61,7 @@ async def build_feedback(settings: FeedbackSettings, *, metrics: Metrics | None 
             retry_max_s=settings.outbox_retry_max_s,
             retention_s=settings.outbox_retention_s,
         ),
+        metrics=metrics,
     )
     store = PostgresReadStore(
         pool, topic=settings.reads_topic, producer=f"feedback/{settings.instance_id}", on_stored=relay.notify

@@ -108,6 +108,7 @@ async def build_governance(
     from governance.adapters.evidence_postgres import PostgresEvidenceSource
     from governance.adapters.postgres import PostgresGovernanceStore
 
+    metrics = metrics if metrics is not None else Metrics()
     pool = await create_pool_from_settings(settings)
     signal = CommitSignal()
     inner_store = store if store is not None else PostgresGovernanceStore(pool)
@@ -157,6 +158,7 @@ async def build_governance(
             retry_max_s=settings.outbox_retry_max_s,
             retention_s=settings.outbox_retention_s,
         ),
+        metrics=metrics,
     )
     signal.subscribe(relay.notify)
 

@@ -2,9 +2,11 @@
 
 Each round claims the oldest pending rows with ``FOR UPDATE SKIP LOCKED`` (so several feedback
 instances share the work without publishing the same row at the same time), sends them in one batch,
-and in the same transaction marks the acknowledged rows published and counts an attempt on the others.
-A crash after Kafka acknowledged but before the commit publishes those rows again on the next round:
-delivery is at least once, and the event id (the read id) lets consumers drop the repeat.
+and in the same transaction marks the acknowledged rows published, dead-letters the rows Kafka refuses
+for good (``quarantined_at``, ``quarantine_reason``) and counts an attempt on the others. The shared loop
+(:mod:`services.runtime.outbox`) states the order guarantee. A crash after Kafka acknowledged but before
+the commit publishes those rows again on the next round: delivery is at least once, and the event id
+(the read id) lets consumers drop the repeat.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import asyncpg
 
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord
-from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.metrics import Metrics
+from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany, describe_refusal, settle
 from services.runtime.postgres import DATABASE_DOWN
 
 _CLAIM = """
 select id, topic, key, payload, headers from feedback_outbox
-where published_at is null
+where published_at is null and quarantined_at is null
 order by id
 limit $1
 for update skip locked
@@ -34,15 +37,23 @@ _MARK_FAILED = "update feedback_outbox set attempts = attempts + 1 where id = an
 class OutboxRelay(OutboxRelayLoop):
     """Background task moving ``feedback_outbox`` rows to Kafka."""
 
-    def __init__(self, pool: asyncpg.Pool, send_many: SendMany, tuning: RelayTuning | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        send_many: SendMany,
+        tuning: RelayTuning | None = None,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         """Create the relay (it does nothing until :meth:`start`).
 
         Args:
             pool: Connections to the feedback database.
             send_many: Publishes a batch (``AsyncKafkaProducer.send_many``, started lazily by the caller).
             tuning: Batching and timing.
+            metrics: Where the dead-letter counter goes.
         """
-        super().__init__(pool, "feedback_outbox", tuning or RelayTuning(), name="feedback.outbox")
+        super().__init__(pool, "feedback_outbox", tuning or RelayTuning(), name="feedback.outbox", metrics=metrics)
         self._send_many = send_many
 
     async def publish_round(self) -> int:
@@ -56,7 +67,7 @@ class OutboxRelay(OutboxRelayLoop):
         """
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(_CLAIM, self.tuning.batch)
+                rows = await connection.fetch(_CLAIM, self.claim_limit())
                 if not rows:
                     return 0
                 records = [
@@ -68,23 +79,27 @@ class OutboxRelay(OutboxRelayLoop):
                     )
                     for row in rows
                 ]
+                outcomes: list[object]
                 try:
                     outcomes = list(await self._send_many(records))
                 except Exception as error:
-                    outcomes = [error] * len(rows)
-                published = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if not _failed(outcome)]
+                    # The producer itself failed (not one record): retriable, nothing is dead-lettered.
+                    outcomes = [Unavailable("kafka", describe_refusal(error))] * len(rows)
+                settlement = settle([row["id"] for row in rows], outcomes)
+                await self.apply_settlement(connection, settlement, _MARK_PUBLISHED)
                 failed = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if _failed(outcome)]
-                if published:
-                    await connection.execute(_MARK_PUBLISHED, published)
                 if failed:
                     await connection.execute(_MARK_FAILED, failed)
         except DATABASE_DOWN as error:
-            raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
-        self.published += len(published)
-        if failed:
-            first = next(outcome for outcome in outcomes if _failed(outcome))
-            raise Unavailable("kafka", f"{len(failed)} of {len(rows)} outbox events not acknowledged: {first}")
-        return len(published)
+            raise Unavailable("postgres", describe_refusal(error)) from error
+        self.record_settlement(settlement)
+        if settlement.stuck_error is not None:
+            raise Unavailable(
+                "kafka",
+                f"{len(rows) - len(settlement.published) - len(settlement.quarantined)} of {len(rows)}"
+                f" outbox events not acknowledged: {describe_refusal(settlement.stuck_error)}",
+            )
+        return len(settlement.published) + len(settlement.quarantined)
 
 
 def _failed(outcome: object) -> bool:

@@ -4,7 +4,10 @@ Commands write their outbox rows in the same transaction as the state change and
 this relay publishes them: ``route`` rows as ``RouteTableEvent`` on the compacted routes topic keyed by
 model name, ``audit`` rows as ``AuditEvent`` on the audit topic keyed by seq. Each round claims the
 oldest pending rows with ``FOR UPDATE SKIP LOCKED`` (several governance instances share the work),
-publishes them in one batch in id order, and in the same transaction marks the acknowledged rows.
+publishes them in one batch in id order, and in the same transaction marks the acknowledged rows and
+dead-letters the rows that can never be published (Kafka refuses them for good, or their payload does
+not convert): ``quarantined_at`` and ``quarantine_reason`` are set and the relay goes on with the next
+rows. The shared loop (:mod:`services.runtime.outbox`) states the order guarantee.
 Delivery is at least once; the route revision (gateways apply only newer ones) and the audit seq make
 repeats harmless. :meth:`GovernanceOutboxRelay.notify` — called when a command commits — runs a
 round at once, so a route change reaches Kafka in milliseconds rather than at the next poll.
@@ -28,22 +31,29 @@ from radguard.events.v1 import events_pb2
 from services.governance_api.adapters.convert import audit_to_proto, route_to_proto
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord
-from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.metrics import Metrics
+from services.runtime.outbox import (
+    OutboxRelayLoop,
+    RelayTuning,
+    SendMany,
+    Settlement,
+    UnpublishableRow,
+    describe_refusal,
+    settle,
+)
 from services.runtime.postgres import DATABASE_DOWN
-from services.runtime.telemetry import get_logger
 
 _CLAIM = """
 select id, kind, key, payload::text as payload from gov_outbox
-where published_at is null
+where published_at is null and quarantined_at is null
 order by id
 limit $1
 for update skip locked
 """
 _MARK_PUBLISHED = "update gov_outbox set published_at = now() where id = any($1::bigint[])"
-_log = get_logger(__name__)
 
 
-class MalformedOutboxRow(ValueError):
+class MalformedOutboxRow(UnpublishableRow):
     """An outbox row whose payload cannot be turned into its event (a bug, never retried)."""
 
 
@@ -107,6 +117,7 @@ class GovernanceOutboxRelay(OutboxRelayLoop):
         producer: str,
         topics: RelayTopics | None = None,
         tuning: RelayTuning | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Create the relay (it does nothing until :meth:`start`).
 
@@ -116,8 +127,11 @@ class GovernanceOutboxRelay(OutboxRelayLoop):
             producer: ``<service>/<instance>`` written into each event's envelope.
             topics: Destination topics.
             tuning: Batching and timing.
+            metrics: Where the dead-letter counter goes.
         """
-        super().__init__(pool, "gov_outbox", tuning or RelayTuning(batch=200), name="governance.outbox")
+        super().__init__(
+            pool, "gov_outbox", tuning or RelayTuning(batch=200), name="governance.outbox", metrics=metrics
+        )
         self._send_many = send_many
         self._producer = producer
         self.topics = topics or RelayTopics()
@@ -125,52 +139,46 @@ class GovernanceOutboxRelay(OutboxRelayLoop):
     async def publish_round(self) -> int:
         """Claim, publish and mark one batch, in outbox order.
 
-        Publishing stops at the first row Kafka does not acknowledge, so later rows (e.g. a newer
-        route of the same model) never overtake it.
+        A row Kafka refuses for good (or whose payload does not convert) is dead-lettered and the
+        round goes on; at the first row refused for now the round stops, so later rows never overtake it.
 
         Returns:
-            Rows published in this round (0 when nothing was pending).
+            Rows settled in this round, published or dead-lettered (0 when nothing was pending).
 
         Raises:
             Unavailable: PostgreSQL or Kafka could not be used.
         """
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(_CLAIM, self.tuning.batch)
+                rows = await connection.fetch(_CLAIM, self.claim_limit())
                 if not rows:
                     return 0
                 records: list[OutgoingRecord] = []
-                ids: list[int] = []
+                slots: list[int] = []
+                outcomes: list[object] = []
                 for row in rows:
                     try:
                         payload = json.loads(row["payload"])
-                        records.append(outgoing_record(row["kind"], row["key"], payload, self.topics, self._producer))
-                        ids.append(row["id"])
+                        record = outgoing_record(row["kind"], row["key"], payload, self.topics, self._producer)
                     except (MalformedOutboxRow, json.JSONDecodeError) as error:
-                        # Never publishable: set it aside (marked published) so it cannot block the rest.
-                        _log.error("governance.outbox_row_malformed", id=row["id"], kind=row["kind"], error=str(error))
-                        await connection.execute(_MARK_PUBLISHED, [row["id"]])
-                if not records:
-                    return 0
-                try:
-                    outcomes = list(await self._send_many(records))
-                except Exception as error:
-                    outcomes = [error] * len(records)
-                published: list[int] = []
-                first_failure: BaseException | None = None
-                for row_id, outcome in zip(ids, outcomes, strict=True):
-                    if isinstance(outcome, BaseException):
-                        first_failure = outcome
-                        break
-                    published.append(row_id)
-                if published:
-                    await connection.execute(_MARK_PUBLISHED, published)
+                        outcomes.append(MalformedOutboxRow(describe_refusal(error)))
+                        continue
+                    slots.append(len(outcomes))
+                    outcomes.append(None)
+                    records.append(record)
+                if records:
+                    try:
+                        sent: list[object] = list(await self._send_many(records))
+                    except Exception as error:
+                        # The producer itself failed (not one record): retriable, nothing is dead-lettered.
+                        sent = [Unavailable("kafka", describe_refusal(error))] * len(records)
+                    for slot, outcome in zip(slots, sent, strict=True):
+                        outcomes[slot] = outcome
+                settlement: Settlement = settle([row["id"] for row in rows], outcomes)
+                await self.apply_settlement(connection, settlement, _MARK_PUBLISHED)
         except DATABASE_DOWN as error:
-            raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
-        self.published += len(published)
-        if first_failure is not None:
-            raise Unavailable(
-                "kafka",
-                f"{len(records) - len(published)} of {len(records)} outbox events not acknowledged: {first_failure}",
-            )
-        return len(published)
+            raise Unavailable("postgres", describe_refusal(error)) from error
+        self.record_settlement(settlement)
+        if settlement.stuck_error is not None:
+            raise Unavailable("kafka", f"outbox events not acknowledged: {describe_refusal(settlement.stuck_error)}")
+        return len(settlement.published) + len(settlement.quarantined)
