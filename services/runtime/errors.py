@@ -152,6 +152,21 @@ def status_for(error: DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+#: Longest status message sent to a caller: a message never echoes unbounded input back.
+MAX_STATUS_MESSAGE_CHARS = 300
+
+
+def bounded_message(message: str, limit: int = MAX_STATUS_MESSAGE_CHARS) -> str:
+    """Cut a caller-facing message to ``limit`` characters (marking the cut) and drop control characters.
+
+    Args:
+        message: The domain error's message.
+        limit: Longest result.
+    """
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in message)
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
 def internal_error_message(request_id: str | None) -> str:
     """Return the generic message sent for unexpected failures.
 

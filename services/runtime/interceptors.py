@@ -28,8 +28,16 @@ import grpc.aio
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
-from services.runtime.errors import DomainError, internal_error_message, status_for
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    Unavailable,
+    bounded_message,
+    internal_error_message,
+    status_for,
+)
 from services.runtime.metrics import Metrics, RpcMetrics
+from services.runtime.postgres import CONNECTION_LOST
 from services.runtime.request_id import (
     REQUEST_ID_HEADER,
     bind_request_id,
@@ -131,13 +139,53 @@ def final_code(context: ServicerContext, error: BaseException | None) -> grpc.St
 CallScope = Callable[[CallInfo], AbstractAsyncContextManager[None]]
 
 
-def wrap_handler(handler: Handler, method: str, scope: CallScope) -> Handler:
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """Stands in for a request message whose bytes do not parse; the wrapped handler refuses it.
+
+    gRPC itself would answer UNKNOWN (with an internal class name) before any interceptor scope runs, so
+    the call would be neither counted nor logged. Parsing into this marker instead lets the call's scope
+    turn it into INVALID_ARGUMENT like any other bad input.
+
+    Attributes:
+        message_type: Full protobuf name of the expected message, when known.
+    """
+
+    message_type: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    owner = getattr(deserializer, "__self__", None)
+    descriptor = getattr(owner, "DESCRIPTOR", None)
+    message_type = str(getattr(descriptor, "full_name", "") or "")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception:  # any parse failure: DecodeError, RecursionError on absurd nesting, ...
+            return Undecodable(message_type)
+
+    return parse
+
+
+def undecodable_error(marker: Undecodable) -> InvalidArgument:
+    """The error a call gets for a request that does not parse."""
+    expected = f"a valid {marker.message_type} message" if marker.message_type else "a valid message"
+    return InvalidArgument("request", f"cannot be decoded as {expected}")
+
+
+def wrap_handler(handler: Handler, method: str, scope: CallScope, *, refuse_undecodable: bool = False) -> Handler:
     """Return a handler that runs ``scope`` around every call of ``handler``.
 
     Args:
         handler: The handler found for the call.
         method: Full method name.
         scope: Builds the async context manager for one call.
+        refuse_undecodable: Parse requests tolerantly and, inside the scope, refuse a message that does not
+            parse with INVALID_ARGUMENT. In a request stream the stream is ended for the handler at the
+            bad message (it answers what it read before), then the call ends with INVALID_ARGUMENT.
 
     Returns:
         An equivalent handler (same streaming kind and (de)serializers) with the scope applied.
@@ -152,11 +200,79 @@ def wrap_handler(handler: Handler, method: str, scope: CallScope) -> Handler:
         behavior, factory = handler.unary_unary, grpc.unary_unary_rpc_method_handler
     if behavior is None:
         return handler
+    deserializer = handler.request_deserializer
+    if refuse_undecodable:
+        deserializer = _tolerant(deserializer)
+        behavior = _refusing_undecodable(cast(Behavior, behavior), handler.request_streaming)
     return factory(
         _wrap_behavior(cast(Behavior, behavior), method, scope),
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+class _RequestStream:
+    """A request iterator that ends at the first undecodable message and remembers it."""
+
+    def __init__(self, requests: AsyncIterator[Any]) -> None:
+        self._requests = requests
+        self.bad: Undecodable | None = None
+
+    def __aiter__(self) -> _RequestStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self.bad is not None:
+            raise StopAsyncIteration
+        item = await self._requests.__anext__()
+        if isinstance(item, Undecodable):
+            self.bad = item
+            raise StopAsyncIteration
+        return item
+
+
+def _refusing_undecodable(behavior: Behavior, request_streaming: bool) -> Behavior:
+    if not request_streaming:
+        if inspect.isasyncgenfunction(behavior):
+
+            async def unary_stream(request: Any, context: ServicerContext) -> AsyncIterator[Any]:
+                if isinstance(request, Undecodable):
+                    raise undecodable_error(request)
+                async with aclosing(behavior(request, context)) as responses:
+                    async for response in responses:
+                        yield response
+
+            return unary_stream
+
+        async def unary(request: Any, context: ServicerContext) -> Any:
+            if isinstance(request, Undecodable):
+                raise undecodable_error(request)
+            result = behavior(request, context)
+            return await result if inspect.isawaitable(result) else result
+
+        return unary
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream_stream(requests: AsyncIterator[Any], context: ServicerContext) -> AsyncIterator[Any]:
+            stream = _RequestStream(requests)
+            async with aclosing(behavior(stream, context)) as responses:
+                async for response in responses:
+                    yield response
+            if stream.bad is not None:
+                raise undecodable_error(stream.bad)
+
+        return stream_stream
+
+    async def stream_unary(requests: AsyncIterator[Any], context: ServicerContext) -> Any:
+        stream = _RequestStream(requests)
+        result = behavior(stream, context)
+        value = await result if inspect.isawaitable(result) else result
+        if stream.bad is not None:
+            raise undecodable_error(stream.bad)
+        return value
+
+    return stream_unary
 
 
 def _wrap_behavior(behavior: Behavior, method: str, scope: CallScope) -> Behavior:
@@ -182,6 +298,9 @@ def _wrap_behavior(behavior: Behavior, method: str, scope: CallScope) -> Behavio
 class ScopedInterceptor(_InterceptorBase, abc.ABC):
     """An interceptor expressed as an async context manager entered around each call."""
 
+    #: Parse requests tolerantly and refuse undecodable ones inside this interceptor's scope.
+    refuse_undecodable: bool = False
+
     @abc.abstractmethod
     def scope(self, call: CallInfo) -> AbstractAsyncContextManager[None]:
         """Return the context manager for one call.
@@ -205,7 +324,7 @@ class ScopedInterceptor(_InterceptorBase, abc.ABC):
         hit = cache.get(method)
         if hit is not None and hit[0] is handler:
             return hit[1]
-        wrapped = wrap_handler(handler, method, self.scope)
+        wrapped = wrap_handler(handler, method, self.scope, refuse_undecodable=self.refuse_undecodable)
         cache[method] = (handler, wrapped)
         return wrapped
 
@@ -356,9 +475,13 @@ class ErrorInterceptor(ScopedInterceptor):
         try:
             yield
         except DomainError as error:
-            await call.context.abort(status_for(error), error.message)
+            await call.context.abort(status_for(error), bounded_message(error.message))
         except grpc.aio.AbortError:
             raise
+        except CONNECTION_LOST as error:
+            lost = Unavailable("postgres")
+            self._log.warning("rpc.dependency_lost", method=call.method, error_type=type(error).__qualname__)
+            await call.context.abort(status_for(lost), lost.message)
         except Exception as error:
             # The text stays in the server log; the caller gets the request id to quote.
             self._log.error(
@@ -427,7 +550,12 @@ class _ObservedCall:
         error: BaseException | None = exc
         try:
             if isinstance(exc, DomainError):
-                await call.context.abort(status_for(exc), exc.message)
+                await call.context.abort(status_for(exc), bounded_message(exc.message))
+            elif isinstance(exc, CONNECTION_LOST):
+                # The database went away under a query no adapter mapped: the caller may retry.
+                owner.log.warning("rpc.dependency_lost", method=call.method, error_type=type(exc).__qualname__)
+                lost = Unavailable("postgres")
+                await call.context.abort(status_for(lost), lost.message)
             elif exc is not None and isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
                 owner.log.error(
                     "rpc.unexpected_error", method=call.method, error_type=type(exc).__qualname__, exc_info=exc
@@ -472,8 +600,11 @@ class ObservedCallInterceptor(ScopedInterceptor):
     """Request id, SERVER span, RPC metrics, access log and domain-error mapping in one scope per call.
 
     Behaves like the chain request id → tracing → metrics → access log → errors (the separate
-    interceptors above), at a fraction of the per-call cost.
+    interceptors above), at a fraction of the per-call cost. A request that does not parse becomes
+    INVALID_ARGUMENT inside this scope, so it is traced, counted and logged like any refused call.
     """
+
+    refuse_undecodable = True
 
     def __init__(
         self,

@@ -28,12 +28,23 @@ _CONNECT_FAILURES: tuple[type[BaseException], ...] = (
 )
 
 
+#: The connection to PostgreSQL broke under a running query (the server died, the socket was reset, the
+#: protocol stream ended): the request did not fail because of what it asked.
+CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    ConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
 #: PostgreSQL could not be reached or refused service for now: a later attempt may succeed (as opposed to
 #: "the query or batch is wrong"). Adapters map these to Unavailable("postgres") and retry.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,

@@ -19,6 +19,7 @@ from services.runtime.postgres import DATABASE_DOWN
         asyncpg.exceptions.AdminShutdownError("shutting down"),
         asyncpg.exceptions.TooManyConnectionsError("full"),
         asyncpg.exceptions.DiskFullError("disk"),
+        asyncpg.exceptions.InternalClientError("unexpected end of the protocol stream"),
     ],
 )
 def test_outages_count_as_database_down(error: BaseException) -> None:

@@ -102,3 +102,13 @@ def test_bare_domain_error_is_not_hidden_as_internal() -> None:
 def test_internal_message_carries_only_the_request_id() -> None:
     assert internal_error_message("abc123") == "internal error (request id abc123)"
     assert internal_error_message(None) == "internal error"
+
+
+def test_caller_messages_are_bounded_and_printable() -> None:
+    from services.runtime.errors import MAX_STATUS_MESSAGE_CHARS, bounded_message
+
+    assert bounded_message("field: must not be empty") == "field: must not be empty"
+    long = bounded_message("shape: " + "9," * 100_000)
+    assert len(long) == MAX_STATUS_MESSAGE_CHARS
+    assert long.endswith("…")
+    assert bounded_message("a\x00b\nc") == "a?b?c"
