@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from modeling.cli import app as model_app
+from services.cli.deadletter_commands import app as deadletter_app
 from services.cli.governance_commands import register as register_governance_commands
 from services.cli.ledger_commands import app as ledger_app
 from services.cli.monitor_commands import register as register_monitor_commands
@@ -28,6 +29,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(routes_app, name="routes")
 app.add_typer(model_app, name="model")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(deadletter_app, name="deadletter")
 app.command("predict")(predict)
 register_monitor_commands(app)
 register_governance_commands(app)
