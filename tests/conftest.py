@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-_REAL_SERVICE_DIRS = ("integration", "e2e")
+_REAL_SERVICE_DIRS = ("integration", "e2e", "fuzz")
 _TESTS = Path(__file__).resolve().parent
 
 

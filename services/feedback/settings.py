@@ -17,6 +17,8 @@ class FeedbackSettings(ServiceSettings):
     instance_id: str = Field(default="fb-0", min_length=1, description="names this instance in events (producer)")
     grpc_port: int = Field(default=19062, ge=0, le=65535)
     metrics_port: int = Field(default=19462, ge=0, le=65535)
+    # Requests here are small records and queries: refuse anything larger before it is parsed.
+    grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     reads_topic: str = Field(default=READS_TOPIC, min_length=1, description="where ReadEvents are published")
     max_clock_skew_s: float = Field(
         default=60.0, ge=0, description="how far ahead of this service a reader's clock may run"

@@ -30,6 +30,10 @@ from services.runtime.server import RadguardServer
 
 #: Services the Governance servicer registers (for health and reflection).
 GOVERNANCE_SERVICE = pb.DESCRIPTOR.services_by_name["Governance"]
+#: Most lifecycle states a ListVersions filter may name (there are far fewer states; repeats are refused).
+MAX_STATES_FILTER = 16
+#: Highest seq VerifyAudit takes: the chain is verified entry by entry, so its range is bounded too.
+MAX_VERIFY_SEQ = 2**31 - 1
 
 #: Awaitable that returns when route tables may have changed (or after a poll interval).
 RouteChanges = Callable[[float], Awaitable[None]]
@@ -93,9 +97,13 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         """A page of versions, newest registration first."""
         current_identity()
         model = convert.optional_name(request.model_name, "model_name")
+        if len(request.states) > MAX_STATES_FILTER:
+            raise InvalidArgument("states", f"must list at most {MAX_STATES_FILTER} states")
         states = tuple(convert.state_from_proto(s, f"states[{i}]") for i, s in enumerate(request.states))
         size = convert.page_size(request.page_size, self._page)
-        versions, token = await self._service.list_versions(model, states, size, request.page_token)
+        versions, token = await self._service.list_versions(
+            model, states, size, convert.offset_token(request.page_token)
+        )
         return pb.ListVersionsResponse(
             versions=[convert.version_to_proto(v) for v in versions], next_page_token=token or ""
         )
@@ -214,27 +222,31 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
     async def QueryAudit(self, request: pb.QueryAuditRequest, context: Any) -> pb.QueryAuditResponse:
         """A page of audit entries in seq order."""
         current_identity()
-        if request.to_seq and request.from_seq > request.to_seq:
-            raise InvalidArgument("to_seq", f"must not be below from_seq ({request.to_seq} < {request.from_seq})")
+        from_seq = convert.seq(request.from_seq, "from_seq")
+        to_seq = convert.seq(request.to_seq, "to_seq")
+        if to_seq and from_seq > to_seq:
+            raise InvalidArgument("to_seq", f"must not be below from_seq ({to_seq} < {from_seq})")
         records, token = await self._service.query_audit(
-            from_seq=request.from_seq,
-            to_seq=request.to_seq,
+            from_seq=from_seq,
+            to_seq=to_seq,
             subject=convert.require_text(request.subject, "subject", limit=300, required=False),
             actor=convert.require_text(request.actor, "actor", limit=300, required=False),
             action=convert.require_text(request.action, "action", limit=100, required=False),
-            since=convert.datetime_from(request.since) if request.HasField("since") else None,
-            until=convert.datetime_from(request.until) if request.HasField("until") else None,
+            since=convert.datetime_from(request.since, "since") if request.HasField("since") else None,
+            until=convert.datetime_from(request.until, "until") if request.HasField("until") else None,
             page_size=convert.page_size(request.page_size, self._page),
-            page_token=request.page_token,
+            page_token=convert.offset_token(request.page_token),
         )
         return pb.QueryAuditResponse(entries=[convert.audit_to_proto(r) for r in records], next_page_token=token or "")
 
     async def VerifyAudit(self, request: pb.VerifyAuditRequest, context: Any) -> pb.VerifyAuditResponse:
         """Recompute the hash chain."""
         current_identity()
-        if request.to_seq and request.from_seq > request.to_seq:
-            raise InvalidArgument("to_seq", f"must not be below from_seq ({request.to_seq} < {request.from_seq})")
-        return convert.verdict_to_proto(await self._service.verify_audit(request.from_seq, request.to_seq))
+        from_seq = convert.seq(request.from_seq, "from_seq", MAX_VERIFY_SEQ)
+        to_seq = convert.seq(request.to_seq, "to_seq", MAX_VERIFY_SEQ)
+        if to_seq and from_seq > to_seq:
+            raise InvalidArgument("to_seq", f"must not be below from_seq ({to_seq} < {from_seq})")
+        return convert.verdict_to_proto(await self._service.verify_audit(from_seq, to_seq))
 
     # --- findings -------------------------------------------------------------------------------
 
@@ -253,10 +265,10 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
             kind=kind_name(request.kind),
             arm=arm_name(request.arm),
             min_severity=severity_name(request.min_severity),
-            since=convert.datetime_from(request.since) if request.HasField("since") else None,
-            until=convert.datetime_from(request.until) if request.HasField("until") else None,
+            since=convert.datetime_from(request.since, "since") if request.HasField("since") else None,
+            until=convert.datetime_from(request.until, "until") if request.HasField("until") else None,
             page_size=convert.page_size(request.page_size, self._page),
-            page_token=request.page_token,
+            page_token=convert.opaque_token(request.page_token),
         )
         findings, token = await self._findings.query(query)
         return pb.QueryFindingsResponse(findings=findings, next_page_token=token)

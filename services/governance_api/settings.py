@@ -23,6 +23,8 @@ class GovernanceSettings(ServiceSettings):
     instance_id: str = Field(default="gov-0", min_length=1, description="names this instance in events (producer)")
     grpc_port: int = Field(default=19063, ge=0, le=65535)
     metrics_port: int = Field(default=19463, ge=0, le=65535)
+    # Requests here are small records and queries: refuse anything larger before it is parsed.
+    grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
     governance_tokens_file: Path = Field(
         default=Path("governance-tokens.json"),

@@ -478,6 +478,8 @@ class ErrorInterceptor(ScopedInterceptor):
             await call.context.abort(status_for(error), bounded_message(error.message))
         except grpc.aio.AbortError:
             raise
+        except NotImplementedError:
+            await call.context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
         except CONNECTION_LOST as error:
             lost = Unavailable("postgres")
             self._log.warning("rpc.dependency_lost", method=call.method, error_type=type(error).__qualname__)
@@ -551,6 +553,9 @@ class _ObservedCall:
         try:
             if isinstance(exc, DomainError):
                 await call.context.abort(status_for(exc), bounded_message(exc.message))
+            elif isinstance(exc, NotImplementedError):
+                # A generated servicer base's method the service does not implement.
+                await call.context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
             elif isinstance(exc, CONNECTION_LOST):
                 # The database went away under a query no adapter mapped: the caller may retry.
                 owner.log.warning("rpc.dependency_lost", method=call.method, error_type=type(exc).__qualname__)

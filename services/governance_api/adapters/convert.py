@@ -103,9 +103,45 @@ def _set_time(target: Timestamp, moment: datetime | None) -> None:
         target.CopyFrom(stamp)
 
 
-def datetime_from(stamp: Timestamp) -> datetime:
-    """UTC datetime of a protobuf timestamp."""
-    return stamp.ToDatetime(tzinfo=UTC)
+def datetime_from(stamp: Timestamp, field: str = "time") -> datetime:
+    """UTC datetime of a protobuf timestamp.
+
+    Raises:
+        InvalidArgument: The timestamp is outside years 1-9999 or its nanos are out of range.
+    """
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        raise InvalidArgument(field, "must be a valid time between years 1 and 9999") from None
+
+
+#: Largest sequence number or offset a request may name (PostgreSQL bigint).
+MAX_SEQ = 2**63 - 1
+#: Longest page token accepted; tokens this service issues are far shorter.
+MAX_PAGE_TOKEN = 200
+
+
+def seq(value: int, field: str, maximum: int = MAX_SEQ) -> int:
+    """A sequence number from a request, at most ``maximum``."""
+    if value > maximum:
+        raise InvalidArgument(field, f"must be at most {maximum}")
+    return value
+
+
+def offset_token(value: str, field: str = "page_token") -> str:
+    """A page token of the versions and audit pages: a decimal offset this service issued."""
+    if not value:
+        return value
+    if len(value) > 19 or not (value.isascii() and value.isdigit()) or int(value) > MAX_SEQ:
+        raise InvalidArgument(field, "is not a token this service issued")
+    return value
+
+
+def opaque_token(value: str, field: str = "page_token") -> str:
+    """A page token this service issued in another form: bounded printable ASCII."""
+    if len(value) > MAX_PAGE_TOKEN or not (value.isascii() and value.isprintable()):
+        raise InvalidArgument(field, "is not a token this service issued")
+    return value
 
 
 def state_to_proto(state: State) -> int:
@@ -167,6 +203,8 @@ def require_text(value: str, field: str, *, limit: int = _MAX_TEXT, required: bo
         raise InvalidArgument(field, "required")
     if len(value) > limit:
         raise InvalidArgument(field, f"must be at most {limit} characters")
+    if any((ord(ch) < 0x20 and ch not in "\n\t") or ch == "\x7f" for ch in value):
+        raise InvalidArgument(field, "must not contain control characters")
     return value
 
 

@@ -193,17 +193,41 @@ class PostgresFindings:
         )
 
 
-def kind_name(kind: int) -> str | None:
-    """Table value of a MonitorKind (None for unspecified)."""
-    return _KINDS.get(kind)
+def kind_name(kind: int, field: str = "kind") -> str | None:
+    """Table value of a MonitorKind (None for unspecified).
+
+    Raises:
+        InvalidArgument: A value the contract does not define (never read as "no filter").
+    """
+    if kind == 0:
+        return None
+    if kind not in _KINDS:
+        raise InvalidArgument(field, f"unknown value {kind}")
+    return _KINDS[kind]
 
 
-def arm_name(arm: int) -> str | None:
-    """Table value of an Arm (None for unspecified)."""
-    return _ARMS.get(arm)
+def arm_name(arm: int, field: str = "arm") -> str | None:
+    """Table value of an Arm (None for unspecified).
+
+    Raises:
+        InvalidArgument: A value the contract does not define.
+    """
+    if arm == 0:
+        return None
+    if arm not in _ARMS:
+        raise InvalidArgument(field, f"unknown value {arm}")
+    return _ARMS[arm]
 
 
-def severity_name(severity: int) -> str:
-    """Table value of a minimum Severity ("" for unspecified: every severity)."""
+def severity_name(severity: int, field: str = "min_severity") -> str:
+    """Table value of a minimum Severity ("" for unspecified: every severity).
+
+    Raises:
+        InvalidArgument: A value the contract does not define.
+    """
+    if severity == 0:
+        return ""
     names = {proto: name for name, proto in _SEVERITY_PROTO.items()}
-    return names.get(severity, "")
+    if severity not in names:
+        raise InvalidArgument(field, f"unknown value {severity}")
+    return names[severity]

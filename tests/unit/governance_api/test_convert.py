@@ -161,3 +161,57 @@ def test_page_size() -> None:
     assert convert.page_size(7, 50) == 7
     with pytest.raises(InvalidArgument, match="page_size: must be at most 1000"):
         convert.page_size(5000, 50)
+
+
+@pytest.mark.parametrize("token", ["²", "٣", "9" * 40, "1" * 1_000_000, "-1", "1 ", "9223372036854775808"])
+def test_offset_tokens_not_issued_here_are_invalid_argument(token: str) -> None:
+    from services.governance_api.adapters.convert import offset_token
+
+    with pytest.raises(InvalidArgument) as caught:
+        offset_token(token)
+    assert caught.value.message == "page_token: is not a token this service issued"
+
+
+def test_offset_tokens_issued_here_pass() -> None:
+    from services.governance_api.adapters.convert import offset_token
+
+    assert offset_token("") == ""
+    assert offset_token("9223372036854775807") == "9223372036854775807"
+
+
+def test_sequence_numbers_out_of_range_name_their_field() -> None:
+    from services.governance_api.adapters.convert import seq
+
+    assert seq(2**63 - 1, "from_seq") == 2**63 - 1
+    with pytest.raises(InvalidArgument, match="^to_seq: must be at most 9223372036854775807$"):
+        seq(2**63, "to_seq")
+    with pytest.raises(InvalidArgument, match="^to_seq: must be at most 2147483647$"):
+        seq(2**31, "to_seq", 2**31 - 1)
+
+
+def test_out_of_range_timestamps_name_their_field() -> None:
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from services.governance_api.adapters.convert import datetime_from
+
+    with pytest.raises(InvalidArgument, match="^since: "):
+        datetime_from(Timestamp(seconds=2**62), "since")
+    with pytest.raises(InvalidArgument, match="^until: "):
+        datetime_from(Timestamp(seconds=0, nanos=-1), "until")
+
+
+def test_control_characters_in_free_text_are_refused() -> None:
+    from services.governance_api.adapters.convert import require_text
+
+    assert require_text("two\nlines", "reason") == "two\nlines"
+    with pytest.raises(InvalidArgument, match="^reason: must not contain control characters$"):
+        require_text("a\x00b", "reason")
+
+
+def test_unknown_enum_values_in_filters_are_refused_not_ignored() -> None:
+    from services.governance_api.adapters.findings import arm_name, kind_name, severity_name
+
+    assert kind_name(0) is None and arm_name(0) is None and severity_name(0) == ""
+    for function, field in ((kind_name, "kind"), (arm_name, "arm"), (severity_name, "min_severity")):
+        with pytest.raises(InvalidArgument, match=f"^{field}: unknown value 999$"):
+            function(999)
