@@ -183,9 +183,9 @@ def test_sequence_numbers_out_of_range_name_their_field() -> None:
     from services.governance_api.adapters.convert import seq
 
     assert seq(2**63 - 1, "from_seq") == 2**63 - 1
-    with pytest.raises(InvalidArgument, match="^to_seq: must be at most 9223372036854775807$"):
+    with pytest.raises(InvalidArgument, match=r"^to_seq: must be at most 9223372036854775807$"):
         seq(2**63, "to_seq")
-    with pytest.raises(InvalidArgument, match="^to_seq: must be at most 2147483647$"):
+    with pytest.raises(InvalidArgument, match=r"^to_seq: must be at most 2147483647$"):
         seq(2**31, "to_seq", 2**31 - 1)
 
 
@@ -194,9 +194,9 @@ def test_out_of_range_timestamps_name_their_field() -> None:
 
     from services.governance_api.adapters.convert import datetime_from
 
-    with pytest.raises(InvalidArgument, match="^since: "):
+    with pytest.raises(InvalidArgument, match=r"^since: "):
         datetime_from(Timestamp(seconds=2**62), "since")
-    with pytest.raises(InvalidArgument, match="^until: "):
+    with pytest.raises(InvalidArgument, match=r"^until: "):
         datetime_from(Timestamp(seconds=0, nanos=-1), "until")
 
 
@@ -204,7 +204,7 @@ def test_control_characters_in_free_text_are_refused() -> None:
     from services.governance_api.adapters.convert import require_text
 
     assert require_text("two\nlines", "reason") == "two\nlines"
-    with pytest.raises(InvalidArgument, match="^reason: must not contain control characters$"):
+    with pytest.raises(InvalidArgument, match=r"^reason: must not contain control characters$"):
         require_text("a\x00b", "reason")
 
 
