@@ -84,7 +84,14 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
             raise InvalidArgument("version", "required")
         spec = convert.spec_from_proto(request.version)
         request_id = convert.require_request_id(request.request_id)
-        version = await self._service.register_version(caller(), spec, request_id)
+        try:
+            version = await self._service.register_version(caller(), spec, request_id)
+        except InvalidArgument as error:
+            # The library names its own VersionSpec's fields; the caller needs the request's paths.
+            field = convert.request_field(error.field)
+            if field == error.field:
+                raise
+            raise InvalidArgument(field, error.message.removeprefix(f"{error.field}: ")) from error
         return convert.version_to_proto(version)
 
     async def GetVersion(self, request: pb.GetVersionRequest, context: Any) -> pb.ModelVersion:

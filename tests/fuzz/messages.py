@@ -142,12 +142,19 @@ class MessageFuzzer:
 
 
 def oversized(descriptor: Descriptor, text_chars: int = 300_000) -> bytes:
-    """A message whose every top-level string is ``text_chars`` long and every repeated scalar is long."""
+    """A message whose every top-level string is ``text_chars`` long and every repeated scalar is long.
+
+    Repeated numbers get 200,000 items, repeated strings and bytes 1,000 items of 1 KiB: a few MB in all,
+    above the 4 MiB limit of feedback and governance for most messages, below the gateway's.
+    """
     message: Any = GetMessageClass(descriptor)()
     for field in descriptor.fields:
         try:
             if field.type == FieldDescriptor.TYPE_STRING and not field.is_repeated:
                 setattr(message, field.name, "y" * text_chars)
+            elif field.is_repeated and field.type in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES):
+                sample = "z" * 1024 if field.type == FieldDescriptor.TYPE_STRING else b"z" * 1024
+                getattr(message, field.name).extend([sample] * 1000)
             elif field.is_repeated and field.message_type is None:
                 sample = MessageFuzzer(0)._scalar(field)
                 getattr(message, field.name).extend([sample] * 200_000)

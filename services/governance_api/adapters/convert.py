@@ -44,6 +44,51 @@ _SUBGROUP = re.compile(r"[^=,\s]+=[^=,]+(,[^=,\s]+=[^=,]+)*")
 DEFAULT_POLICY = "standard"
 _MAX_TEXT = 64 * 1024
 _MAX_REASON = 2000
+#: Largest registration (the ModelVersion as encoded): its audit entry carries it as JSON, and that event
+#: must stay well within Kafka's 1 MB message limit (JSON escaping at most doubles the text).
+MAX_VERSION_BYTES = 256 * 1024
+#: Longest reference profile URI, validation dataset name and metric name.
+_MAX_URI = 2048
+_MAX_DATASET = 500
+_MAX_METRIC_NAME = 100
+#: Most validation metrics overall and per subgroup.
+_MAX_METRICS = 200
+_MAX_SUBGROUP_METRICS = 2000
+
+#: Where the governance library's registration checks (named after its VersionSpec) live in the request.
+SPEC_FIELD_IN_REQUEST: dict[str, str] = {
+    "spec.model_name": "ref.model_name",
+    "spec.version": "ref.model_version",
+    "spec.triton_model": "triton.model_name",
+    "spec.triton_version": "triton.model_version",
+    "spec.artifact_sha256": "artifact_sha256",
+    "spec.policy_name": "policy_ref",
+    "spec.operating_threshold": "operating_threshold",
+    "spec.temperature": "calibration.temperature",
+    "spec.calibration_revision": "calibration.revision",
+    "spec.parent_version": "lineage.parent_version",
+    "spec.validation_overall": "validation.overall",
+    "spec.validation_subgroups": "validation.subgroups",
+    "spec.model_card": "model_card",
+    "spec.intended_use": "intended_use",
+    "spec.reference_uri": "reference_profile.uri",
+    "spec.reference_sha256": "reference_profile.sha256",
+}
+
+
+def request_field(spec_field: str, prefix: str = "version") -> str:
+    """The request's own path of a field the governance library names after its VersionSpec.
+
+    ``spec.parent_version`` → ``version.lineage.parent_version``; an indexed path keeps its index
+    (``spec.validation_overall[2].ci_low`` → ``version.validation.overall[2].ci_low``). Paths that are not
+    a spec's are returned unchanged.
+    """
+    head, bracket, rest = spec_field.partition("[")
+    mapped = SPEC_FIELD_IN_REQUEST.get(head)
+    if mapped is None:
+        return spec_field
+    return f"{prefix}.{mapped}{bracket}{rest}"
+
 
 _STATE_TO_PROTO: dict[State, int] = {
     State.REGISTERED: pb.LIFECYCLE_STATE_REGISTERED,
@@ -236,8 +281,7 @@ def _finite(value: float) -> bool:
 
 
 def _metric(message: pb.Metric, field: str) -> MetricValue:
-    if not message.name:
-        raise InvalidArgument(f"{field}.name", "required")
+    require_text(message.name, f"{field}.name", limit=_MAX_METRIC_NAME)
     if not _finite(message.value):
         raise InvalidArgument(f"{field}.value", "must be a finite number")
     ci_low = message.ci_low if message.HasField("ci_low") else None
@@ -273,6 +317,8 @@ def spec_from_proto(version: pb.ModelVersion, field: str = "version") -> Version
     Raises:
         InvalidArgument: Naming the first bad field.
     """
+    if version.ByteSize() > MAX_VERSION_BYTES:
+        raise InvalidArgument(field, f"must be at most {MAX_VERSION_BYTES} bytes encoded (all its text together)")
     ref = version.ref
     model_name = require_name(ref.model_name, f"{field}.ref.model_name")
     label = require_name(ref.model_version, f"{field}.ref.model_version")
@@ -293,13 +339,17 @@ def spec_from_proto(version: pb.ModelVersion, field: str = "version") -> Version
     reference = version.reference_profile
     if not reference.uri:
         raise InvalidArgument(f"{field}.reference_profile.uri", "required")
+    require_text(reference.uri, f"{field}.reference_profile.uri", limit=_MAX_URI)
     if not _SHA256.fullmatch(reference.sha256):
         raise InvalidArgument(f"{field}.reference_profile.sha256", "must be 64 lowercase hex digits")
     validation = version.validation
-    if not validation.dataset:
-        raise InvalidArgument(f"{field}.validation.dataset", "required")
+    require_text(validation.dataset, f"{field}.validation.dataset", limit=_MAX_DATASET)
     if not validation.overall:
         raise InvalidArgument(f"{field}.validation.overall", "at least one metric is required")
+    if len(validation.overall) > _MAX_METRICS:
+        raise InvalidArgument(f"{field}.validation.overall", f"must hold at most {_MAX_METRICS} metrics")
+    if len(validation.subgroups) > _MAX_SUBGROUP_METRICS:
+        raise InvalidArgument(f"{field}.validation.subgroups", f"must hold at most {_MAX_SUBGROUP_METRICS} metrics")
     overall = tuple(_metric(m, f"{field}.validation.overall[{i}]") for i, m in enumerate(validation.overall))
     subgroups: list[SubgroupMetricValue] = []
     for i, sub in enumerate(validation.subgroups):

@@ -129,6 +129,10 @@ async def expect_error(call: object, code: grpc.StatusCode, text: str) -> None:
         ({"reference_profile__sha256": ""}, "version.reference_profile.sha256: must be 64"),
         ({"validation__dataset": ""}, "version.validation.dataset: required"),
         ({"lineage__code_revision": ""}, "version.lineage.code_revision: required"),
+        ({"reference_profile__uri": "u" * 1_100_000}, "version: must be at most 262144 bytes encoded"),
+        ({"reference_profile__uri": "u" * 3000}, "version.reference_profile.uri: must be at most 2048 characters"),
+        ({"model_card": "card\x00"}, "version.model_card: must not contain control characters"),
+        ({"lineage__parent_version": "v404"}, "version.lineage.parent_version: unknown version 'v404'"),
     ],
 )
 async def test_register_validation_names_the_field(gov: Running, changes: dict[str, object], message: str) -> None:
@@ -312,3 +316,31 @@ async def test_cli_reads_and_commands(gov: Running, monkeypatch: pytest.MonkeyPa
     assert missing.exit_code == 1 and "NOT_FOUND" in str(missing.exception)
     unauthenticated = await asyncio.to_thread(cli, "models", "list", token="nobody")
     assert unauthenticated.exit_code == 1 and "UNAUTHENTICATED" in str(unauthenticated.exception)
+
+
+async def test_heavy_and_out_of_range_reads_are_invalid_argument(gov: Running) -> None:
+    many = pb.ListVersionsRequest(states=[pb.LIFECYCLE_STATE_REGISTERED] * 1_000_000)
+    await expect_error(
+        gov.stub.ListVersions(many, metadata=md("op")), grpc.StatusCode.INVALID_ARGUMENT, "states: must list at most 16"
+    )
+    for token in ("²", "9" * 40, "1" * 1_000_000):
+        await expect_error(
+            gov.stub.ListVersions(pb.ListVersionsRequest(page_token=token), metadata=md("op")),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "page_token: is not a token this service issued",
+        )
+    await expect_error(
+        gov.stub.QueryAudit(pb.QueryAuditRequest(from_seq=2**63), metadata=md("op")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "from_seq: must be at most 9223372036854775807",
+    )
+    await expect_error(
+        gov.stub.VerifyAudit(pb.VerifyAuditRequest(to_seq=2**31), metadata=md("op")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "to_seq: must be at most 2147483647",
+    )
+    request = pb.QueryAuditRequest()
+    request.since.seconds = 2**62
+    await expect_error(
+        gov.stub.QueryAudit(request, metadata=md("op")), grpc.StatusCode.INVALID_ARGUMENT, "since: must be a valid time"
+    )
