@@ -1,7 +1,9 @@
-"""Requests whose bytes do not parse: INVALID_ARGUMENT naming the request, counted, logged, never UNKNOWN.
+"""The error rule at the server's edge, for what no use case maps itself.
 
-A small service with protobuf (de)serializers (the health messages) on a real RadguardServer; the client
-sends raw bytes, so it can send what no protobuf client would.
+Requests whose bytes do not parse: INVALID_ARGUMENT naming the request, counted, logged, never UNKNOWN;
+a database connection lost under a query: UNAVAILABLE; a method left unimplemented: UNIMPLEMENTED.
+A small service with protobuf (de)serializers (the health messages) runs on a real RadguardServer; the
+client sends raw bytes, so it can send what no protobuf client would.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import grpc
 import grpc.aio
 import pytest
@@ -46,6 +49,14 @@ async def _client_stream(
     return health_pb2.HealthCheckResponse()
 
 
+async def _lost(request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+    raise asyncpg.exceptions.InternalClientError("unexpected end of the protocol stream")
+
+
+async def _missing(request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+    raise NotImplementedError("Method not implemented!")
+
+
 def _register(server: RadguardServer) -> None:
     def kwargs() -> dict[str, Any]:
         return {
@@ -59,6 +70,8 @@ def _register(server: RadguardServer) -> None:
             "Unary": grpc.unary_unary_rpc_method_handler(_unary, **kwargs()),
             "Bidi": grpc.stream_stream_rpc_method_handler(_bidi, **kwargs()),
             "ClientStream": grpc.stream_unary_rpc_method_handler(_client_stream, **kwargs()),
+            "Lost": grpc.unary_unary_rpc_method_handler(_lost, **kwargs()),
+            "Missing": grpc.unary_unary_rpc_method_handler(_missing, **kwargs()),
         },
     )
     server.add_generic_handler(handler, SERVICE)
@@ -125,3 +138,20 @@ async def test_a_client_stream_with_a_bad_message_is_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call(requests(), timeout=5)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize(
+    ("method", "code", "details"),
+    [
+        ("Lost", grpc.StatusCode.UNAVAILABLE, "postgres is unavailable"),
+        ("Missing", grpc.StatusCode.UNIMPLEMENTED, "method not implemented"),
+    ],
+)
+async def test_unmapped_dependency_loss_and_missing_methods_get_their_own_status(
+    channel: tuple[grpc.aio.Channel, RadguardServer], method: str, code: grpc.StatusCode, details: str
+) -> None:
+    chan, _ = channel
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await chan.unary_unary(f"/{SERVICE}/{method}", None, None)(GOOD, timeout=5)
+    assert caught.value.code() == code
+    assert caught.value.details() == details
