@@ -32,6 +32,8 @@ from services.runtime.server import RadguardServer
 GOVERNANCE_SERVICE = pb.DESCRIPTOR.services_by_name["Governance"]
 #: Most lifecycle states a ListVersions filter may name (there are far fewer states; repeats are refused).
 MAX_STATES_FILTER = 16
+#: Most models one WatchRoutes call may name.
+MAX_WATCHED_MODELS = 256
 #: Highest seq VerifyAudit takes: the chain is verified entry by entry, so its range is bounded too.
 MAX_VERIFY_SEQ = 2**31 - 1
 
@@ -212,6 +214,8 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
     async def WatchRoutes(self, request: pb.WatchRoutesRequest, context: Any) -> AsyncIterator[common_pb2.RouteTable]:
         """Current table of each requested model, then every new revision, until the caller leaves."""
         current_identity()
+        if len(request.model_names) > MAX_WATCHED_MODELS:
+            raise InvalidArgument("model_names", f"must list at most {MAX_WATCHED_MODELS} models")
         models = [convert.require_name(m, f"model_names[{i}]") for i, m in enumerate(request.model_names)]
         sent: dict[str, int] = {}
         while True:

@@ -323,6 +323,11 @@ async def test_heavy_and_out_of_range_reads_are_invalid_argument(gov: Running) -
     await expect_error(
         gov.stub.ListVersions(many, metadata=md("op")), grpc.StatusCode.INVALID_ARGUMENT, "states: must list at most 16"
     )
+    watch = gov.stub.WatchRoutes(pb.WatchRoutesRequest(model_names=["m"] * 100_000), metadata=md("op"))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await watch.read()
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "model_names: must list at most 256 models"
     for token in ("²", "9" * 40, "1" * 1_000_000):
         await expect_error(
             gov.stub.ListVersions(pb.ListVersionsRequest(page_token=token), metadata=md("op")),
