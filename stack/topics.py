@@ -22,5 +22,5 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("radguard.reviews.v1", 6),
     TopicSpec("radguard.findings.v1", 3),
     TopicSpec("radguard.routes.v1", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
-    TopicSpec("radguard.audit.v1", 1),
+    TopicSpec("radguard.audit.v1", 1, {"retention.ms": "-1"}),
 )

@@ -19,19 +19,33 @@ from typing import Annotated, Any, TypeVar
 
 import grpc
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from governance.domain.checkpoint import Checkpoint, load_public_key, public_key_id
+from governance.domain.model import AuditRecord
+from governance.domain.witness import (
+    CheckpointSource,
+    Disagreement,
+    WitnessReport,
+    compare_with_witnesses,
+    first_bad_seq,
+)
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
 from services.cli import channels
+from services.governance_api.adapters.audit_topic import audit_from_proto, read_audit_topic
+from services.governance_api.adapters.checkpoint_file import CheckpointFile
 from services.governance_api.adapters.keyring import enrol
 from services.governance_api.auth import ROLES, TokenFileError, add_token
+from services.governance_api.settings import AUDIT_TOPIC
+from services.runtime.errors import Unavailable
 from stack.processes import StackError
 from stack.settings import load_stack_settings
 
@@ -653,22 +667,184 @@ def rollback(
 # --- audit --------------------------------------------------------------------------------------
 
 
+PUBLIC_KEY_ENV = "RADGUARD_AUDIT_PUBLIC_KEY_FILE"
+
+
+def _stack_governance_home() -> Path:
+    return load_stack_settings().state_dir / "governance"
+
+
+def _local_stack_target(target: str | None) -> bool:
+    return target is None and not os.environ.get(TARGET_ENV)
+
+
+def _verifying_keys(given: list[Path] | None, local_stack: bool) -> dict[str, Ed25519PublicKey]:
+    """Public keys by key id: the flags, else ``$RADGUARD_AUDIT_PUBLIC_KEY_FILE``, else the local stack's."""
+    paths = list(given or [])
+    if not paths and (env := os.environ.get(PUBLIC_KEY_ENV, "").strip()):
+        paths = [Path(env)]
+    if not paths and local_stack:
+        local = _stack_governance_home() / "audit-checkpoint-key.pub.pem"
+        paths = [local] if local.is_file() else []
+    keys: dict[str, Ed25519PublicKey] = {}
+    for path in paths:
+        try:
+            key = load_public_key(path)
+        except (OSError, ValueError) as exc:
+            raise StackError(f"--public-key {path}: {exc}") from None
+        keys[public_key_id(key)] = key
+    return keys
+
+
+def _all_entries(target: str | None, token: str | None) -> list[AuditRecord]:
+    records: list[AuditRecord] = []
+    page = ""
+    while True:
+        request = pb.QueryAuditRequest(page_size=1000, page_token=page)
+        reply: pb.QueryAuditResponse = _call(target, token, _invoke("QueryAudit", request))
+        records += [audit_from_proto(entry) for entry in reply.entries]
+        page = reply.next_page_token
+        if not page:
+            return records
+
+
+def _source_line(name: str, problems: Sequence[Disagreement], ok_text: str) -> None:
+    if not problems:
+        _out.print(f"{name:<16}[green]ok[/]: {ok_text}", highlight=False)
+        return
+    for problem in problems:
+        where = f"seq {problem.seq}" if problem.seq is not None else "-"
+        _out.print(f"{name:<16}[bold red]BAD[/] ({where}): {problem.reason}", highlight=False)
+
+
+def _verify_database_only(target: str | None, token: str | None, from_seq: int, to_seq: int, *, noted: bool) -> None:
+    request = pb.VerifyAuditRequest(from_seq=from_seq, to_seq=to_seq)
+    reply = _call(target, token, lambda stub, md: stub.VerifyAudit(request, metadata=md))
+    if not reply.ok:
+        raise StackError(
+            f"audit chain broken at seq {reply.first_bad_seq}: {reply.reason} ({reply.entries_checked} entries checked)"
+        )
+    _out.print(f"[bold green]ok[/]: {reply.entries_checked} entries verify; head {reply.head_hash}")
+    if noted:
+        _out.print("[dim]note: database only: checkpoints and the audit topic were not checked[/]")
+
+
+def _print_report(
+    verdict: pb.VerifyAuditResponse,
+    report: WitnessReport,
+    problems: Sequence[Disagreement],
+    keys: dict[str, Ed25519PublicKey],
+    audit_topic: str,
+    undecodable: int,
+) -> bool:
+    """One line per source (ok, or each disagreement), the notes, and the conclusion; True when all agree."""
+    latest = report.latest_checkpoint
+    _source_line(
+        "database",
+        [p for p in problems if p.source == "database"],
+        f"{verdict.entries_checked} entries verify; head {verdict.head_hash}",
+    )
+    if keys:
+        _source_line(
+            "checkpoints",
+            [p for p in problems if p.source in ("checkpoints", "checkpoint file")],
+            f"{report.checkpoints_verified} signed checkpoints (keys {', '.join(sorted(keys))}) match the chain"
+            + (f"; latest covers seq {latest.seq}, signed {latest.time.isoformat()}" if latest else ""),
+        )
+    else:
+        _out.print(f"{'checkpoints':<16}[yellow]not checked[/]: no verifying key (--public-key or ${PUBLIC_KEY_ENV})")
+    _source_line(
+        "audit topic",
+        [p for p in problems if p.source == "audit topic"],
+        f"{report.published_compared} entries equal their copies on {audit_topic}",
+    )
+    for note in report.notes:
+        _out.print(f"[dim]note: {note}[/]", highlight=False)
+    if undecodable:
+        _out.print(f"[dim]note: {undecodable} records on {audit_topic} could not be decoded[/]")
+    if not problems:
+        _out.print(f"[bold green]audit chain verified[/]: {report.entries} entries")
+        return True
+    bad_seq = first_bad_seq(problems)
+    first = f"first bad seq {bad_seq}" if bad_seq is not None else "no entry named"
+    which = ", ".join(dict.fromkeys(p.source for p in problems))
+    _out.print(f"[bold red]audit chain does NOT verify[/]: {first} (disagreeing: {which})", highlight=False)
+    return False
+
+
 @audit_app.command("verify")
 def audit_verify(
     from_seq: Annotated[int, typer.Option("--from", min=0, help="first seq (0: the start)")] = 0,
     to_seq: Annotated[int, typer.Option("--to", min=0, help="last seq (0: the head)")] = 0,
+    public_key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help=f"checkpoint public key, PEM (repeatable; default ${PUBLIC_KEY_ENV} or the local stack's)",
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option("--bootstrap", help="Kafka bootstrap servers (default: the local stack's)")
+    ] = None,
+    audit_topic: Annotated[str, typer.Option("--audit-topic", help="the audit topic")] = AUDIT_TOPIC,
+    checkpoints_file: Annotated[
+        Path | None,
+        typer.Option("--checkpoints-file", help="governance's local checkpoint file (default: the local stack's)"),
+    ] = None,
+    kafka_timeout_s: Annotated[
+        float, typer.Option("--kafka-timeout", min=1.0, help="seconds reading the audit topic may take")
+    ] = 30.0,
+    database_only: Annotated[
+        bool, typer.Option("--database-only", help="only recompute the stored chain (no checkpoints, no topic)")
+    ] = False,
     target: TargetOption = None,
     token: TokenOption = None,
 ) -> None:
-    """Recompute the audit hash chain; exit 1 naming the first bad entry if it does not verify."""
-    request = pb.VerifyAuditRequest(from_seq=from_seq, to_seq=to_seq)
-    reply = _call(target, token, lambda stub, md: stub.VerifyAudit(request, metadata=md))
-    if reply.ok:
-        _out.print(f"[bold green]ok[/]: {reply.entries_checked} entries verify; head {reply.head_hash}")
+    """Verify the audit chain in the database against its signed checkpoints and the entries published on Kafka.
+
+    Against the local stack (no --target) every witness is checked with the stack's key, Kafka and
+    checkpoint file; against another deployment, give --bootstrap and --public-key (else only the stored
+    chain is checked). Exit 0 when every source agrees; 1 naming the first bad seq and the sources that
+    disagree, or when a source cannot be read.
+    """
+    local_stack = _local_stack_target(target)
+    # Another deployment's witnesses are where its operator says: without --bootstrap or --public-key, only
+    # the stored chain is checked there.
+    witnesses = not (database_only or from_seq or to_seq) and (local_stack or bool(bootstrap or public_key))
+    if not witnesses:
+        _verify_database_only(target, token, from_seq, to_seq, noted=not database_only)
         return
-    raise StackError(
-        f"audit chain broken at seq {reply.first_bad_seq}: {reply.reason} ({reply.entries_checked} entries checked)"
+    keys = _verifying_keys(public_key, local_stack)
+    if checkpoints_file is None and local_stack:
+        checkpoints_file = _stack_governance_home() / "audit-checkpoints.jsonl"
+    # Witnesses first, then the database: whatever they hold was committed before the chain is read.
+    servers = bootstrap or load_stack_settings().kafka_bootstrap
+    try:
+        topic = read_audit_topic(servers, audit_topic, timeout_s=kafka_timeout_s)
+    except Unavailable as exc:
+        raise StackError(f"cannot read the audit topic: {exc.message}") from None
+    file_contents = CheckpointFile(checkpoints_file).read() if checkpoints_file is not None else None
+    verdict: pb.VerifyAuditResponse = _call(target, token, _invoke("VerifyAudit", pb.VerifyAuditRequest()))
+    records = _all_entries(target, token)
+
+    sources: list[tuple[CheckpointSource, Checkpoint]] = []
+    if keys:
+        sources += [("audit topic", c) for c in topic.checkpoints]
+    if keys and file_contents is not None:
+        sources += [("checkpoint file", c) for c in file_contents.checkpoints]
+    report = compare_with_witnesses(
+        records, sources, topic.entries, keys, stored_head_hash=verdict.head_hash if verdict.ok else None
     )
+    problems = list(report.disagreements)
+    if file_contents is not None and file_contents.bad_lines:
+        problems.append(
+            Disagreement("checkpoint file", None, f"lines {file_contents.bad_lines} of {checkpoints_file} do not parse")
+        )
+    if not verdict.ok:
+        problems.insert(0, Disagreement("database", verdict.first_bad_seq, verdict.reason))
+
+    if not _print_report(verdict, report, problems, keys, audit_topic, topic.undecodable):
+        raise typer.Exit(1)
 
 
 @audit_app.command("show")

@@ -18,6 +18,8 @@ async def _main() -> None:
     setup_telemetry(settings)
     governance = await build_governance(settings)
     governance.relay.start()
+    if governance.checkpoints is not None:
+        governance.checkpoints.start()
     if governance.controller is not None:
         governance.controller.start()
     if governance.findings_feed is not None:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 import asyncpg
 
 from governance.adapters.clock import SystemClock
+from governance.domain.checkpoint import load_checkpoint_signer
 from governance.domain.model import Rollout
 from governance.domain.policy import POLICY_DIR, PolicyCatalog
 from governance.ports import EvidenceSource, GovernanceStore, TritonControl
 from governance.service import GovernanceService
 from services.governance_api import servicer as governance_api
+from services.governance_api.adapters.checkpoint_file import CheckpointFile
 from services.governance_api.adapters.findings import PostgresFindings
 from services.governance_api.adapters.findings_kafka import FindingsFeed
 from services.governance_api.adapters.keyring import KeyringFile
@@ -22,14 +24,19 @@ from services.governance_api.adapters.relay import GovernanceOutboxRelay, RelayT
 from services.governance_api.adapters.routes_topic import RouteRevisionFloor
 from services.governance_api.adapters.triton import TritonModelControl
 from services.governance_api.auth import BearerAuthInterceptor, TokenStore
+from services.governance_api.checkpoints import CheckpointPublisher, CheckpointTuning
 from services.governance_api.controller import RolloutController
 from services.governance_api.servicer import GovernanceServicer
 from services.governance_api.settings import GovernanceSettings
+from services.runtime.config import ConfigError
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord, RecordMetadata
 from services.runtime.metrics import Metrics
-from services.runtime.outbox import RelayTuning
+from services.runtime.outbox import RelayTuning, SendMany
 from services.runtime.postgres import create_pool_from_settings, is_ready
 from services.runtime.server import RadguardServer
+from services.runtime.telemetry import get_logger
+
+_log = get_logger(__name__)
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Governance:
     signal: CommitSignal
     keyring: KeyringFile
     policies: PolicyCatalog
+    checkpoints: CheckpointPublisher | None = None
 
 
 class BreachKindsOf:
@@ -85,7 +93,32 @@ def _controller(
     return controller, FindingsFeed(consumer, controller.on_finding)
 
 
-async def build_governance(
+def _checkpoints(
+    settings: GovernanceSettings, store: GovernanceStore, send_many: SendMany, signal: CommitSignal
+) -> CheckpointPublisher | None:
+    """The audit checkpoint publisher, woken by commits; None (with a warning) when no signing key is set."""
+    if settings.audit_checkpoint_key_file is None:
+        _log.warning("governance.audit_checkpoints_off", why="RADGUARD_AUDIT_CHECKPOINT_KEY_FILE is not set")
+        return None
+    try:
+        signer = load_checkpoint_signer(settings.audit_checkpoint_key_file)
+    except (OSError, ValueError) as error:
+        raise ConfigError([f"RADGUARD_AUDIT_CHECKPOINT_KEY_FILE: {error}"]) from error
+    publisher = CheckpointPublisher(
+        store,
+        signer,
+        CheckpointFile(settings.audit_checkpoint_file),
+        send_many,
+        topic=settings.audit_topic,
+        producer=f"{settings.service_name}/{settings.instance_id}",
+        clock=SystemClock(),
+        tuning=CheckpointTuning(interval_s=settings.audit_checkpoint_interval_s, every=settings.audit_checkpoint_every),
+    )
+    signal.subscribe(publisher.notify)
+    return publisher
+
+
+async def build_governance(  # noqa: PLR0915 - the composition root wires every part in one place
     settings: GovernanceSettings,
     *,
     metrics: Metrics | None = None,
@@ -161,6 +194,7 @@ async def build_governance(
         metrics=metrics,
     )
     signal.subscribe(relay.notify)
+    checkpoints = _checkpoints(settings, inner_store, send_many, signal)
 
     controller, feed = _controller(settings, service, policies)
 
@@ -190,6 +224,8 @@ async def build_governance(
             await feed.stop()
         if controller is not None:
             await controller.stop()
+        if checkpoints is not None:
+            await checkpoints.stop()
 
     async def close_producer() -> None:
         if producer_started:
@@ -205,12 +241,14 @@ async def build_governance(
     server.add_shutdown_hook(close_producer, "kafka-producer")
     server.add_shutdown_hook(close_triton, "triton")
     server.add_shutdown_hook(pool.close, "postgres-pool")
-    return Governance(server, service, relay, controller, feed, pool, signal, keyring, policies)
+    return Governance(server, service, relay, controller, feed, pool, signal, keyring, policies, checkpoints)
 
 
 async def start_governance(governance: Governance) -> None:
-    """Start the relay and the controller, then the server."""
+    """Start the relay, the checkpoint publisher and the controller, then the server."""
     governance.relay.start()
+    if governance.checkpoints is not None:
+        governance.checkpoints.start()
     if governance.controller is not None:
         governance.controller.start()
     if governance.findings_feed is not None:

@@ -40,6 +40,20 @@ class GovernanceSettings(ServiceSettings):
     triton_load_timeout_s: float = Field(default=120.0, gt=0, description="time one model load may take")
     triton_request_timeout_s: float = Field(default=10.0, gt=0, description="time other repository calls take")
 
+    audit_checkpoint_key_file: Path | None = Field(
+        default=None,
+        description="the service's Ed25519 key (PKCS#8 PEM) signing audit checkpoints; unset: no checkpoints",
+    )
+    audit_checkpoint_file: Path = Field(
+        default=Path("audit-checkpoints.jsonl"), description="append-only local copy of every signed checkpoint"
+    )
+    audit_checkpoint_interval_s: float = Field(
+        default=10.0, gt=0, description="time between checkpoint rounds (one is signed when the head moved)"
+    )
+    audit_checkpoint_every: int = Field(
+        default=100, ge=1, description="entries since the last checkpoint that trigger one at once"
+    )
+
     routes_topic: str = Field(default=ROUTES_TOPIC, min_length=1)
     audit_topic: str = Field(default=AUDIT_TOPIC, min_length=1)
     findings_topic: str = Field(default=FINDINGS_TOPIC, min_length=1)

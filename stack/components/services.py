@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from governance.domain.checkpoint import write_checkpoint_key
 from stack.components.base import Component
 from stack.processes import ProcessRecord, port_open, spawn
 
@@ -201,8 +202,24 @@ class GovernanceService(RadguardService):
     def keyring_file(self) -> Path:
         return self.home / "keyring.json"
 
+    @property
+    def checkpoint_key_file(self) -> Path:
+        """The service's own key signing audit checkpoints; its public half is ``checkpoint_public_key_file``."""
+        return self.home / "audit-checkpoint-key.pem"
+
+    @property
+    def checkpoint_public_key_file(self) -> Path:
+        return self.home / "audit-checkpoint-key.pub.pem"
+
+    def prepare(self) -> None:
+        super().prepare()
+        if not self.checkpoint_key_file.exists():
+            write_checkpoint_key(self.checkpoint_key_file, self.checkpoint_public_key_file)
+
     def extra_env(self) -> dict[str, str]:
         return {
+            "RADGUARD_AUDIT_CHECKPOINT_KEY_FILE": str(self.checkpoint_key_file),
+            "RADGUARD_AUDIT_CHECKPOINT_FILE": str(self.home / "audit-checkpoints.jsonl"),
             "RADGUARD_INSTANCE_ID": "gov-stack",
             "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
             "RADGUARD_MODEL_REPO": str(self.settings.model_repo),

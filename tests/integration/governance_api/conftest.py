@@ -118,6 +118,7 @@ async def running_governance(
     name: str,
     controller_interval_s: float,
     more_policies: Path | None = None,
+    more_env: dict[str, str] | None = None,
 ) -> AsyncIterator[GovHarness]:
     """The governance service in this process on a free port, with its own state folder, tokens and policies.
 
@@ -128,6 +129,7 @@ async def running_governance(
         name: Prefix of the state folder and the instance id.
         controller_interval_s: Seconds between the controller's evaluations.
         more_policies: A folder whose policy files are added to the shipped ones and ``e2e``.
+        more_env: Further settings (``RADGUARD_*``), e.g. an audit checkpoint key.
     """
     state = Path(tempfile.mkdtemp(prefix=f"{name}-"))
     tokens_file = state / "tokens.json"
@@ -148,6 +150,7 @@ async def running_governance(
         "RADGUARD_METRICS_ENABLED": "false",
         "RADGUARD_LOG_LEVEL": "warning",
         "RADGUARD_INSTANCE_ID": f"{name}-{uuid.uuid4().hex[:6]}",
+        **(more_env or {}),
     }
     app = await build_governance(load_settings(GovernanceSettings, env))
     await start_governance(app)

@@ -208,10 +208,30 @@ class AuditEntry(_message.Message):
     request_id: str
     def __init__(self, seq: _Optional[int] = ..., prev_hash: _Optional[str] = ..., hash: _Optional[str] = ..., actor: _Optional[str] = ..., actor_role: _Optional[_Union[_common_pb2.Role, str]] = ..., action: _Optional[str] = ..., subject: _Optional[str] = ..., before_json: _Optional[str] = ..., after_json: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class AuditCheckpoint(_message.Message):
+    __slots__ = ("seq", "head_hash", "entry_count", "time", "key_id", "algorithm", "signature")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    head_hash: str
+    entry_count: int
+    time: _timestamp_pb2.Timestamp
+    key_id: str
+    algorithm: str
+    signature: bytes
+    def __init__(self, seq: _Optional[int] = ..., head_hash: _Optional[str] = ..., entry_count: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., key_id: _Optional[str] = ..., algorithm: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class AuditEvent(_message.Message):
-    __slots__ = ("meta", "entry")
+    __slots__ = ("meta", "entry", "checkpoint")
     META_FIELD_NUMBER: _ClassVar[int]
     ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     meta: _common_pb2.EventMeta
     entry: AuditEntry
-    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., entry: _Optional[_Union[AuditEntry, _Mapping]] = ...) -> None: ...
+    checkpoint: AuditCheckpoint
+    def __init__(self, meta: _Optional[_Union[_common_pb2.EventMeta, _Mapping]] = ..., entry: _Optional[_Union[AuditEntry, _Mapping]] = ..., checkpoint: _Optional[_Union[AuditCheckpoint, _Mapping]] = ...) -> None: ...
