@@ -177,6 +177,9 @@ def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHan
         lambda: sink.publish_failures
     )
     metrics.gauge(
+        "gateway_kafka_probe_failures", "Kafka probes (metadata requests) that went unanswered since start"
+    ).set_function(lambda: sink.probe_failures)
+    metrics.gauge(
         "gateway_spool_sync_failures", "failed fsyncs of the event spool since start (each retried)"
     ).set_function(lambda: sink.sync_failures)
     metrics.gauge("gateway_shadow_failures", "shadow calls that failed or were skipped since start").set_function(

@@ -189,6 +189,8 @@ class SpooledKafkaSink:
         self.sync_failures = 0
         #: Records Kafka refused for good, moved to the dead-letter folder since start.
         self.dead_letters = 0
+        #: Probes Kafka did not answer (an outage counts here within seconds, before any publish times out).
+        self.probe_failures = 0
 
     # ---- PredictionSink --------------------------------------------------------------------------------
     def accepting(self) -> bool:
@@ -368,6 +370,8 @@ class SpooledKafkaSink:
                 ok = bool(await asyncio.wait_for(self._probe(), self.tuning.probe_interval_s * 2))
             except Exception:
                 ok = False
+            if not ok:
+                self.probe_failures += 1
             if ok != self.kafka_ok:
                 _log.warning("kafka %s", "reachable again" if ok else "unreachable (metadata probe failed)")
             self.kafka_ok = ok
