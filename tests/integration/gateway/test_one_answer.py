@@ -18,9 +18,8 @@ from services.gateway.adapters.routes import publish_route, read_routes
 from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
-from stack.processes import port_in_use
-from tests.integration.conftest import StackEndpoints, kill_component
-from tests.integration.gateway.conftest import end_offsets, stack_gateway_revision
+from tests.integration.conftest import StackEndpoints
+from tests.integration.gateway.conftest import end_offsets, kill_gateway, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(300)]
@@ -81,12 +80,7 @@ async def test_one_prediction_per_request_id_through_concurrency_and_a_restart(
     assert len(ids) == 1, f"{len(ids)} prediction ids for one request id"
     first = answers[0]
 
-    await asyncio.to_thread(kill_component, real_stack, "gateway")
-    # The pid leaves /proc a moment before the kernel has closed its sockets: wait for the port.
-    deadline = time.monotonic() + 10
-    while port_in_use(real_stack.settings.host, real_stack.settings.gateway_port):
-        assert time.monotonic() < deadline, "the killed gateway's port stayed taken"
-        await asyncio.sleep(0.05)
+    await asyncio.to_thread(kill_gateway, real_stack)
     assert (await asyncio.to_thread(real_stack.up)).started == ["gateway"]
     async with grpc.aio.insecure_channel(real_stack.settings.gateway_url) as channel:
         stub = inference_pb2_grpc.InferenceGatewayStub(channel)
