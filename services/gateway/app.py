@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from dataclasses import dataclass
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from services.gateway import oip_servicer as oip_api
 from services.gateway import servicer as gateway_api
@@ -10,7 +15,9 @@ from services.gateway.adapters.catalog import RepositoryCatalog
 from services.gateway.adapters.events import SinkTuning, SpooledKafkaSink
 from services.gateway.adapters.routes import ROUTES_TOPIC, RouteFollower
 from services.gateway.adapters.triton import TritonBackend
+from services.gateway.deadletter import DeadLetterWriter
 from services.gateway.handlers import HandlerLimits, PredictHandler
+from services.gateway.idempotency import ANSWERS_DIRNAME, AnswerJournal
 from services.gateway.oip_servicer import OpenInferenceServicer
 from services.gateway.pseudonym import Pseudonymiser
 from services.gateway.routing import RouteBook
@@ -36,21 +43,36 @@ class Gateway:
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
     """Assemble (but do not start) a gateway; its start and shutdown are server hooks."""
-    backend = TritonBackend(settings.triton_grpc_url, settings.grpc_max_receive_message_bytes)
+    backend = TritonBackend(
+        settings.triton_grpc_url,
+        settings.grpc_max_receive_message_bytes,
+        reconnect_backoff_max_ms=settings.triton_reconnect_backoff_max_ms,
+    )
     catalog = RepositoryCatalog.load(settings.model_repo)
     routes = RouteBook()
     producer = AsyncKafkaProducer.from_settings(settings)
     spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
 
     producer_started = False
+    starting = asyncio.Lock()
+
+    async def started_producer() -> AsyncKafkaProducer:
+        # Connect lazily: a gateway must start (and answer, spooling) while Kafka is down. The publisher and
+        # the probe share one producer; the lock keeps them from building two.
+        nonlocal producer_started
+        async with starting:
+            if not producer_started:
+                await producer.start()
+                producer_started = True
+        return producer
 
     async def send_many(records: list[SpooledRecord]) -> list[object]:
-        # Connect lazily: a gateway must start (and answer, spooling) while Kafka is down.
-        nonlocal producer_started
-        if not producer_started:
-            await producer.start()
-            producer_started = True
-        return list(await producer.send_many([OutgoingRecord(r.topic, r.value, r.key, r.headers) for r in records]))
+        kafka = await started_producer()
+        return list(await kafka.send_many([OutgoingRecord(r.topic, r.value, r.key, r.headers) for r in records]))
+
+    async def kafka_answers() -> bool:
+        kafka = await started_producer()
+        return await kafka.probe(timeout_s=settings.kafka_probe_interval_s)
 
     sink = SpooledKafkaSink(
         spool,
@@ -58,9 +80,14 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         producer_name=f"gateway/{settings.instance_id}",
         age_edges=settings.age_band_edges,
         tuning=SinkTuning(
-            sync_interval_s=settings.spool_sync_interval_s, publish_interval_s=settings.events_publish_interval_s
+            sync_interval_s=settings.spool_sync_interval_s,
+            publish_interval_s=settings.events_publish_interval_s,
+            probe_interval_s=settings.kafka_probe_interval_s,
         ),
         topic=settings.predictions_topic,
+        max_event_bytes=settings.events_max_bytes,
+        dead_letters=DeadLetterWriter(settings.spool_dir, fsync=settings.spool_fsync),
+        probe=kafka_answers,
     )
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],
@@ -71,14 +98,21 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
     )
     follower = RouteFollower(consumer, routes, settings.routes_poll_s)
+    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
+    answers = AnswerJournal(
+        settings.spool_dir / ANSWERS_DIRNAME,
+        settings.pseudonym_key.get_secret_value().encode(),
+        window_s=settings.idempotency_window_s,
+        max_entries=settings.idempotency_max_entries,
+    )
     handler = PredictHandler(
         backend,
         catalog,
         routes,
         sink,
         HandlerLimits(infer_timeout_s=settings.infer_timeout_s, shadow_timeout_s=settings.shadow_timeout_s),
+        answers,
     )
-    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
     translator = RequestTranslator(
         catalog, pseudonymiser, RequestLimits(settings.max_image_bytes, settings.stream_concurrency)
     )
@@ -90,6 +124,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     metrics = Metrics()
     server = RadguardServer(settings, metrics=metrics)
     _export_gauges(metrics, sink, handler)
+    _export_dead_letters(metrics, sink)
     gateway_api.register(server, gateway_servicer)
     oip_api.register(server, oip)
 
@@ -99,8 +134,12 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     async def spool_ok() -> bool:
         return sink.accepting()
 
+    async def routes_loaded() -> bool:
+        return routes.loaded
+
     server.add_readiness_check("triton", triton_ready)
     server.add_readiness_check("event-spool", spool_ok)
+    server.add_readiness_check("routes", routes_loaded)
 
     async def close_producer() -> None:
         if producer_started:
@@ -112,6 +151,11 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     server.add_shutdown_hook(follower.stop, "route-follower")
     server.add_shutdown_hook(close_producer, "kafka-producer")
     server.add_shutdown_hook(backend.close, "triton-channel")
+
+    async def close_answers() -> None:
+        answers.close()
+
+    server.add_shutdown_hook(close_answers, "answer-journal")
     return Gateway(server, handler, routes, sink, follower, backend)
 
 
@@ -123,9 +167,9 @@ def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHan
     metrics.gauge("gateway_spool_full", "1 while the spool refuses new events (predictions refused)").set_function(
         lambda: 0.0 if sink.accepting() else 1.0
     )
-    metrics.gauge("gateway_kafka_ok", "1 when the last publish attempt to Kafka succeeded").set_function(
-        lambda: 1.0 if sink.kafka_ok else 0.0
-    )
+    metrics.gauge(
+        "gateway_kafka_ok", "1 when Kafka answered the last probe or publish (probed every few seconds)"
+    ).set_function(lambda: 1.0 if sink.kafka_ok else 0.0)
     metrics.gauge("gateway_events_published", "prediction events acknowledged by Kafka since start").set_function(
         lambda: sink.published
     )
@@ -133,11 +177,33 @@ def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHan
         lambda: sink.publish_failures
     )
     metrics.gauge(
+        "gateway_kafka_probe_failures", "Kafka probes (metadata requests) that went unanswered since start"
+    ).set_function(lambda: sink.probe_failures)
+    metrics.gauge(
         "gateway_spool_sync_failures", "failed fsyncs of the event spool since start (each retried)"
     ).set_function(lambda: sink.sync_failures)
     metrics.gauge("gateway_shadow_failures", "shadow calls that failed or were skipped since start").set_function(
         lambda: handler.shadow_failures
     )
+
+
+class _DeadLetterCollector(Collector):
+    """Exports the sink's count of quarantined records as the counter ``radguard_gateway_dead_letters_total``."""
+
+    def __init__(self, sink: SpooledKafkaSink, namespace: str) -> None:
+        self._sink = sink
+        self._name = f"{namespace}_gateway_dead_letters"
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            self._name, "records Kafka refused for good, moved to the spool's dead-letter folder since start"
+        )
+        family.add_metric([], float(self._sink.dead_letters))
+        yield family
+
+
+def _export_dead_letters(metrics: Metrics, sink: SpooledKafkaSink) -> None:
+    metrics.registry.register(_DeadLetterCollector(sink, metrics.namespace))
 
 
 async def start_gateway(gateway: Gateway) -> None:

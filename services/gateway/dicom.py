@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,21 @@ def _age(value: str) -> int | None:
     return None
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _decimal(ds: pydicom.Dataset, keyword: str, default: float, field: str) -> float:
+    """A finite decimal-string tag (e.g. RescaleSlope), or ``default`` when absent or empty."""
+    try:
+        raw = getattr(ds, keyword, None)
+        value = float(raw) if raw not in (None, "") else default
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidArgument(f"{field}.{keyword}", "is not a decimal number") from None
+    if not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+        raise InvalidArgument(f"{field}.{keyword}", "must be a finite number within float32 range")
+    return value or default  # a zero slope would blank the image: read it as absent, as before
+
+
 def read_dicom(data: bytes, field: str = "dicom.data") -> DicomImage:
     """Parse a Part-10 instance; any problem becomes InvalidArgument naming ``field``."""
     if not data:
@@ -56,8 +72,8 @@ def read_dicom(data: bytes, field: str = "dicom.data") -> DicomImage:
         raise InvalidArgument(field, f"could not be decoded ({type(exc).__name__})") from None
     if pixels.ndim != 2:
         raise InvalidArgument(field, f"holds pixel data of {pixels.ndim} dimensions; one 2-D frame is expected")
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    slope = _decimal(ds, "RescaleSlope", 1.0, field)
+    intercept = _decimal(ds, "RescaleIntercept", 0.0, field)
     image = (pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept))[np.newaxis]
     spacing = getattr(ds, "PixelSpacing", None)
     try:

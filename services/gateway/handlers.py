@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -12,9 +11,10 @@ import numpy as np
 
 from services.gateway.calibration import Calibration
 from services.gateway.domain import ModelOutputs, PredictCommand, Prediction
+from services.gateway.idempotency import AnswerJournal
 from services.gateway.ports import InferenceBackend, ModelCatalog, PredictionSink
 from services.gateway.routing import Arm, Assignment, RouteBook, assign
-from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 from services.runtime.ids import uuid7
 
 #: Runs the assigned model version for one request and returns its outputs.
@@ -28,11 +28,14 @@ class HandlerLimits:
     infer_timeout_s: float = 5.0
     shadow_timeout_s: float = 10.0
     max_shadow_in_flight: int = 64
-    idempotency_cache_size: int = 10_000
 
 
 class PredictHandler:
-    """Scores one study with the version its route assigns, and records the prediction."""
+    """Scores one study with the version its route assigns, and records the prediction.
+
+    One answer per request: calls with the same (model, request id) share one inference while it runs
+    (single flight), and get the recorded answer afterwards for as long as the answer journal keeps it.
+    """
 
     def __init__(
         self,
@@ -41,13 +44,15 @@ class PredictHandler:
         routes: RouteBook,
         sink: PredictionSink,
         limits: HandlerLimits | None = None,
+        answers: AnswerJournal | None = None,
     ) -> None:
         self.backend = backend
         self.catalog = catalog
         self.routes = routes
         self.sink = sink
         self.limits = limits or HandlerLimits()
-        self._answers: OrderedDict[tuple[str, str], Prediction] = OrderedDict()
+        self.answers = answers if answers is not None else AnswerJournal(None, b"in-memory-answers", max_entries=10_000)
+        self._in_flight: dict[tuple[str, str], asyncio.Task[Prediction]] = {}
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         #: Shadow calls that failed or were skipped under load (exported as a metric by the composition root).
         self.shadow_failures = 0
@@ -60,6 +65,9 @@ class PredictHandler:
         """
         route = self.routes.get(model_name)
         if route is None:
+            if not self.routes.loaded:
+                # The model may well have a route we have not read yet: a retry will tell.
+                raise Unavailable("routes", "the route table is not loaded yet; retry shortly")
             raise NotFound(f"model '{model_name}'")
         chosen = assign(route, study_uid)
         if not pinned_version or pinned_version == chosen.version:
@@ -95,9 +103,27 @@ class PredictHandler:
         """
         t0 = received_at if received_at is not None else time.perf_counter()
         key = (command.model_name, command.request_id)
-        cached = self._answers.get(key)
-        if cached is not None:
-            return cached
+        answered = self.answers.lookup(*key)
+        if answered is not None:
+            return answered
+        running = self._in_flight.get(key)
+        if running is None:
+            # The inference runs as its own task: a caller that goes away does not cancel it for the
+            # others waiting on it, and its answer is recorded for the retry that will follow.
+            running = asyncio.get_running_loop().create_task(self._predict_once(command, t0, runner, pinned_version))
+            self._in_flight[key] = running
+            running.add_done_callback(lambda task: self._settled(key, task))
+        return await asyncio.shield(running)
+
+    def _settled(self, key: tuple[str, str], task: asyncio.Task[Prediction]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a failure nobody waited for is not reported as lost
+
+    async def _predict_once(
+        self, command: PredictCommand, t0: float, runner: Runner | None, pinned_version: str
+    ) -> Prediction:
         if not self.sink.accepting():
             raise ResourceExhausted("prediction events cannot be recorded (spool full); retry later")
         target = self.assignment(command.model_name, command.study.study_uid, pinned_version)
@@ -112,7 +138,7 @@ class PredictHandler:
             )[0]
         prediction = self._prediction(command, target.version, target.arm, outputs, target.revision, t0, calibration)
         self.sink.record(command, prediction)
-        self._remember(key, prediction)
+        self.answers.remember(command.model_name, command.request_id, prediction)
         for version in target.shadows:
             self._start_shadow(command, version, prediction)
         return prediction
@@ -143,11 +169,6 @@ class PredictHandler:
             outputs=outputs,
             served_prediction_id=served_id,
         )
-
-    def _remember(self, key: tuple[str, str], prediction: Prediction) -> None:
-        self._answers[key] = prediction
-        while len(self._answers) > self.limits.idempotency_cache_size:
-            self._answers.popitem(last=False)
 
     def _start_shadow(self, command: PredictCommand, version: str, served: Prediction) -> None:
         if len(self._shadow_tasks) >= self.limits.max_shadow_in_flight:

@@ -71,24 +71,32 @@ def _param(params: Any, name: str) -> str | int | float | bool | None:
 
 
 def _text(params: Any, name: str) -> str:
+    """A radiology context string parameter, checked by the same rule as the radguard API's fields."""
     value = _param(params, name)
     if value is None:
-        return ""
+        value = ""
     if not isinstance(value, str):
         raise InvalidArgument(f"parameters.{name}", "must be a string parameter")
-    return value
+    return validation.context_text(name, value, f"parameters.{name}")
+
+
+#: Longest text accepted where a number is expected (``"61"``, ``"0.7"``).
+_MAX_NUMBER_TEXT = 32
 
 
 def _number(params: Any, name: str) -> float | None:
+    """A numeric parameter (int, double or a short decimal string); finiteness is checked by the caller."""
     value = _param(params, name)
     if value is None or isinstance(value, bool):
         return None if value is None else float(value)
     if isinstance(value, int | float):
         return float(value)
+    if len(value) > _MAX_NUMBER_TEXT:
+        raise InvalidArgument(f"parameters.{name}", f"must be a number (a string of at most {_MAX_NUMBER_TEXT})")
     try:
         return float(value)
     except ValueError:
-        raise InvalidArgument(f"parameters.{name}", f"must be a number, got {value!r}") from None
+        raise InvalidArgument(f"parameters.{name}", f"must be a number, got {validation.brief(value)}") from None
 
 
 class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
@@ -140,39 +148,44 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         return await self._forward("ModelConfig", request, request.name, request.version)
 
     def _command(self, request: service_pb2.ModelInferRequest) -> PredictCommand:
-        model_name = validation.required(request.model_name, "model_name", 128)
+        model_name = validation.context_text("model_name", request.model_name, "model_name")
+        validation.context_text("model_version", request.model_version, "model_version")
         expected = self.catalog.input_shape(model_name)
         if len(request.inputs) != 1 or request.inputs[0].name != INPUT_IMAGE:
             raise InvalidArgument("inputs", f"exactly one input named {INPUT_IMAGE} is expected")
         tensor = request.inputs[0]
         if tensor.datatype != "FP32":
-            raise InvalidArgument("inputs[0].datatype", f"{tensor.datatype} is not supported; send FP32")
+            raise InvalidArgument(
+                "inputs[0].datatype", f"{validation.brief(tensor.datatype)} is not supported; send FP32"
+            )
         if len(request.raw_input_contents) != 1:
             raise InvalidArgument("raw_input_contents", "send the tensor as raw bytes (binary data)")
         shape = tuple(int(d) for d in tensor.shape)
         if shape[:1] != (1,):
             raise InvalidArgument(
-                "inputs[0].shape", f"{list(shape)}: the gateway scores one study per request (batch size 1)"
+                "inputs[0].shape",
+                f"{validation.brief(list(shape))}: the gateway scores one study per request (batch size 1)",
             )
         image = validation.tensor_image(
             request.raw_input_contents[0], shape, "FLOAT32", expected, self.max_image_bytes, "inputs[0]"
         )
         params = request.parameters
-        request_id = _text(params, "request_id") or request.id
-        validation.required(request_id, "parameters.request_id (or id)", 128)
-        study_uid = validation.required(_text(params, "study_instance_uid"), "parameters.study_instance_uid", 64)
+        request_id = validation.context_text(
+            "request_id",
+            _text(params, "request_id") if "request_id" in params else request.id,
+            "parameters.request_id" if "request_id" in params else "id",
+        )
+        study_uid = _text(params, "study_instance_uid")
         sex_text = _text(params, "sex").upper()
         if sex_text not in _SEX:
-            raise InvalidArgument("parameters.sex", f"must be F, M or O, got {sex_text!r}")
+            raise InvalidArgument("parameters.sex", f"must be F, M or O, got {validation.brief(sex_text)}")
         age_value = _number(params, "age_years")
-        age = validation.age(
-            int(age_value) if age_value is not None else 0, age_value is not None, "parameters.age_years"
-        )
+        age = validation.age(age_value if age_value is not None else 0.0, age_value is not None, "parameters.age_years")
         row = _number(params, "pixel_spacing_row_mm") or 0.0
         col = _number(params, "pixel_spacing_col_mm") or 0.0
         row, col = validation.pixel_spacing(row, col, "parameters.pixel_spacing")
         strings = {
-            k: validation.bounded(_text(params, k), f"parameters.{k}", 128)
+            k: _text(params, k)
             for k in ("site_id", "modality", "body_part", "manufacturer", "manufacturer_model", "protocol_name")
         }
         return PredictCommand(

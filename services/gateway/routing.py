@@ -77,6 +77,13 @@ class RouteBook:
 
     _routes: dict[str, Route] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    #: True once the whole route table was read (the routes topic to its end, once). Until then a model
+    #: without a route may merely not be known *yet*: callers get UNAVAILABLE, not NOT_FOUND.
+    loaded: bool = False
+
+    def mark_loaded(self) -> None:
+        """Record that the route table is complete as of now."""
+        self.loaded = True
 
     def get(self, model_name: str) -> Route | None:
         """The current route for a model, or None when it has none."""

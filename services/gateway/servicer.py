@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,14 @@ from services.gateway.handlers import PredictHandler
 from services.gateway.ports import ModelCatalog
 from services.gateway.pseudonym import Pseudonymiser
 from services.gateway.routing import Arm, RouteBook
-from services.runtime.errors import DomainError, InvalidArgument, NotFound, status_for
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+    internal_error_message,
+    status_for,
+)
 from services.runtime.server import RadguardServer
 
 _SEX = {
@@ -27,6 +35,7 @@ _SEX = {
     common_pb2.SEX_MALE: Sex.MALE,
     common_pb2.SEX_OTHER: Sex.OTHER,
 }
+_log = logging.getLogger(__name__)
 _DICOM_SEX = {"F": Sex.FEMALE, "M": Sex.MALE, "O": Sex.OTHER}
 _ARM = {Arm.STABLE: common_pb2.ARM_STABLE, Arm.CANARY: common_pb2.ARM_CANARY, Arm.SHADOW: common_pb2.ARM_SHADOW}
 
@@ -49,9 +58,9 @@ class RequestTranslator:
 
     def command(self, req: inference_pb2.PredictRequest) -> PredictCommand:
         """Validate ``req``; raises InvalidArgument (naming the field) or NotFound (unknown model)."""
-        model_name = validation.required(req.model_name, "model_name", 128)
+        model_name = validation.context_text("model_name", req.model_name, "model_name")
         expected = self.catalog.input_shape(model_name)
-        request_id = validation.required(req.request_id, "request_id", 128)
+        request_id = validation.context_text("request_id", req.request_id, "request_id")
         which = req.WhichOneof("image")
         acq = req.acquisition
         study_uid, series_uid, accession = (
@@ -118,16 +127,16 @@ class RequestTranslator:
                 spacing = dcm.pixel_spacing
         else:
             raise InvalidArgument("image", "is required: set tensor or dicom")
-        validation.required(study_uid, "study.study_instance_uid", 64)
-        for name, value in (
-            ("study.series_instance_uid", series_uid),
-            ("study.accession_number", accession),
-            ("patient.patient_id", patient_id),
-            ("patient.issuer", issuer),
+        for name, value, path in (
+            ("study_instance_uid", study_uid, "study.study_instance_uid"),
+            ("series_instance_uid", series_uid, "study.series_instance_uid"),
+            ("accession_number", accession, "study.accession_number"),
+            ("patient_id", patient_id, "patient.patient_id"),
+            ("issuer", issuer, "patient.issuer"),
         ):
-            validation.bounded(value, name, 64)
+            validation.context_text(name, value, path)
         for key, value in strings.items():
-            validation.bounded(value, f"acquisition.{key}", 128)
+            validation.context_text(key, value, f"acquisition.{key}")
         row_mm, col_mm = validation.pixel_spacing(*spacing, field="acquisition.pixel_spacing_mm")
         return PredictCommand(
             model_name=model_name,
@@ -139,6 +148,37 @@ class RequestTranslator:
             acquisition=Acquisition(**strings, pixel_spacing_row_mm=row_mm, pixel_spacing_col_mm=col_mm),
             image=image,
         )
+
+
+def _item_error(
+    req: inference_pb2.PredictRequest, code: grpc.StatusCode, message: str
+) -> inference_pb2.PredictResponse:
+    """A stream item's answer when it failed: its own ids (checked, else left out) and the error."""
+    request_id = req.request_id if _fits("request_id", req.request_id) else ""
+    study = (
+        req.study
+        if all(
+            _fits(name, getattr(req.study, name))
+            for name in ("study_instance_uid", "series_instance_uid", "accession_number")
+        )
+        else common_pb2.StudyRef()
+    )
+    return inference_pb2.PredictResponse(
+        request_id=request_id, study=study, error=inference_pb2.ItemError(code=code.value[0], message=message)
+    )
+
+
+def _fits(name: str, value: str) -> bool:
+    """Whether a caller's value may be echoed back (within its limit, printable)."""
+    return len(value) <= validation.CONTEXT_LIMITS[name] and value.isprintable()
+
+
+def _unreadable(error: Exception, index: int) -> DomainError:
+    """The status a stream ends with when message ``index`` cannot be read."""
+    if isinstance(error, DomainError):
+        return error
+    _log.warning("prediction stream message could not be read: %s", type(error).__name__)
+    return InvalidArgument(f"requests[{index}]", "could not be decoded as a PredictRequest")
 
 
 def response(command: PredictCommand, prediction: Prediction) -> inference_pb2.PredictResponse:
@@ -178,45 +218,64 @@ class InferenceGatewayServicer(inference_pb2_grpc.InferenceGatewayServicer):
         prediction = await self.handler.predict(command, received)
         return response(command, prediction)
 
+    async def _answer_item(self, req: inference_pb2.PredictRequest) -> inference_pb2.PredictResponse:
+        """One stream item's answer: the prediction, or the item's error (never an exception)."""
+        try:
+            received = time.perf_counter()
+            command = self.translator.command(req)
+            prediction = await self.handler.predict(command, received)
+            return response(command, prediction)
+        except DomainError as exc:
+            return _item_error(req, status_for(exc), exc.message)
+        except Exception:
+            # A bug, not the caller's fault: the item still gets an answer (INTERNAL, nothing leaked).
+            _log.exception("prediction stream item failed unexpectedly")
+            return _item_error(req, grpc.StatusCode.INTERNAL, internal_error_message(None))
+
     async def PredictStream(
         self,
         request_iterator: AsyncIterator[inference_pb2.PredictRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[inference_pb2.PredictResponse]:
-        results: asyncio.Queue[inference_pb2.PredictResponse | None] = asyncio.Queue()
+        results: asyncio.Queue[inference_pb2.PredictResponse | DomainError | None] = asyncio.Queue()
         slots = asyncio.Semaphore(self.translator.limits.stream_concurrency)
 
         async def one(req: inference_pb2.PredictRequest) -> None:
             try:
-                received = time.perf_counter()
-                command = self.translator.command(req)
-                prediction = await self.handler.predict(command, received)
-                await results.put(response(command, prediction))
-            except DomainError as exc:
-                await results.put(
-                    inference_pb2.PredictResponse(
-                        request_id=req.request_id,
-                        study=req.study,
-                        error=inference_pb2.ItemError(code=status_for(exc).value[0], message=exc.message),
-                    )
-                )
+                answer = await self._answer_item(req)
             finally:
                 slots.release()
+            await results.put(answer)
 
         async def feed() -> None:
-            tasks = set()
-            async for req in request_iterator:
-                await slots.acquire()
-                task = asyncio.create_task(one(req))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.gather(*tasks)
-            await results.put(None)
+            tasks: set[asyncio.Task[None]] = set()
+            ending: DomainError | None = None
+            received = 0
+            try:
+                async for req in request_iterator:
+                    await slots.acquire()
+                    task = asyncio.create_task(one(req))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    received += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # An undecodable message: answer what came before it, then end with a status naming it.
+                ending = _unreadable(exc, received)
+            finally:
+                if tasks:
+                    await asyncio.gather(*list(tasks), return_exceptions=True)
+                await results.put(ending)
 
         feeder = asyncio.create_task(feed())
         try:
-            while (item := await results.get()) is not None:
+            while True:
+                item = await results.get()
+                if item is None:
+                    break
+                if isinstance(item, DomainError):
+                    raise item
                 yield item
             await feeder
         finally:
@@ -225,8 +284,10 @@ class InferenceGatewayServicer(inference_pb2_grpc.InferenceGatewayServicer):
     async def GetRoute(
         self, request: inference_pb2.GetRouteRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> common_pb2.RouteTable:
-        route = self.routes.get(validation.required(request.model_name, "model_name", 128))
+        route = self.routes.get(validation.context_text("model_name", request.model_name, "model_name"))
         if route is None:
+            if not self.routes.loaded:
+                raise Unavailable("routes", "the route table is not loaded yet; retry shortly")
             raise NotFound(f"route for model '{request.model_name}'")
         return common_pb2.RouteTable(
             model_name=route.model_name,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from services.runtime.config import LogLevel, ServiceSettings
 
@@ -40,6 +41,23 @@ class GatewaySettings(ServiceSettings):
         default="radguard.predictions.v1", min_length=1, description="topic the prediction events go to"
     )
     routes_poll_s: float = Field(default=0.2, gt=0, description="how often the routes topic is polled")
+    events_max_bytes: int = Field(
+        default=512 * 1024,
+        ge=4096,
+        description="largest prediction event (key, value, headers) the gateway records; below Kafka's limits",
+    )
+    idempotency_window_s: float = Field(
+        default=24 * 3600.0, gt=0, description="how long a request_id gets its first answer again (restarts too)"
+    )
+    idempotency_max_entries: int = Field(
+        default=100_000, ge=1, description="most answers kept for request_id retries (oldest dropped first)"
+    )
+    kafka_probe_interval_s: float = Field(
+        default=3.0, gt=0, le=30, description="how often Kafka is asked whether it answers (gateway_kafka_ok)"
+    )
+    triton_reconnect_backoff_max_ms: int = Field(
+        default=1000, ge=100, description="longest wait between reconnection attempts to Triton"
+    )
 
     @field_validator("pseudonym_key")
     @classmethod
@@ -47,6 +65,16 @@ class GatewaySettings(ServiceSettings):
         if len(value.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters")
         return value
+
+    @model_validator(mode="after")
+    def _events_fit_kafka(self) -> Self:
+        # The producer refuses a record above its request size; keep room for the batch's own framing.
+        if self.events_max_bytes > self.kafka_max_request_bytes - 1024:
+            raise ValueError(
+                f"events_max_bytes ({self.events_max_bytes}) must stay at least 1024 bytes below "
+                f"kafka_max_request_bytes ({self.kafka_max_request_bytes})"
+            )
+        return self
 
     @field_validator("age_band_edges")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -370,6 +371,26 @@ class AsyncKafkaProducer:
             return outcomes
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, submit_and_wait)
+
+    async def probe(self, timeout_s: float = 2.0) -> bool:
+        """Ask the cluster for fresh metadata; True when a broker answered within ``timeout_s``.
+
+        Runs on a thread of its own, not the producer's: while the broker is away the producer's thread
+        may sit in a long delivery wait, and an outage should show within seconds.
+
+        Args:
+            timeout_s: How long a broker may take to answer.
+        """
+        producer = self._require_producer()
+
+        def ask() -> bool:
+            answered = threading.Event()
+            future = producer._metadata.request_update()
+            future.add_both(lambda *_: answered.set())
+            producer._sender.wakeup()
+            return answered.wait(timeout_s) and bool(future.succeeded())
+
+        return await asyncio.to_thread(ask)
 
     async def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every record sent so far is acknowledged or failed.
@@ -763,6 +784,22 @@ class AsyncKafkaConsumer:
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         """Read the given partitions (all assigned ones by default) from their first offset."""
         await self._run(lambda consumer: consumer.seek_to_beginning(*partitions))
+
+    async def at_end(self) -> bool:
+        """True when this consumer's position is at the end of every assigned partition (nothing left to read).
+
+        A partition's end is its high watermark (the last committed offset for ``read_committed``), asked of
+        the broker now; a consumer with nothing assigned is not at the end of anything.
+        """
+
+        def check(consumer: KafkaConsumer) -> bool:
+            partitions = list(consumer.assignment())
+            if not partitions:
+                return False
+            ends = consumer.end_offsets(partitions)
+            return all(consumer.position(tp) >= ends[tp] for tp in partitions)
+
+        return bool(await self._run(check))
 
     async def assignment(self) -> frozenset[TopicPartition]:
         """Return the partitions currently assigned to this consumer."""

@@ -8,6 +8,13 @@ spool's cursor only over records Kafka acknowledged. With Kafka down the spool g
 answering, and the spool drains when Kafka returns. A full spool flips ``accepting()`` to False (the
 gateway then refuses new predictions with RESOURCE_EXHAUSTED and reports degraded health) — events are
 never dropped silently.
+
+A record Kafka refuses for good (too large, or any other non-retriable error) is moved to the dead-letter
+folder (:mod:`services.gateway.deadletter`), counted, and passed over, so it never holds back the records
+behind it; retriable failures (broker away, timeouts) are retried from the spool. Order: the records of a
+study (one Kafka key) reach Kafka in the order they were recorded, quarantined ones left out. ``record``
+refuses an event larger than ``max_event_bytes``, so with sane settings only a broker whose limit is below
+the gateway's ever sends a prediction there.
 """
 
 from __future__ import annotations
@@ -23,10 +30,11 @@ from opentelemetry import trace
 
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
+from services.gateway.deadletter import MAX_REASON_CHARS, DeadLetter, DeadLetterWriter, now_utc, record_size
 from services.gateway.domain import PredictCommand, Prediction, Sex, age_band
 from services.gateway.routing import Arm
 from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
-from services.runtime.errors import ResourceExhausted, Unavailable
+from services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.runtime.kafka import inject_context
 
 _log = logging.getLogger(__name__)
@@ -41,8 +49,14 @@ _SEXES = {
     Sex.OTHER: common_pb2.SEX_OTHER,
 }
 
-#: Publishes a batch in order; returns, per record, its acknowledgement or the exception it failed with.
+#: Publishes a batch in order; returns, per record, its acknowledgement or the exception it failed with
+#: (:class:`Unavailable` when retrying may help, anything else when the record can never be delivered).
 SendManyFn = Callable[[list[SpooledRecord]], Awaitable[list[object]]]
+#: Asks whether Kafka answers now (a metadata round trip); False or an exception when it does not.
+ProbeFn = Callable[[], Awaitable[bool]]
+#: Default ceiling of one encoded prediction event (key, value and headers): half of Kafka's default
+#: message limit (1 MiB), so an event fits every broker and producer left at its defaults.
+DEFAULT_MAX_EVENT_BYTES = 512 * 1024
 
 
 def _span_ids() -> tuple[str, str]:
@@ -124,6 +138,8 @@ class SinkTuning:
             commit woke it (a safety net: every commit wakes it).
         retry_initial_s: First wait after a failed publish; doubles up to ``retry_max_s``.
         retry_max_s: Longest wait between publish attempts.
+        probe_interval_s: How often Kafka is asked whether it answers (``kafka_ok``), even with nothing to
+            publish, so an outage shows within seconds.
     """
 
     sync_interval_s: float = 0.02
@@ -132,6 +148,7 @@ class SinkTuning:
     idle_poll_s: float = 0.5
     retry_initial_s: float = 0.2
     retry_max_s: float = 5.0
+    probe_interval_s: float = 3.0
 
 
 class SpooledKafkaSink:
@@ -146,8 +163,14 @@ class SpooledKafkaSink:
         age_edges: tuple[int, ...],
         tuning: SinkTuning | None = None,
         topic: str = PREDICTIONS_TOPIC,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        dead_letters: DeadLetterWriter | None = None,
+        probe: ProbeFn | None = None,
     ) -> None:
         self.spool = spool
+        self.max_event_bytes = max_event_bytes
+        self._dead_letters = dead_letters or DeadLetterWriter(spool.directory, fsync=spool.fsync)
+        self._probe = probe
         self._topic = topic
         self._send_many = send_many
         self._producer_name = producer_name
@@ -164,6 +187,10 @@ class SpooledKafkaSink:
         self.publish_failures = 0
         #: fsyncs of the spool that failed (each is retried).
         self.sync_failures = 0
+        #: Records Kafka refused for good, moved to the dead-letter folder since start.
+        self.dead_letters = 0
+        #: Probes Kafka did not answer (an outage counts here within seconds, before any publish times out).
+        self.probe_failures = 0
 
     # ---- PredictionSink --------------------------------------------------------------------------------
     def accepting(self) -> bool:
@@ -179,6 +206,13 @@ class SpooledKafkaSink:
             value=event.SerializeToString(),
             headers=tuple(inject_context()),
         )
+        size = record_size(record.key, record.value, record.headers)
+        if size > self.max_event_bytes:
+            # The edge's field limits keep events far below this; refusing here keeps a record that no
+            # broker would take out of the spool in the first place.
+            raise InvalidArgument(
+                "request", f"its prediction event would be {size} bytes; the limit is {self.max_event_bytes}"
+            )
         try:
             self.spool.append([record], sync=False)
         except SpoolFull:
@@ -197,12 +231,18 @@ class SpooledKafkaSink:
             loop.create_task(self._syncer(), name="spool-syncer"),
             loop.create_task(self._drainer(), name="spool-drainer"),
         ]
+        if self._probe is not None:
+            self._tasks.append(loop.create_task(self._prober(), name="kafka-prober"))
 
     async def stop(self, drain_timeout_s: float = 10.0) -> None:
         """Sync what was recorded, try to publish the spool, then stop (what is left stays spooled)."""
         self._stopping = True
         self._appended.set()
-        syncer, drainer = self._tasks or (None, None)
+        syncer, drainer = self._tasks[:2] if self._tasks else (None, None)
+        for extra in self._tasks[2:]:
+            extra.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await extra
         if syncer is not None:
             await syncer
         if drainer is not None:
@@ -254,22 +294,15 @@ class SpooledKafkaSink:
             todo = [(pos, rec) for pos, rec in entries if pos not in acked]
             try:
                 results = await self._send_many([rec for _, rec in todo])
-            except Exception as exc:
-                results = [exc] * len(todo)
-            failed = False
-            for (pos, _rec), res in zip(todo, results, strict=True):
-                if isinstance(res, BaseException):
-                    failed = True
-                    self.publish_failures += 1
-                else:
-                    acked.add(pos)
+            except Exception as exc:  # the whole call failed (e.g. no connection yet): retry every record
+                results = [Unavailable("kafka", type(exc).__name__)] * len(todo)
+            failed = await self._settle(todo, results, acked)
             # Advance over the acknowledged prefix only: order on disk is the order of record().
             last: tuple[Position, SpooledRecord] | None = None
             for pos, rec in entries:
                 if pos not in acked:
                     break
                 acked.discard(pos)
-                self.published += 1
                 last = (pos, rec)
             if last is not None:
                 await asyncio.to_thread(self.spool.commit, self.spool.next_position(*last))
@@ -282,3 +315,72 @@ class SpooledKafkaSink:
                 backoff = self.tuning.retry_initial_s
                 if len(entries) < self.tuning.drain_batch and not self._stopping:
                     await asyncio.sleep(self.tuning.publish_interval_s)  # let the next batch gather
+
+    async def _settle(
+        self, todo: list[tuple[Position, SpooledRecord]], results: list[object], acked: set[Position]
+    ) -> bool:
+        """Sort a batch's outcomes: acknowledged, to retry, or quarantined. True when any is to retry."""
+        failed = False
+        for (pos, rec), res in zip(todo, results, strict=True):
+            if not isinstance(res, BaseException):
+                acked.add(pos)
+                self.published += 1
+            elif isinstance(res, Unavailable):
+                failed = True
+                self.publish_failures += 1
+            elif await self._quarantine(rec, res):
+                acked.add(pos)  # passed over: the cursor may move beyond it
+            else:
+                failed = True
+                self.publish_failures += 1
+        return failed
+
+    async def _quarantine(self, record: SpooledRecord, error: BaseException) -> bool:
+        """Move a record Kafka refused for good to the dead-letter folder; False if that failed (then retried)."""
+        reason = type(error).__name__[:MAX_REASON_CHARS]
+        letter = DeadLetter(
+            id=_event_id(record),
+            topic=record.topic,
+            key=record.key,
+            value=record.value,
+            headers=record.headers,
+            reason=reason,
+            quarantined_at=now_utc(),
+            size=record_size(record.key, record.value, record.headers),
+        )
+        try:
+            await asyncio.to_thread(self._dead_letters.write, letter)
+        except OSError as exc:
+            _log.error("quarantining a refused record failed (%s); it stays in the spool", exc.strerror)
+            return False
+        self.dead_letters += 1
+        # No ids, key or payload in the log: the folder holds the record for whoever may look at it.
+        _log.error(
+            "kafka refused a record for good; quarantined reason=%s size=%d folder=%s",
+            reason,
+            letter.size,
+            self._dead_letters.directory,
+        )
+        return True
+
+    async def _prober(self) -> None:
+        assert self._probe is not None
+        while True:
+            try:
+                ok = bool(await asyncio.wait_for(self._probe(), self.tuning.probe_interval_s * 2))
+            except Exception:
+                ok = False
+            if not ok:
+                self.probe_failures += 1
+            if ok != self.kafka_ok:
+                _log.warning("kafka %s", "reachable again" if ok else "unreachable (metadata probe failed)")
+            self.kafka_ok = ok
+            await asyncio.sleep(self.tuning.probe_interval_s)
+
+
+def _event_id(record: SpooledRecord) -> str:
+    """The event id inside a prediction event's payload; empty for other or unreadable payloads."""
+    try:
+        return str(events_pb2.PredictionEvent.FromString(record.value).meta.event_id)
+    except Exception:
+        return ""

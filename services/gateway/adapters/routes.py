@@ -114,8 +114,20 @@ class RouteFollower:
                 continue
             for record in records:
                 apply_record(self.book, record)
-            if not records:
-                self.caught_up.set()
+            if not records and not self.caught_up.is_set():
+                await self._check_caught_up()
+
+    async def _check_caught_up(self) -> None:
+        """Mark the book loaded once the topic was read to its end (asked of the broker, not guessed)."""
+        try:
+            at_end = await self.consumer.at_end()
+        except Exception as exc:
+            _log.warning("checking the routes topic's end failed: %s", exc)
+            return
+        if at_end:
+            self.book.mark_loaded()
+            self.caught_up.set()
+            _log.info("route table loaded models=%d", len(self.book.models()))
 
     async def stop(self) -> None:
         """Stop following and close the consumer."""
@@ -150,6 +162,7 @@ async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
                 apply_record(book, record)
     finally:
         await consumer.close()
+    book.mark_loaded()
     return book
 
 

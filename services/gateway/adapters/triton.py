@@ -22,12 +22,26 @@ STATS_NAMES = ("intensity.mean", "intensity.std", "intensity.p5", "intensity.p50
 INPUT_IMAGE = "IMAGE"
 
 
-def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
-    """Channel options shared by every hop to Triton."""
+#: Default longest wait between reconnection attempts to Triton (gRPC's own default grows to 120 s).
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+
+def channel_options(
+    max_message_bytes: int, reconnect_backoff_max_ms: int = RECONNECT_BACKOFF_MAX_MS
+) -> list[tuple[str, int]]:
+    """Channel options shared by every hop to Triton.
+
+    The reconnect backoff is bounded so that calls succeed again within about a second of Triton's return,
+    however long it was away.
+    """
+    initial = min(100, reconnect_backoff_max_ms)
     return [
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.initial_reconnect_backoff_ms", initial),
+        ("grpc.min_reconnect_backoff_ms", initial),
+        ("grpc.max_reconnect_backoff_ms", reconnect_backoff_max_ms),
     ]
 
 
@@ -65,7 +79,7 @@ def map_rpc_error(exc: grpc.aio.AioRpcError, model_name: str, version: str) -> E
     if code == grpc.StatusCode.NOT_FOUND or "unknown model" in (exc.details() or "").lower():
         return NotFound(f"model '{model_name}' version {version} in the inference server")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgument("tensor", f"rejected by the model: {exc.details()}")
+        return InvalidArgument("tensor", f"rejected by the model: {(exc.details() or '')[:200]}")
     return Unavailable("triton", f"inference failed ({code.name})")
 
 
@@ -77,9 +91,12 @@ class TritonBackend:
         url: str,
         max_message_bytes: int = 64 * 1024 * 1024,
         outputs: tuple[str, ...] = (OUTPUT_LOGIT, OUTPUT_EMBEDDING, OUTPUT_STATS),
+        reconnect_backoff_max_ms: int = RECONNECT_BACKOFF_MAX_MS,
     ) -> None:
         self.url = url
-        self._channel = grpc.aio.insecure_channel(url, options=channel_options(max_message_bytes))
+        self._channel = grpc.aio.insecure_channel(
+            url, options=channel_options(max_message_bytes, reconnect_backoff_max_ms)
+        )
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         self._outputs = outputs
         self._model_outputs: dict[str, tuple[str, ...]] = {}

@@ -14,8 +14,8 @@ from services.gateway.adapters.routes import publish_route, read_routes
 from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
-from tests.integration.conftest import StackEndpoints, kill_component
-from tests.integration.gateway.conftest import end_offsets, stack_gateway_revision
+from tests.integration.conftest import StackEndpoints
+from tests.integration.gateway.conftest import end_offsets, kill_gateway, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
@@ -72,7 +72,7 @@ async def test_a_sigkilled_gateway_loses_no_answered_prediction(stack: StackEndp
                 answered.add(resp.prediction_id)
                 if len(answered) >= KILL_AFTER and not killed.is_set():
                     killed.set()
-                    await asyncio.to_thread(kill_component, real_stack, "gateway")
+                    await asyncio.to_thread(kill_gateway, real_stack)
 
         await asyncio.gather(*(worker(n) for n in range(8)))
 

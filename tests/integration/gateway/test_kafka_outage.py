@@ -1,8 +1,10 @@
-"""Kafka SIGKILLed while the gateway answers 2,000 predictions: all answered, exactly 2,000 events."""
+"""Kafka SIGKILLed while the gateway answers 2,000 predictions: all answered, exactly 2,000 events, and the
+outage shows in the gateway's metrics within 10 s."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -11,6 +13,7 @@ from services.gateway.app import Gateway
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints, kill_component
 from tests.integration.gateway.conftest import end_offsets, read_events, set_route, stack_gateway_revision
+from tests.integration.gateway.test_outages import metric
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
@@ -30,6 +33,21 @@ async def test_kafka_killed_mid_stream_loses_and_duplicates_nothing(
     answered: dict[str, str] = {}
     killed = asyncio.Event()
     next_index = 0
+    port = gateway.server.metrics_port
+    assert port is not None
+    probe_failures = await asyncio.to_thread(metric, port, "radguard_gateway_kafka_probe_failures")
+
+    async def outage_seen_after() -> float:
+        """Seconds from the kill until gateway_kafka_ok reads 0."""
+        await killed.wait()
+        killed_at = time.monotonic()
+        while await asyncio.to_thread(metric, port, "radguard_gateway_kafka_ok") != 0.0:
+            if time.monotonic() - killed_at > 30:
+                break
+            await asyncio.sleep(0.2)
+        return time.monotonic() - killed_at
+
+    seen = asyncio.create_task(outage_seen_after())
 
     async def worker() -> None:
         nonlocal next_index
@@ -45,6 +63,9 @@ async def test_kafka_killed_mid_stream_loses_and_duplicates_nothing(
     await asyncio.gather(*(worker() for _ in range(8)))
     assert killed.is_set() and len(answered) == TOTAL  # every request answered during the outage
 
+    delay = await seen
+    assert delay < 10.0, f"gateway_kafka_ok read 1 for {delay:.1f}s of the outage"
+    assert await asyncio.to_thread(metric, port, "radguard_gateway_kafka_probe_failures") > probe_failures
     await asyncio.sleep(2)
     assert gateway.sink.publish_failures > 0 or gateway.sink.spool.pending_bytes > 0  # the outage was felt
     restarted = await asyncio.to_thread(real_stack.up)

@@ -13,7 +13,7 @@ from services.gateway.calibration import Calibration
 from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study
 from services.gateway.handlers import PredictHandler
 from services.gateway.routing import BUCKETS, Arm, Route, RouteBook
-from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted
+from services.runtime.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
 
 
 class FakeBackend:
@@ -70,6 +70,7 @@ def command(study: str = "s1", request_id: str = "r1") -> PredictCommand:
 def handler(route: Route, backend: FakeBackend | None = None) -> tuple[PredictHandler, FakeSink, FakeBackend]:
     book = RouteBook()
     book.apply(route)
+    book.mark_loaded()
     sink = FakeSink()
     be = backend or FakeBackend()
     return PredictHandler(be, FakeCatalog(), book, sink), sink, be
@@ -122,7 +123,12 @@ async def test_canary_pinning_and_errors() -> None:
     assert pinned.arm is Arm.STABLE and pinned.version == "1"
     with pytest.raises(InvalidArgument, match=r"^model_version"):
         await h.predict(command(request_id="c"), pinned_version="7")
+    loaded = RouteBook()
+    loaded.mark_loaded()
     with pytest.raises(NotFound):
+        await PredictHandler(FakeBackend(), FakeCatalog(), loaded, FakeSink()).predict(command())
+    # Before the route table is read, an unknown model may only be unknown *yet*: retry, not give up.
+    with pytest.raises(Unavailable, match="route table is not loaded"):
         await PredictHandler(FakeBackend(), FakeCatalog(), RouteBook(), FakeSink()).predict(command())
 
 
@@ -146,4 +152,4 @@ async def test_an_answer_whose_event_cannot_be_recorded_is_refused_and_not_cache
         await h.predict(command(request_id="b"))
     sink.room = None
     again = await h.predict(command(request_id="b"))  # the refused request was not remembered as answered
-    assert again.arm is Arm.STABLE and sink.recorded[-1] == again
+    assert again.arm is Arm.STABLE and [r for r in sink.recorded if r.arm is not Arm.SHADOW][-1] == again

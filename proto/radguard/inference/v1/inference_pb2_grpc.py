@@ -59,7 +59,7 @@ class InferenceGatewayServicer:
 
     def Predict(self, request, context):
         """Scores one study. Errors: INVALID_ARGUMENT (message names the field), NOT_FOUND (unknown model),
-        UNAVAILABLE (inference backend down).
+        UNAVAILABLE (inference backend down, or the gateway has not read its route table yet: retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -67,7 +67,9 @@ class InferenceGatewayServicer:
 
     def PredictStream(self, request_iterator, context):
         """Scores a worklist: requests and responses flow independently; each response echoes its request_id and
-        may come out of order. A bad item yields a response with `error` set; the stream goes on.
+        may come out of order. A bad item yields a response with `error` set; the stream goes on. A message
+        that cannot be decoded ends the stream with INVALID_ARGUMENT naming it (requests[i]) after the items
+        before it are answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
