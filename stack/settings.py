@@ -50,6 +50,18 @@ class StackSettings(BaseSettings):
     governance_port: int = 19063
     governance_metrics_port: int = 19463
     ready_timeout_s: float = Field(default=120.0, gt=0)
+    #: Seconds between the supervisor's looks at radguard's processes.
+    supervisor_poll_s: float = Field(default=0.25, gt=0)
+    #: Wait before the first restart of a process that exited; each consecutive restart waits
+    #: ``restart_backoff_factor`` times longer, at most ``restart_backoff_max_s``.
+    restart_backoff_initial_s: float = Field(default=0.5, ge=0)
+    restart_backoff_factor: float = Field(default=2.0, ge=1)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: A process that stays up this long starts its next backoff from the beginning.
+    restart_stable_after_s: float = Field(default=30.0, gt=0)
+    #: This many restarts within ``crash_loop_window_s`` are reported as a crash loop.
+    crash_loop_restarts: int = Field(default=5, ge=1)
+    crash_loop_window_s: float = Field(default=120.0, gt=0)
     stop_timeout_s: float = Field(default=30.0, gt=0)
 
     @field_validator(
@@ -85,6 +97,13 @@ class StackSettings(BaseSettings):
     def postgres_dsn(self) -> str:
         """asyncpg/libpq DSN of the radguard database."""
         return f"postgresql://{self.postgres_user}@{self.host}:{self.postgres_port}/{self.postgres_db}"
+
+    def role_dsn(self, role: str) -> str:
+        """DSN of the radguard database for one of the stack's login roles (see :mod:`stack.roles`).
+
+        No password: the local cluster trusts loopback connections.
+        """
+        return f"postgresql://{role}@{self.host}:{self.postgres_port}/{self.postgres_db}"
 
     @property
     def triton_grpc_url(self) -> str:

@@ -12,7 +12,10 @@ from rich.table import Table
 from stack.manager import Stack
 from stack.settings import load_stack_settings
 
-app = typer.Typer(help="Run the local stack: Kafka (KRaft), PostgreSQL and Triton on loopback.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run the local stack: Kafka (KRaft), PostgreSQL and Triton on loopback, and radguard's supervised processes.",
+    no_args_is_help=True,
+)
 _out = Console()
 
 
@@ -49,7 +52,7 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """Each component's state, pid, ports and version; exit 1 unless all are ready."""
+    """Each component's state, pid, ports, version and restarts by the supervisor; exit 1 unless all are ready."""
     stack = _stack()
     states = _print_status(stack)
     if any(s != "ready" for s in states):
@@ -58,7 +61,7 @@ def status() -> None:
 
 @app.command()
 def logs(
-    component: Annotated[str, typer.Argument(help="postgres, kafka or triton")],
+    component: Annotated[str, typer.Argument(help="a component (see `stack status`) or supervisor")],
     lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="how many lines")] = 50,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing new lines")] = False,
 ) -> None:
@@ -83,21 +86,33 @@ def logs(
 
 @app.command()
 def env() -> None:
-    """Print the endpoints as shell exports: eval "$(radguard stack env)"."""
+    """Print the endpoints as shell exports: eval "$(radguard stack env)".
+
+    RADGUARD_POSTGRES_DSN is the administrator's (migrations, tests); RADGUARD_POSTGRES_<SERVICE>_DSN each
+    service's own least-privileged role.
+    """
     for key, value in _stack().endpoints().items():
         typer.echo(f"export {key}={value}")
 
 
 def _print_status(stack: Stack) -> list[str]:
     table = Table(title=f"radguard stack ({stack.settings.state_dir})")
-    for col in ("component", "state", "pid", "ports", "version", "detail"):
+    for col in ("component", "state", "pid", "ports", "version", "restarts", "last exit", "restarted", "detail"):
         table.add_column(col)
     colours = {"ready": "green", "starting": "yellow", "dead": "red", "stopped": "dim"}
     rows = stack.status()
     for s in rows:
         ports = ", ".join(str(p) for p in s.ports.values())
         table.add_row(
-            s.name, f"[{colours.get(s.state, 'white')}]{s.state}[/]", str(s.pid or "-"), ports, s.version, s.detail
+            s.name,
+            f"[{colours.get(s.state, 'white')}]{s.state}[/]",
+            str(s.pid or "-"),
+            ports,
+            s.version,
+            str(s.restarts) if s.supervised else "",
+            s.last_exit,
+            s.last_restart,
+            s.detail,
         )
-    Console(width=160).print(table)
+    Console(width=200).print(table)
     return [s.state for s in rows]

@@ -45,6 +45,8 @@ class Component(ABC):
     stop_signal: int = 15
     #: Start order: servers (0) are up and provisioned before radguard's processes (1) start.
     phase: int = 0
+    #: Started and restarted by the stack's supervisor (radguard's own processes), not by ``up`` itself.
+    supervised: bool = False
 
     def __init__(self, settings: StackSettings, layout: Layout) -> None:
         self.settings = settings

@@ -199,22 +199,33 @@ class Postgres(Component):
             return pool.submit(asyncio.run, self._provision()).result()
 
     async def _provision(self) -> list[str]:
+        """Database, roles, migrations as the owner role, then each service role's grants (all idempotent)."""
         import asyncpg
 
         from stack.migrations import apply_migrations
+        from stack.roles import OWNER_ROLE, apply_grants, ensure_roles, take_ownership
 
         done: list[str] = []
+        db = self.settings.postgres_db
         admin_dsn = self.settings.postgres_dsn.rsplit("/", 1)[0] + "/postgres"
         con = await asyncpg.connect(admin_dsn)
         try:
-            exists = await con.fetchval("select 1 from pg_database where datname = $1", self.settings.postgres_db)
+            exists = await con.fetchval("select 1 from pg_database where datname = $1", db)
             if not exists:
-                await con.execute(f'create database "{self.settings.postgres_db}"')
-                done.append(f"created database {self.settings.postgres_db}")
+                await con.execute(f'create database "{db}"')
+                done.append(f"created database {db}")
+            done.extend(await ensure_roles(con, db))
         finally:
             await con.close()
-        applied = await apply_migrations(self.settings.postgres_dsn)
-        done.extend(f"applied migration {name}" for name in applied)
+        con = await asyncpg.connect(self.settings.postgres_dsn)
+        try:
+            # A database migrated before the owner role existed still belongs to the superuser.
+            done.extend(await take_ownership(con))
+            applied = await apply_migrations(self.settings.role_dsn(OWNER_ROLE))
+            done.extend(f"applied migration {name}" for name in applied)
+            done.extend(await apply_grants(con, db))
+        finally:
+            await con.close()
         return done
 
     def version(self) -> str:

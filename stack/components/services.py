@@ -1,8 +1,9 @@
-"""radguard's own processes (gateway, feedback, ledger writer) as stack components.
+"""radguard's own processes (gateway, feedback, ledger, monitor, governance) as stack components.
 
 Each runs this environment's Python (``-m services.<x>``) wired to the stack's Triton, Kafka and
-PostgreSQL; an ``-X`` option carries the component's state folder so the process can be recognised as
-ours by its command line. Readiness is the standard gRPC health service reporting SERVING. A
+PostgreSQL (as the service's own database role, :mod:`stack.roles`; the gateway gets no DSN); an
+``-X`` option carries the component's state folder so the process can be recognised as ours by its
+command line. Readiness is the standard gRPC health service reporting SERVING. A
 development pseudonymisation key is generated once into the state folder (mode 0600); production sets
 ``RADGUARD_PSEUDONYM_KEY`` from a secret instead.
 """
@@ -23,6 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from governance.domain.checkpoint import write_checkpoint_key
 from stack.components.base import Component
 from stack.processes import ProcessRecord, port_open, spawn
+from stack.roles import service_role
 
 _REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +34,7 @@ class RadguardService(Component):
 
     module: str
     phase = 1
+    supervised = True
     #: Names of the StackSettings fields holding this service's gRPC and metrics ports.
     port_field: str
     metrics_port_field: str
@@ -67,13 +70,23 @@ class RadguardService(Component):
                 "RADGUARD_METRICS_HOST": s.host,
                 "RADGUARD_METRICS_PORT": str(getattr(s, self.metrics_port_field)),
                 "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": s.kafka_bootstrap,
-                "RADGUARD_POSTGRES_DSN": s.postgres_dsn,
                 **self.extra_env(),
             }
         )
+        # Each service logs in as its own least-privileged role; one without a role gets no DSN at all
+        # (not even an inherited administrator's from the caller's environment).
+        env.pop("RADGUARD_POSTGRES_DSN", None)
+        if self.postgres_dsn is not None:
+            env["RADGUARD_POSTGRES_DSN"] = self.postgres_dsn
         marker = f"radguard_stack={self.home}"
         argv = [sys.executable, "-X", marker, "-m", self.module]
         return spawn(self.name, argv, log_path=self.layout.log(self.name), marker=marker, env=env, cwd=_REPO)
+
+    @property
+    def postgres_dsn(self) -> str | None:
+        """The DSN this service connects with: its own role's (see :mod:`stack.roles`), or None."""
+        role = service_role(self.name)
+        return None if role is None else self.settings.role_dsn(role.name)
 
     def is_ready(self) -> bool:
         if not port_open(self.settings.host, self.grpc_port):

@@ -20,6 +20,8 @@ import pytest
 
 from services.runtime.migrate import run_migrations
 from stack.manager import Stack
+from stack.processes import is_ours
+from stack.roles import OWNER_ROLE, apply_grants, service_role
 from stack.settings import load_stack_settings
 
 
@@ -69,27 +71,63 @@ def kill_component(stack: Stack, name: str, timeout_s: float = 15.0) -> int:
     assert record is not None, f"{name} is not running"
     os.kill(record.pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout_s
-    while stack.running(comp) is not None:
+    # This pid, not the component: the supervisor may already have started a new one for radguard's processes.
+    while is_ours(record):
         assert time.monotonic() < deadline, f"{name} (pid {record.pid}) survived SIGKILL"
         time.sleep(0.05)
     return record.pid
+
+
+def wait_restarted(stack: Stack, name: str, old_pid: int, timeout_s: float = 60.0) -> int:
+    """Wait until the supervisor has restarted a killed process of radguard's and it is ready; its new pid."""
+    import time
+
+    comp = stack.component(name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        record = stack.running(comp)
+        if record is not None and record.pid != old_pid and comp.is_ready():
+            return record.pid
+        assert time.monotonic() < deadline, f"{name} not restarted and ready within {timeout_s:.0f}s"
+        time.sleep(0.1)
+
+
+def service_dsn(dsn: str, component: str) -> str:
+    """``dsn`` with the user replaced by the login role the stack gives ``component`` (see stack/roles.py)."""
+    role = service_role(component)
+    assert role is not None, f"{component} has no database role"
+    return _with_user(dsn, role.name)
+
+
+def _with_user(dsn: str, user: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, parts.fragment))
 
 
 @contextlib.asynccontextmanager
 async def scratch_database(server_dsn: str, prefix: str, migration_dirs: Sequence[Path]) -> AsyncIterator[str]:
     """A new database on the stack's PostgreSQL with the given migrations applied; dropped afterwards.
 
-    The drop retries for a while: PostgreSQL may still be coming back from a restart test.
+    Set up as ``radguard stack up`` sets up its own: owned by the owner role, migrated as that role, with
+    each service role's grants, so a service under test can connect with :func:`service_dsn`. The DSN
+    yielded is the administrator's. The drop retries for a while: PostgreSQL may still be coming back
+    from a restart test.
     """
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(server_dsn)
     try:
-        await admin.execute(f'create database "{name}"')
+        await admin.execute(f'create database "{name}" owner "{OWNER_ROLE}"')
     finally:
         await admin.close()
     parts = urlsplit(server_dsn)
     dsn = urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-    await run_migrations(dsn, migration_dirs)
+    await run_migrations(_with_user(dsn, OWNER_ROLE), migration_dirs)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await apply_grants(admin, name)
+    finally:
+        await admin.close()
     try:
         yield dsn
     finally:

@@ -22,8 +22,7 @@ from services.gateway.settings import GatewaySettings
 from services.runtime.config import load_settings
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
-from stack.processes import port_in_use
-from tests.integration.conftest import StackEndpoints, kill_component
+from tests.integration.conftest import StackEndpoints
 
 PSEUDONYM_KEY = "integration-test-key-0123456789"
 
@@ -143,16 +142,3 @@ async def read_events(
         return events
     finally:
         await consumer.close()
-
-
-def kill_gateway(real_stack: Stack, timeout_s: float = 10.0) -> None:
-    """SIGKILL the stack's gateway and wait until its port is free again.
-
-    The pid leaves /proc some milliseconds before the kernel has closed the dead process's sockets; a
-    ``stack up`` in between finds the port taken and refuses to start.
-    """
-    kill_component(real_stack, "gateway")
-    deadline = time.monotonic() + timeout_s
-    while port_in_use(real_stack.settings.host, real_stack.settings.gateway_port):
-        assert time.monotonic() < deadline, "the killed gateway's port stayed taken"
-        time.sleep(0.02)

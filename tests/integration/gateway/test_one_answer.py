@@ -18,8 +18,8 @@ from services.gateway.adapters.routes import publish_route, read_routes
 from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
-from tests.integration.conftest import StackEndpoints
-from tests.integration.gateway.conftest import end_offsets, kill_gateway, stack_gateway_revision
+from tests.integration.conftest import StackEndpoints, kill_component, wait_restarted
+from tests.integration.gateway.conftest import end_offsets, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(300)]
@@ -80,8 +80,9 @@ async def test_one_prediction_per_request_id_through_concurrency_and_a_restart(
     assert len(ids) == 1, f"{len(ids)} prediction ids for one request id"
     first = answers[0]
 
-    await asyncio.to_thread(kill_gateway, real_stack)
-    assert (await asyncio.to_thread(real_stack.up)).started == ["gateway"]
+    # The stack's supervisor restarts the killed gateway; nobody runs `stack up`.
+    old_pid = await asyncio.to_thread(kill_component, real_stack, "gateway")
+    await asyncio.to_thread(wait_restarted, real_stack, "gateway", old_pid)
     async with grpc.aio.insecure_channel(real_stack.settings.gateway_url) as channel:
         stub = inference_pb2_grpc.InferenceGatewayStub(channel)
         again = await stub.Predict(same, timeout=20)

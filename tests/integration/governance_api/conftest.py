@@ -37,7 +37,7 @@ from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition, ensure_to
 from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
-from tests.integration.conftest import StackEndpoints, scratch_database
+from tests.integration.conftest import StackEndpoints, scratch_database, service_dsn
 from tests.integration.gateway.conftest import gateway_settings
 
 MIGRATION_DIRS = [
@@ -136,7 +136,7 @@ async def running_governance(
     tokens = {principal: add_token(tokens_file, principal, role) for principal, role in PEOPLE.items()}
     policies = _policy_folder(state / "policies", more_policies)
     env = {
-        "RADGUARD_POSTGRES_DSN": gov_dsn,
+        "RADGUARD_POSTGRES_DSN": service_dsn(gov_dsn, "governance"),
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "RADGUARD_TRITON_GRPC_URL": stack.triton_grpc_url,
         "RADGUARD_MODEL_REPO": str(REPO_ROOT / "model_repo"),

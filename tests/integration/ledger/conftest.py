@@ -30,7 +30,7 @@ from services.runtime.kafka import AsyncKafkaProducer, OutgoingRecord, TopicPart
 from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
-from tests.integration.conftest import StackEndpoints, scratch_database
+from tests.integration.conftest import StackEndpoints, scratch_database, service_dsn
 
 MIGRATION_DIRS = [
     FOUNDATION_MIGRATIONS,
@@ -80,9 +80,9 @@ def topics(stack: StackEndpoints) -> Iterator[Topics]:
 
 
 def writer_env(stack: StackEndpoints, dsn: str, topics: Topics, **extra: str) -> dict[str, str]:
-    """RADGUARD_* variables for a ledger writer on the test's database, topics and group."""
+    """RADGUARD_* variables for a ledger writer on the test's database (as the ledger's role), topics and group."""
     env = {
-        "RADGUARD_POSTGRES_DSN": dsn,
+        "RADGUARD_POSTGRES_DSN": service_dsn(dsn, "ledger"),
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "RADGUARD_PREDICTIONS_TOPIC": topics.predictions,
         "RADGUARD_READS_TOPIC": topics.reads,

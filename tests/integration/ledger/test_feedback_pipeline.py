@@ -24,7 +24,7 @@ from services.feedback.app import Feedback, build_feedback, start_feedback
 from services.feedback.settings import FeedbackSettings
 from services.runtime.config import load_settings
 from sim import ReadOutcome
-from tests.integration.conftest import StackEndpoints
+from tests.integration.conftest import StackEndpoints, service_dsn
 from tests.integration.ledger.conftest import Topics, produce, start_writer, wait_for_rows, writer_env
 from tests.integration.ledger.simulated import Truth, simulate
 
@@ -39,7 +39,7 @@ _OUTCOMES = {
 
 def _settings(stack: StackEndpoints, dsn: str, topics: Topics, **extra: str) -> FeedbackSettings:
     env = {
-        "RADGUARD_POSTGRES_DSN": dsn,
+        "RADGUARD_POSTGRES_DSN": service_dsn(dsn, "feedback"),
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "RADGUARD_READS_TOPIC": topics.reads,
         "RADGUARD_GRPC_HOST": "127.0.0.1",

@@ -1,4 +1,4 @@
-"""`radguard stack up|status|down` on an isolated stack: its own state folder and free ports.
+"""`radguard stack up|status|down` on an isolated stack: its own state folder and free ports; the supervisor.
 
 These run the CLI as a user would (a subprocess), so they cover the exit codes and messages too.
 """
@@ -22,7 +22,9 @@ from stack.processes import port_in_use, process_cmdline
 from stack.settings import StackSettings
 
 RADGUARD = str(Path(sys.executable).parent / "radguard")
-COMPONENTS = ("postgres", "kafka", "triton", "gateway", "feedback", "ledger", "monitor", "governance")
+SERVERS = ("postgres", "kafka", "triton")
+SUPERVISED = ("gateway", "feedback", "ledger", "monitor", "governance")
+COMPONENTS = SERVERS + SUPERVISED
 PORT_VARS = (
     "RADGUARD_STACK_KAFKA_PORT",
     "RADGUARD_STACK_KAFKA_CONTROLLER_PORT",
@@ -57,7 +59,7 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def run_cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+def run_cli(env: dict[str, str], *args: str, timeout: float = 420) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [RADGUARD, *args],
         env=env,
@@ -78,6 +80,18 @@ def pids(state: Path) -> dict[str, int]:
     return out
 
 
+def wait_status_line(env: dict[str, str], comp: str, state: str, timeout_s: float = 90) -> str:
+    """``comp``'s line of ``stack status`` once it shows ``state``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        out = run_cli(env, "stack", "status").stdout
+        line = next(ln for ln in out.splitlines() if f" {comp} " in ln)
+        if f" {state} " in line:
+            return line
+        assert time.monotonic() < deadline, out
+        time.sleep(1)
+
+
 @pytest.fixture(scope="module")
 def iso_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     state = tmp_path_factory.mktemp("iso-stack") / "state"
@@ -90,6 +104,7 @@ def iso_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     run_cli(env, "stack", "down")
 
 
+@pytest.mark.timeout(1200)
 def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
     first = run_cli(iso_env, "stack", "up")
@@ -123,8 +138,8 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     assert "15." in status.stdout  # PostgreSQL
     assert "radguard 0.1.0" in status.stdout  # the gateway
 
-    # SIGKILL each component in turn: status reports it dead, up restarts only that one.
-    for comp in COMPONENTS:
+    # SIGKILL each server in turn: status reports it dead, up restarts only that one.
+    for comp in SERVERS:
         before = pids(state)
         os.kill(before[comp], signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -141,11 +156,39 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
         assert after[comp] != before[comp]
         assert {k: v for k, v in after.items() if k != comp} == {k: v for k, v in before.items() if k != comp}
 
+    # radguard's own processes come back without anyone running `up`: the supervisor restarts them (killed one
+    # after another, each once the previous one has a new process; their start-ups overlap).
+    before = pids(state)
+    for comp in SUPERVISED:
+        os.kill(before[comp], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pids(state).get(comp) == before[comp]:
+            assert time.monotonic() < deadline, f"{comp} not restarted"
+            time.sleep(0.1)
+    after = pids(state)
+    assert {k: v for k, v in after.items() if k in SERVERS} == {k: v for k, v in before.items() if k in SERVERS}
+    assert all(after[comp] != before[comp] for comp in SUPERVISED)
+    for comp in SUPERVISED:
+        line = wait_status_line(iso_env, comp, "ready", timeout_s=240)
+        assert " 1 " in line and "SIGKILL" in line, line  # one restart, after a SIGKILL
+
+    # The supervisor itself is brought back by `up`, which leaves the running processes alone.
+    supervisor = json.loads((state / "pids" / "supervisor.json").read_text())["pid"]
+    before = pids(state)
+    os.kill(supervisor, signal.SIGKILL)
+    assert wait_status_line(iso_env, "supervisor", "dead")
+    again = run_cli(iso_env, "stack", "up")
+    assert again.returncode == 0 and "started:" not in again.stdout, again.stdout + again.stderr
+    assert pids(state) == before
+    assert json.loads((state / "pids" / "supervisor.json").read_text())["pid"] != supervisor
+
     final = pids(state)
+    supervisor = json.loads((state / "pids" / "supervisor.json").read_text())["pid"]
     down = run_cli(iso_env, "stack", "down")
     assert down.returncode == 0, down.stderr
-    assert pids(state) == {}
-    for pid in final.values():
+    assert "stopped: supervisor, governance" in down.stdout  # the supervisor first: it restarts nothing
+    assert pids(state) == {} and not (state / "pids" / "supervisor.json").exists()
+    for pid in [*final.values(), supervisor]:
         assert process_cmdline(pid) is None
     for var in PORT_VARS:
         assert not port_in_use("127.0.0.1", int(iso_env[var])), var
