@@ -34,11 +34,12 @@ def _simulated(scenario: str, seed: int, index: int) -> tuple[bytes, dict[str, s
 
 
 async def _predict(
-    target: str, request: inference_pb2.PredictRequest, timeout_s: float
+    target: str, request: inference_pb2.PredictRequest, timeout_s: float, token: str = ""
 ) -> inference_pb2.PredictResponse:
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     async with channels.aio_channel(target) as channel:
         answer: inference_pb2.PredictResponse = await inference_pb2_grpc.InferenceGatewayStub(channel).Predict(
-            request, timeout=timeout_s
+            request, timeout=timeout_s, metadata=metadata
         )
         return answer
 
@@ -52,7 +53,18 @@ def predict(
     seed: Annotated[int, typer.Option("--seed", help="simulator seed")] = 1,
     index: Annotated[int, typer.Option("--index", min=0, help="which simulated study")] = 0,
     model: Annotated[str, typer.Option("--model", help="model name")] = "chest_nodule",
-    gateway: Annotated[str, typer.Option("--gateway", help="gateway host:port")] = "127.0.0.1:19061",
+    gateway: Annotated[
+        str, typer.Option("--gateway", envvar="RADGUARD_GATEWAY_URL", help="gateway host:port")
+    ] = "127.0.0.1:19061",
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="RADGUARD_GATEWAY_TOKEN",
+            show_default=False,
+            help="bearer token of a hospital_system caller (radguard stack env exports the stack's)",
+        ),
+    ] = "",
     timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds to wait")] = 10.0,
 ) -> None:
     """Score one study and print the gateway's answer (simulated unless --dicom is given)."""
@@ -65,7 +77,7 @@ def predict(
         model_name=model, request_id=uuid.uuid4().hex, dicom=inference_pb2.DicomInstance(data=data)
     )
     try:
-        answer = asyncio.run(_predict(gateway, request, timeout_s))
+        answer = asyncio.run(_predict(gateway, request, timeout_s, token))
     except grpc.aio.AioRpcError as exc:
         raise StackError(f"gateway at {gateway} answered {exc.code().name}: {exc.details()}") from None
     table = Table(title=f"prediction {answer.prediction_id}", show_header=False)

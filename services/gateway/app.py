@@ -17,9 +17,31 @@ from services.gateway.routing import RouteBook
 from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
 from services.gateway.settings import GatewaySettings
 from services.gateway.spool import Spool, SpooledRecord
+from services.runtime.auth import HOSPITAL_SYSTEM, OPERATOR, AccessPolicy, auth_interceptors
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord
 from services.runtime.metrics import Metrics
 from services.runtime.server import RadguardServer
+
+_SCORE = frozenset({HOSPITAL_SYSTEM})
+_LOOK = frozenset({HOSPITAL_SYSTEM, OPERATOR})
+_RADIOLOGY = "/radguard.inference.v1.InferenceGateway/"
+_OIP = "/inference.GRPCInferenceService/"
+#: Who may call what: hospital systems score; operators (and hospital systems) look at routes and models.
+#: The inference protocol's liveness and readiness calls stay open, like the health service.
+ACCESS_POLICY = AccessPolicy(
+    protected_prefixes=(_RADIOLOGY, _OIP),
+    allowed={
+        f"{_RADIOLOGY}Predict": _SCORE,
+        f"{_RADIOLOGY}PredictStream": _SCORE,
+        f"{_RADIOLOGY}GetRoute": _LOOK,
+        f"{_OIP}ModelInfer": _SCORE,
+        f"{_OIP}ServerMetadata": _LOOK,
+        f"{_OIP}ModelReady": _LOOK,
+        f"{_OIP}ModelMetadata": _LOOK,
+        f"{_OIP}ModelConfig": _LOOK,
+    },
+    open_methods=frozenset({f"{_OIP}ServerLive", f"{_OIP}ServerReady"}),
+)
 
 
 @dataclass
@@ -42,6 +64,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     producer = AsyncKafkaProducer.from_settings(settings)
     spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
 
+    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
     producer_started = False
 
     async def send_many(records: list[SpooledRecord]) -> list[object]:
@@ -61,6 +84,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
             sync_interval_s=settings.spool_sync_interval_s, publish_interval_s=settings.events_publish_interval_s
         ),
         topic=settings.predictions_topic,
+        pseudonymiser=pseudonymiser,
     )
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],
@@ -78,7 +102,6 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         sink,
         HandlerLimits(infer_timeout_s=settings.infer_timeout_s, shadow_timeout_s=settings.shadow_timeout_s),
     )
-    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
     translator = RequestTranslator(
         catalog, pseudonymiser, RequestLimits(settings.max_image_bytes, settings.stream_concurrency)
     )
@@ -88,7 +111,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     )
 
     metrics = Metrics()
-    server = RadguardServer(settings, metrics=metrics)
+    server = RadguardServer(settings, metrics=metrics, interceptors=auth_interceptors(settings, ACCESS_POLICY, metrics))
     _export_gauges(metrics, sink, handler)
     gateway_api.register(server, gateway_servicer)
     oip_api.register(server, oip)
