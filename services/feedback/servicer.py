@@ -97,16 +97,14 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServicer):
     ) -> feedback_pb2.Read:
         which = request.WhichOneof("key")
         if which == "read_id":
-            read = await self.handler.get(read_id=validation.read_id(request.read_id))
-        elif which == "idempotency_key":
+            # Only the key's pseudonym is stored, so a lookup by id answers with that.
+            return read_message(await self.handler.get(read_id=validation.read_id(request.read_id)))
+        if which == "idempotency_key":
             key = validation.required_text(request.idempotency_key, "idempotency_key", validation.MAX_KEY_LENGTH)
-            read = await self.handler.get(idempotency_key=self.attribution.key(current_caller(), key))
-            message = read_message(read)
+            message = read_message(await self.handler.get(idempotency_key=self.attribution.key(current_caller(), key)))
             message.idempotency_key = key
             return message
-        else:
-            raise InvalidArgument("key", "set read_id or idempotency_key")
-        return read_message(read)
+        raise InvalidArgument("key", "set read_id or idempotency_key")
 
 
 def register(server: RadguardServer, servicer: FeedbackServicer) -> None:
