@@ -81,7 +81,7 @@ async def test_bearer_tokens_with_roles(tmp_path: Path) -> None:
     tokens_file = tmp_path / "tokens.json"
     hospital = add_token(tokens_file, "pacs-1", HOSPITAL_SYSTEM)
     reading = add_token(tokens_file, "ris-1", READING_SYSTEM)
-    async with serving(settings(), Credentials(tokens_file)) as (port, metrics):
+    async with serving(settings(), Credentials(tokens_file, recheck_s=0.0)) as (port, metrics):
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             assert await status(channel, "Unary", hospital) == grpc.StatusCode.OK
             assert await status(channel, "Unary") == grpc.StatusCode.UNAUTHENTICATED
@@ -107,7 +107,7 @@ async def test_mutual_tls_identity_maps_to_a_role(pki: Pki, tmp_path: Path) -> N
     certs_file = tmp_path / "certs.json"
     certs_file.write_text('{"radguard-test-client": {"principal": "pacs-2", "role": "hospital_system"}}')
     config = settings(**server_tls(pki, mutual=True))
-    async with serving(config, Credentials(certs_file=certs_file)) as (port, metrics):
+    async with serving(config, Credentials(certs_file=certs_file, recheck_s=0.0)) as (port, metrics):
         signed = channel_credentials(pki.ca_cert, pki.client.cert, pki.client.key)
         async with grpc.aio.secure_channel(f"127.0.0.1:{port}", signed) as channel:
             assert await status(channel, "Unary") == grpc.StatusCode.OK

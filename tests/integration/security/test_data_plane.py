@@ -122,6 +122,7 @@ def tokens(real_stack: Stack) -> Iterator[dict[str, str]]:
     before = path.read_bytes()
     found = client_tokens(real_stack.settings.state_dir)
     found["clinician"] = add_token(path, "dr-planted-reader", CLINICIAN)
+    time.sleep(1.5)  # the services look at the file at most once a second (RADGUARD_AUTH_FILES_RECHECK_S)
     yield found
     path.write_bytes(before)
 
