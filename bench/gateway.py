@@ -143,6 +143,7 @@ async def main() -> None:
         RADGUARD_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap,
         RADGUARD_SPOOL_DIR=spool,
         RADGUARD_PSEUDONYM_KEY="bench-key-0123456789abcdef",
+        RADGUARD_AUTH_MODE="insecure-dev",
     )
     procs = [
         subprocess.Popen(

@@ -13,7 +13,7 @@ from pathlib import Path
 from stack.components.base import Component, Layout
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
-from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter, MonitorRunner
+from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter, MonitorRunner, client_tokens
 from stack.components.triton import Triton
 from stack.processes import (
     ProcessRecord,
@@ -325,6 +325,7 @@ class Stack:
         """Write ``stack.env``: the endpoints radguard processes and tests connect to."""
         path = self.settings.state_dir / "stack.env"
         path.write_text("".join(f"{k}={v}\n" for k, v in self.endpoints().items()))
+        path.chmod(0o600)  # it holds the client tokens
         return path
 
     def endpoints(self) -> dict[str, str]:
@@ -340,6 +341,7 @@ class Stack:
             "RADGUARD_TRITON_GRPC_URL": s.triton_grpc_url,
             "RADGUARD_GATEWAY_URL": s.gateway_url,
             "RADGUARD_FEEDBACK_URL": f"{s.host}:{s.feedback_port}",
+            **client_tokens(self.settings.state_dir),
         }
 
     # ---- status / down / logs ----------------------------------------------------------------------

@@ -39,6 +39,12 @@ def up() -> None:
     if result.already_running:
         _out.print(f"already running: {', '.join(result.already_running)}")
     _out.print(f"stack ready in {time.monotonic() - t0:.1f}s; endpoints in {stack.settings.state_dir / 'stack.env'}")
+    _out.print(
+        "gateway and feedback authenticate callers (bearer tokens with roles, kept in "
+        f'{stack.settings.state_dir / "auth"}): eval "$(radguard stack env)" exports RADGUARD_GATEWAY_TOKEN, '
+        "RADGUARD_FEEDBACK_TOKEN and RADGUARD_OPERATOR_TOKEN",
+        highlight=False,
+    )
     _print_status(stack)
 
 

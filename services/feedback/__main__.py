@@ -7,6 +7,7 @@ import sys
 
 from services.feedback.app import build_feedback
 from services.feedback.settings import FeedbackSettings
+from services.runtime.auth import CredentialsFileError
 from services.runtime.config import ConfigError, load_settings
 from services.runtime.errors import Unavailable
 from services.runtime.server import serve
@@ -26,6 +27,9 @@ def main() -> None:
     try:
         asyncio.run(_main())
     except ConfigError as exc:
+        print(f"feedback: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except CredentialsFileError as exc:
         print(f"feedback: {exc}", file=sys.stderr)
         sys.exit(2)
     except Unavailable as exc:

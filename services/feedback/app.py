@@ -11,14 +11,27 @@ import asyncpg
 from services.feedback import servicer as feedback_api
 from services.feedback.adapters.outbox import OutboxRelay
 from services.feedback.adapters.postgres import LedgerPredictionLookup, PostgresReadStore
+from services.feedback.attribution import ReadAttribution
 from services.feedback.handlers import ReadRules, ReadsHandler
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.settings import FeedbackSettings
+from services.runtime.auth import CLINICIAN, OPERATOR, READING_SYSTEM, AccessPolicy, Denials, auth_interceptors
 from services.runtime.kafka import AsyncKafkaProducer, OutgoingRecord, RecordMetadata
 from services.runtime.metrics import Metrics
 from services.runtime.outbox import RelayTuning
 from services.runtime.postgres import create_pool_from_settings, is_ready
+from services.runtime.pseudonyms import Pseudonymiser
 from services.runtime.server import RadguardServer
+
+_FEEDBACK = "/radguard.feedback.v1.Feedback/"
+#: Reading systems (for the readers they name) and clinicians (as themselves) record reads; operators look.
+ACCESS_POLICY = AccessPolicy(
+    protected_prefixes=(_FEEDBACK,),
+    allowed={
+        f"{_FEEDBACK}RecordRead": frozenset({READING_SYSTEM, CLINICIAN}),
+        f"{_FEEDBACK}GetRead": frozenset({READING_SYSTEM, CLINICIAN, OPERATOR}),
+    },
+)
 
 
 @dataclass
@@ -69,8 +82,12 @@ async def build_feedback(settings: FeedbackSettings, *, metrics: Metrics | None 
     lookup = LedgerPredictionLookup(pool) if settings.check_against_ledger else None
     handler = ReadsHandler(store, lookup, ReadRules(max_clock_skew=timedelta(seconds=settings.max_clock_skew_s)))
 
-    server = RadguardServer(settings, metrics=metrics)
-    feedback_api.register(server, FeedbackServicer(handler))
+    metrics = metrics or Metrics()
+    server = RadguardServer(settings, metrics=metrics, interceptors=auth_interceptors(settings, ACCESS_POLICY, metrics))
+    attribution = ReadAttribution(
+        Pseudonymiser(settings.pseudonym_key.get_secret_value().encode()), on_denied=Denials(metrics).record
+    )
+    feedback_api.register(server, FeedbackServicer(handler, attribution))
 
     async def postgres_ready() -> bool:
         # Kafka is deliberately not a readiness condition: reads are durable in the outbox while it is down.

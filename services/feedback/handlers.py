@@ -104,7 +104,7 @@ class ReadsHandler:
     @staticmethod
     def _repeat(stored: Read, command: RecordReadCommand) -> RecordResult:
         if not stored.matches(command):
-            raise AlreadyExists(f"a different read with idempotency_key '{command.idempotency_key}'")
+            raise AlreadyExists("a different read with this idempotency_key")
         _log.info("feedback.read_repeated", read_id=stored.read_id)
         return RecordResult(stored, created=False)
 
@@ -122,7 +122,7 @@ class ReadsHandler:
             what = f"read '{read_id}'"
         elif idempotency_key is not None:
             found = await self._store.get_by_key(idempotency_key)
-            what = f"read with idempotency_key '{idempotency_key}'"
+            what = "read with this idempotency_key"  # stored as a pseudonym: quoting it would only confuse
         if found is None:
             raise NotFound(what)
         return found

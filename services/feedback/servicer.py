@@ -18,8 +18,10 @@ from services.feedback.adapters.wire import (
     finding_message,
     timestamp,
 )
+from services.feedback.attribution import ReadAttribution
 from services.feedback.domain import BoundingBox, Finding, Read, RecordReadCommand
 from services.feedback.handlers import ReadsHandler
+from services.runtime.auth import current_caller
 from services.runtime.errors import InvalidArgument
 from services.runtime.server import RadguardServer
 
@@ -77,27 +79,32 @@ def read_message(read: Read) -> feedback_pb2.Read:
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServicer):
     """Thin: translate, await the use case, translate back."""
 
-    def __init__(self, handler: ReadsHandler) -> None:
+    def __init__(self, handler: ReadsHandler, attribution: ReadAttribution) -> None:
         self.handler = handler
+        self.attribution = attribution
 
     async def RecordRead(
         self, request: feedback_pb2.RecordReadRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> feedback_pb2.RecordReadResponse:
-        result = await self.handler.record(record_command(request))
-        return feedback_pb2.RecordReadResponse(read=read_message(result.read), created=result.created)
+        command = self.attribution.command(current_caller(), record_command(request))
+        result = await self.handler.record(command)
+        message = read_message(result.read)
+        message.idempotency_key = request.idempotency_key  # the caller's own key, not its stored pseudonym
+        return feedback_pb2.RecordReadResponse(read=message, created=result.created)
 
     async def GetRead(
         self, request: feedback_pb2.GetReadRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> feedback_pb2.Read:
         which = request.WhichOneof("key")
         if which == "read_id":
-            read = await self.handler.get(read_id=validation.read_id(request.read_id))
-        elif which == "idempotency_key":
+            # Only the key's pseudonym is stored, so a lookup by id answers with that.
+            return read_message(await self.handler.get(read_id=validation.read_id(request.read_id)))
+        if which == "idempotency_key":
             key = validation.required_text(request.idempotency_key, "idempotency_key", validation.MAX_KEY_LENGTH)
-            read = await self.handler.get(idempotency_key=key)
-        else:
-            raise InvalidArgument("key", "set read_id or idempotency_key")
-        return read_message(read)
+            message = read_message(await self.handler.get(idempotency_key=self.attribution.key(current_caller(), key)))
+            message.idempotency_key = key
+            return message
+        raise InvalidArgument("key", "set read_id or idempotency_key")
 
 
 def register(server: RadguardServer, servicer: FeedbackServicer) -> None:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 
-from services.runtime.config import ServiceSettings
+from services.runtime.auth import CallerAuthSettings
 
 #: Topic the feedback service publishes ReadEvents to (keyed by prediction id).
 READS_TOPIC = "radguard.reviews.v1"
 
 
-class FeedbackSettings(ServiceSettings):
-    """Everything the feedback process is configured with."""
+class FeedbackSettings(CallerAuthSettings):
+    """Everything the feedback process is configured with (caller authentication included)."""
 
     service_name: str = "feedback"
     instance_id: str = Field(default="fb-0", min_length=1, description="names this instance in events (producer)")
@@ -20,6 +20,9 @@ class FeedbackSettings(ServiceSettings):
     # Requests here are small records and queries: refuse anything larger before it is parsed.
     grpc_max_receive_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     reads_topic: str = Field(default=READS_TOPIC, min_length=1, description="where ReadEvents are published")
+    pseudonym_key: SecretStr = Field(
+        description="HMAC key for read keys and readers; the gateway's key, at least 16 characters"
+    )
     max_clock_skew_s: float = Field(
         default=60.0, ge=0, description="how far ahead of this service a reader's clock may run"
     )
@@ -35,3 +38,10 @@ class FeedbackSettings(ServiceSettings):
     outbox_retention_s: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="published outbox rows are deleted after this long"
     )
+
+    @field_validator("pseudonym_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value

@@ -7,6 +7,7 @@ import sys
 
 from services.gateway.app import build_gateway
 from services.gateway.settings import GatewaySettings
+from services.runtime.auth import CredentialsFileError
 from services.runtime.config import ConfigError, load_settings
 from services.runtime.server import serve
 from services.runtime.telemetry import setup_telemetry
@@ -26,6 +27,9 @@ def main() -> None:
     try:
         asyncio.run(_main())
     except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except CredentialsFileError as exc:
         print(f"gateway: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -24,9 +24,31 @@ from services.gateway.routing import RouteBook
 from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
 from services.gateway.settings import GatewaySettings
 from services.gateway.spool import Spool, SpooledRecord
+from services.runtime.auth import HOSPITAL_SYSTEM, OPERATOR, AccessPolicy, auth_interceptors
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord
 from services.runtime.metrics import Metrics
 from services.runtime.server import RadguardServer
+
+_SCORE = frozenset({HOSPITAL_SYSTEM})
+_LOOK = frozenset({HOSPITAL_SYSTEM, OPERATOR})
+_RADIOLOGY = "/radguard.inference.v1.InferenceGateway/"
+_OIP = "/inference.GRPCInferenceService/"
+#: Who may call what: hospital systems score; operators (and hospital systems) look at routes and models.
+#: The inference protocol's liveness and readiness calls stay open, like the health service.
+ACCESS_POLICY = AccessPolicy(
+    protected_prefixes=(_RADIOLOGY, _OIP),
+    allowed={
+        f"{_RADIOLOGY}Predict": _SCORE,
+        f"{_RADIOLOGY}PredictStream": _SCORE,
+        f"{_RADIOLOGY}GetRoute": _LOOK,
+        f"{_OIP}ModelInfer": _SCORE,
+        f"{_OIP}ServerMetadata": _LOOK,
+        f"{_OIP}ModelReady": _LOOK,
+        f"{_OIP}ModelMetadata": _LOOK,
+        f"{_OIP}ModelConfig": _LOOK,
+    },
+    open_methods=frozenset({f"{_OIP}ServerLive", f"{_OIP}ServerReady"}),
+)
 
 
 @dataclass
@@ -53,6 +75,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     producer = AsyncKafkaProducer.from_settings(settings)
     spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes, fsync=settings.spool_fsync)
 
+    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
     producer_started = False
     starting = asyncio.Lock()
 
@@ -88,6 +111,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         max_event_bytes=settings.events_max_bytes,
         dead_letters=DeadLetterWriter(settings.spool_dir, fsync=settings.spool_fsync),
         probe=kafka_answers,
+        pseudonymiser=pseudonymiser,
     )
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],
@@ -122,7 +146,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     )
 
     metrics = Metrics()
-    server = RadguardServer(settings, metrics=metrics)
+    server = RadguardServer(settings, metrics=metrics, interceptors=auth_interceptors(settings, ACCESS_POLICY, metrics))
     _export_gauges(metrics, sink, handler)
     _export_dead_letters(metrics, sink)
     gateway_api.register(server, gateway_servicer)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import logging
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +14,10 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from services.runtime.errors import InvalidArgument
+from services.runtime.telemetry import get_logger
+
+_log = get_logger(__name__)
+_pydicom_log = logging.getLogger("pydicom")
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,24 @@ def _decimal(ds: pydicom.Dataset, keyword: str, default: float, field: str) -> f
 
 
 def read_dicom(data: bytes, field: str = "dicom.data") -> DicomImage:
-    """Parse a Part-10 instance; any problem becomes InvalidArgument naming ``field``."""
+    """Parse a Part-10 instance; any problem becomes InvalidArgument naming ``field``.
+
+    pydicom's validation warnings quote the offending values (a malformed UID, a name), so they are
+    caught here and only their number is logged; no text from pydicom reaches the logs or the caller.
+    """
     if not data:
         raise InvalidArgument(field, "is empty")
+    # pydicom's own logger quotes element values (UIDs, names) too; what it would say is raised anyway.
+    _pydicom_log.setLevel(logging.CRITICAL + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = _parse(data, field)
+    if caught:
+        _log.warning("gateway.dicom_validation_warnings", count=len(caught))
+    return parsed
+
+
+def _parse(data: bytes, field: str) -> DicomImage:
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=False)
         pixels = ds.pixel_array

@@ -205,6 +205,7 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         for name in CONTEXT_PARAMETERS:
             if name in request.parameters:
                 del request.parameters[name]
+        caller_id, request.id = request.id, ""  # the caller's request id goes no further than this call
         requested = [o.name for o in request.outputs]
         if requested:
             for name in _EVENT_OUTPUTS:
@@ -240,7 +241,7 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         params["decision"].string_param = "positive" if prediction.positive else "negative"
         params["arm"].string_param = prediction.arm.value
         params["route_revision"].int64_param = prediction.route_revision
-        upstream.id = request.id
+        upstream.id = caller_id
         return upstream
 
 

@@ -7,13 +7,14 @@ from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from services.runtime.config import LogLevel, ServiceSettings
+from services.runtime.auth import CallerAuthSettings
+from services.runtime.config import LogLevel
 
 _REPO = Path(__file__).resolve().parents[2]
 
 
-class GatewaySettings(ServiceSettings):
-    """Everything the gateway process is configured with."""
+class GatewaySettings(CallerAuthSettings):
+    """Everything the gateway process is configured with (caller authentication included)."""
 
     service_name: str = "gateway"
     # Every prediction is already an event; a log line per successful call would only cost latency.
@@ -22,7 +23,9 @@ class GatewaySettings(ServiceSettings):
     grpc_port: int = Field(default=19061, ge=0, le=65535)
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
     model_repo: Path = Field(default=_REPO / "model_repo", description="model configs and calibrations")
-    pseudonym_key: SecretStr = Field(description="HMAC key for patient pseudonyms, at least 16 characters")
+    pseudonym_key: SecretStr = Field(
+        description="HMAC key for pseudonyms (patients, studies, request ids), at least 16 characters"
+    )
     spool_dir: Path = Field(default=_REPO / ".radguard" / "gateway-spool", description="durable event spool")
     spool_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     spool_fsync: bool = Field(default=True, description="fsync spooled events (off only for benchmarks)")

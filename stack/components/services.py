@@ -2,10 +2,13 @@
 
 Each runs this environment's Python (``-m services.<x>``) wired to the stack's Triton, Kafka and
 PostgreSQL (as the service's own database role, :mod:`stack.roles`; the gateway gets no DSN); an
-``-X`` option carries the component's state folder so the process can be recognised as ours by its
-command line. Readiness is the standard gRPC health service reporting SERVING. A
-development pseudonymisation key is generated once into the state folder (mode 0600); production sets
-``RADGUARD_PSEUDONYM_KEY`` from a secret instead.
+``-X`` option carries the component's state folder so the process can be recognised as
+ours by its command line. Readiness is the standard gRPC health service reporting SERVING. A
+development pseudonymisation key is generated once into the state folder (mode 0600), shared by the gateway
+and the feedback service so their pseudonyms join; production sets ``RADGUARD_PSEUDONYM_KEY`` from a secret
+instead. The gateway and the feedback service run with authentication on: bearer tokens for a hospital
+system, a reading system and an operator are generated once into ``<state>/auth`` (the services get only
+the tokens' hashes; ``radguard stack env`` exports the tokens themselves).
 """
 
 from __future__ import annotations
@@ -22,11 +25,55 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from governance.domain.checkpoint import write_checkpoint_key
+from services.runtime.auth import HOSPITAL_SYSTEM, OPERATOR, READING_SYSTEM, add_token
 from stack.components.base import Component
 from stack.processes import ProcessRecord, port_open, spawn
 from stack.roles import service_role
 
 _REPO = Path(__file__).resolve().parents[2]
+
+
+#: The stack's client tokens: environment variable → (principal, role).
+CLIENT_TOKENS: dict[str, tuple[str, str]] = {
+    "RADGUARD_GATEWAY_TOKEN": ("stack-hospital-system", HOSPITAL_SYSTEM),
+    "RADGUARD_FEEDBACK_TOKEN": ("stack-reading-system", READING_SYSTEM),
+    "RADGUARD_OPERATOR_TOKEN": ("stack-operator", OPERATOR),
+}
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def pseudonym_key(state_dir: Path) -> str:
+    """The stack's pseudonymisation key (made once, 0600), for the gateway and the feedback service."""
+    path = state_dir / "gateway" / "pseudonym.key"
+    if not path.exists():
+        _write_secret(path, secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def data_plane_tokens(state_dir: Path) -> Path:
+    """Make the stack's client tokens once; return the hashes file the gateway and feedback service read."""
+    folder = state_dir / "auth"
+    hashes, clients = folder / "tokens.json", folder / "client-tokens.json"
+    if not clients.exists():
+        hashes.unlink(missing_ok=True)
+        tokens = {env: add_token(hashes, principal, role) for env, (principal, role) in CLIENT_TOKENS.items()}
+        _write_secret(clients, json.dumps(tokens, indent=2) + "\n")
+    return hashes
+
+
+def client_tokens(state_dir: Path) -> dict[str, str]:
+    """The stack's client tokens as environment variables (empty before the first ``stack up``)."""
+    try:
+        data = json.loads((state_dir / "auth" / "client-tokens.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: str(v) for k, v in data.items() if k in CLIENT_TOKENS}
 
 
 class RadguardService(Component):
@@ -113,24 +160,16 @@ class Gateway(RadguardService):
     port_field = "gateway_port"
     metrics_port_field = "gateway_metrics_port"
 
-    @property
-    def key_file(self) -> Path:
-        return self.home / "pseudonym.key"
-
-    def prepare(self) -> None:
-        super().prepare()
-        if not self.key_file.exists():
-            fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(secrets.token_hex(32))
-
     def extra_env(self) -> dict[str, str]:
+        root = self.layout.root
         return {
             "RADGUARD_INSTANCE_ID": "gw-stack",
             "RADGUARD_TRITON_GRPC_URL": self.settings.triton_grpc_url,
             "RADGUARD_MODEL_REPO": str(self.settings.model_repo),
             "RADGUARD_SPOOL_DIR": str(self.home / "spool"),
-            "RADGUARD_PSEUDONYM_KEY": self.key_file.read_text().strip(),
+            "RADGUARD_PSEUDONYM_KEY": pseudonym_key(root),
+            "RADGUARD_AUTH_MODE": "secure",
+            "RADGUARD_AUTH_TOKENS_FILE": str(data_plane_tokens(root)),
         }
 
 
@@ -141,6 +180,14 @@ class Feedback(RadguardService):
     module = "services.feedback"
     port_field = "feedback_port"
     metrics_port_field = "feedback_metrics_port"
+
+    def extra_env(self) -> dict[str, str]:
+        root = self.layout.root
+        return {
+            "RADGUARD_PSEUDONYM_KEY": pseudonym_key(root),
+            "RADGUARD_AUTH_MODE": "secure",
+            "RADGUARD_AUTH_TOKENS_FILE": str(data_plane_tokens(root)),
+        }
 
 
 class LedgerWriter(RadguardService):

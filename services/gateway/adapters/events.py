@@ -36,6 +36,7 @@ from services.gateway.routing import Arm
 from services.gateway.spool import Position, Spool, SpooledRecord, SpoolFull
 from services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
 from services.runtime.kafka import inject_context
+from services.runtime.pseudonyms import ACCESSION, REQUEST_ID, SERIES_UID, STUDY_UID, Pseudonymiser
 
 _log = logging.getLogger(__name__)
 
@@ -72,8 +73,17 @@ def prediction_event(
     producer: str,
     age_edges: tuple[int, ...],
     span_ids: tuple[str, str] = ("", ""),
+    *,
+    pseudonymiser: Pseudonymiser,
 ) -> events_pb2.PredictionEvent:
-    """The Kafka payload for one prediction. Carries the pseudonym only, never the raw patient id."""
+    """The Kafka payload for one prediction.
+
+    It carries keyed pseudonyms only: of the patient (made by the servicer), and of the study, series and
+    accession and the caller's request id (made here, the last moment before the event leaves the request
+    path), never the raw values the caller sent.
+    """
+    ids = pseudonymiser.identifier
+    request_id = ids(REQUEST_ID, command.request_id)
     now = Timestamp()
     now.GetCurrentTime()
     acq = command.acquisition
@@ -85,15 +95,15 @@ def prediction_event(
             producer=producer,
             trace_id=span_ids[0],
             span_id=span_ids[1],
-            request_id=command.request_id,
+            request_id=request_id,
         ),
         prediction_id=prediction.prediction_id,
         model=common_pb2.ModelRef(model_name=prediction.model_name, model_version=prediction.version),
         arm=_ARMS[prediction.arm],
         study=common_pb2.StudyRef(
-            study_instance_uid=command.study.study_uid,
-            series_instance_uid=command.study.series_uid,
-            accession_number=command.study.accession,
+            study_instance_uid=ids(STUDY_UID, command.study.study_uid),
+            series_instance_uid=ids(SERIES_UID, command.study.series_uid),
+            accession_number=ids(ACCESSION, command.study.accession),
         ),
         patient_pseudonym=command.patient_pseudonym,
         patient_context=common_pb2.PatientContext(sex=_SEXES[command.sex], age_years=command.age_years)
@@ -117,7 +127,7 @@ def prediction_event(
         embedding=prediction.outputs.embedding,
         latency_ms=prediction.latency_ms,
         route_revision=prediction.route_revision,
-        request_id=command.request_id,
+        request_id=request_id,
         served_prediction_id=prediction.served_prediction_id,
     )
     return event
@@ -166,11 +176,13 @@ class SpooledKafkaSink:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         dead_letters: DeadLetterWriter | None = None,
         probe: ProbeFn | None = None,
+        pseudonymiser: Pseudonymiser,
     ) -> None:
         self.spool = spool
         self.max_event_bytes = max_event_bytes
         self._dead_letters = dead_letters or DeadLetterWriter(spool.directory, fsync=spool.fsync)
         self._probe = probe
+        self._pseudonymiser = pseudonymiser
         self._topic = topic
         self._send_many = send_many
         self._producer_name = producer_name
@@ -199,10 +211,12 @@ class SpooledKafkaSink:
     def record(self, command: PredictCommand, prediction: Prediction) -> None:
         # Encoding and one buffered write to the page cache cost tens of microseconds, and make the event
         # survive this process before the caller sees the answer; the fsync comes in the next group commit.
-        event = prediction_event(command, prediction, self._producer_name, self._age_edges, _span_ids())
+        event = prediction_event(
+            command, prediction, self._producer_name, self._age_edges, _span_ids(), pseudonymiser=self._pseudonymiser
+        )
         record = SpooledRecord(
             topic=self._topic,
-            key=command.study.study_uid.encode(),
+            key=event.study.study_instance_uid.encode(),  # the pseudonym: a study's events stay in order
             value=event.SerializeToString(),
             headers=tuple(inject_context()),
         )

@@ -18,11 +18,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from radguard.common.v1 import common_pb2
 from radguard.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+from services.feedback.attribution import ReadAttribution
 from services.feedback.domain import Label
 from services.feedback.handlers import ReadsHandler
 from services.feedback.servicer import FeedbackServicer, register
+from services.runtime.auth import INSECURE_CALLER, InsecureDevInterceptor
 from services.runtime.config import ServiceSettings, load_settings
 from services.runtime.ids import uuid7
+from services.runtime.pseudonyms import Pseudonymiser
 from services.runtime.server import RadguardServer
 from tests.unit.feedback.fakes import InMemoryReadStore, KnownDecisions, StepClock
 
@@ -31,6 +34,7 @@ PREDICTED_AT = NOW - timedelta(hours=3)
 #: A prediction the ledger knows (decided negative) and one it has not seen yet.
 KNOWN = uuid7(now_ms=int(PREDICTED_AT.timestamp() * 1000))
 UNSEEN = uuid7(now_ms=int(PREDICTED_AT.timestamp() * 1000) + 1)
+ATTRIBUTION = ReadAttribution(Pseudonymiser(b"contract-test-key-0123456789"))
 
 
 @dataclass
@@ -53,8 +57,8 @@ async def feedback() -> AsyncIterator[Running]:
     )
     store = InMemoryReadStore()
     handler = ReadsHandler(store, KnownDecisions({KNOWN: Label.NEGATIVE}), clock=StepClock(NOW))
-    server = RadguardServer(settings)
-    register(server, FeedbackServicer(handler))
+    server = RadguardServer(settings, interceptors=[InsecureDevInterceptor()])
+    register(server, FeedbackServicer(handler, ATTRIBUTION))
     await server.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     try:
@@ -200,7 +204,9 @@ async def test_a_retried_read_is_created_once(feedback: Running) -> None:
     again = await feedback.stub.RecordRead(request)
     assert (first.created, again.created) == (True, False)
     assert again.read == first.read
-    assert len([e for e in feedback.store.events if e.idempotency_key == "retry-1"]) == 1
+    stored_key = ATTRIBUTION.key(INSECURE_CALLER, "retry-1")
+    assert len([e for e in feedback.store.events if e.idempotency_key == stored_key]) == 1
+    assert not [e for e in feedback.store.events if e.idempotency_key == "retry-1"]
     read = first.read
     assert read.prediction_id == KNOWN
     assert read.outcome == common_pb2.OUTCOME_OVERRIDE
@@ -218,7 +224,7 @@ async def test_a_reused_key_with_other_content_is_already_exists(feedback: Runni
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await feedback.stub.RecordRead(valid_request(idempotency_key="reuse-1", reader_pseudonym="rdr-other"))
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
-    assert caught.value.details() == "a different read with idempotency_key 'reuse-1' already exists"
+    assert caught.value.details() == "a different read with this idempotency_key already exists"
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -235,8 +241,11 @@ async def test_get_read_by_id_by_key_and_missing(feedback: Running) -> None:
     stored = (await feedback.stub.RecordRead(valid_request(idempotency_key="get-1"))).read
     by_id = await feedback.stub.GetRead(feedback_pb2.GetReadRequest(read_id=stored.read_id))
     by_key = await feedback.stub.GetRead(feedback_pb2.GetReadRequest(idempotency_key="get-1"))
-    assert by_id == stored
     assert by_key == stored
+    # Only the pseudonym of the key is kept: a lookup by id cannot give the caller's own key back.
+    assert by_id.idempotency_key == ATTRIBUTION.key(INSECURE_CALLER, "get-1")
+    by_id.idempotency_key = stored.idempotency_key
+    assert by_id == stored
     cases = [
         (feedback_pb2.GetReadRequest(), grpc.StatusCode.INVALID_ARGUMENT, "key: set read_id or idempotency_key"),
         (
@@ -247,7 +256,7 @@ async def test_get_read_by_id_by_key_and_missing(feedback: Running) -> None:
         (
             feedback_pb2.GetReadRequest(idempotency_key="never-used"),
             grpc.StatusCode.NOT_FOUND,
-            "read with idempotency_key 'never-used' not found",
+            "read with this idempotency_key not found",
         ),
     ]
     missing = uuid7()

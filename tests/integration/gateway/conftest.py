@@ -21,6 +21,7 @@ from services.gateway.routing import Route
 from services.gateway.settings import GatewaySettings
 from services.runtime.config import load_settings
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
+from stack.components.services import client_tokens
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints
 
@@ -38,6 +39,8 @@ def gateway_settings(stack: StackEndpoints, spool_dir: Path, **extra: str) -> Ga
         "RADGUARD_SPOOL_DIR": str(spool_dir),
         "RADGUARD_LOG_LEVEL": "warning",
         "RADGUARD_INSTANCE_ID": f"gw-test-{uuid.uuid4().hex[:6]}",
+        # In-process gateways skip caller authentication; tests/integration/security checks it on the stack's.
+        "RADGUARD_AUTH_MODE": "insecure-dev",
         **extra,
     }
     return load_settings(GatewaySettings, env)
@@ -63,6 +66,11 @@ async def set_route(
     return route
 
 
+def stack_credentials(real_stack: Stack, variable: str = "RADGUARD_OPERATOR_TOKEN") -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying one of the stack's generated client tokens (see ``radguard stack env``)."""
+    return (("authorization", f"Bearer {client_tokens(real_stack.settings.state_dir)[variable]}"),)
+
+
 async def stack_gateway_revision(real_stack: Stack, model: str, at_least: int, within_s: float) -> int | None:
     """Poll the stack's own gateway process until its route for ``model`` reaches ``at_least``.
 
@@ -74,7 +82,9 @@ async def stack_gateway_revision(real_stack: Stack, model: str, at_least: int, w
     try:
         while time.monotonic() < deadline:
             with contextlib.suppress(grpc.aio.AioRpcError):
-                table = await stub.GetRoute(inference_pb2.GetRouteRequest(model_name=model), timeout=1.0)
+                table = await stub.GetRoute(
+                    inference_pb2.GetRouteRequest(model_name=model), timeout=1.0, metadata=stack_credentials(real_stack)
+                )
                 if table.revision >= at_least:
                     return int(table.revision)
             await asyncio.sleep(0.05)

@@ -15,7 +15,7 @@ from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints, kill_component, wait_restarted
-from tests.integration.gateway.conftest import end_offsets, stack_gateway_revision
+from tests.integration.gateway.conftest import end_offsets, stack_credentials, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(600)]
@@ -58,13 +58,16 @@ async def test_a_sigkilled_gateway_loses_no_answered_prediction(stack: StackEndp
     killed_pid: list[int] = []
     img = image(31)
 
+    hospital = stack_credentials(real_stack, "RADGUARD_GATEWAY_TOKEN")
     async with grpc.aio.insecure_channel(real_stack.settings.gateway_url) as channel:
         stub = inference_pb2_grpc.InferenceGatewayStub(channel)
 
         async def worker(n: int) -> None:
             for i in range(100):
                 try:
-                    resp = await stub.Predict(request(img, study=f"2.25.77{n:02d}{i:04d}"), timeout=10)
+                    resp = await stub.Predict(
+                        request(img, study=f"2.25.77{n:02d}{i:04d}"), timeout=10, metadata=hospital
+                    )
                 except grpc.aio.AioRpcError as exc:
                     refused.append(exc.code())
                     if killed.is_set():

@@ -19,7 +19,7 @@ from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints, kill_component, wait_restarted
-from tests.integration.gateway.conftest import end_offsets, stack_gateway_revision
+from tests.integration.gateway.conftest import end_offsets, stack_credentials, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(300)]
@@ -72,10 +72,11 @@ async def test_one_prediction_per_request_id_through_concurrency_and_a_restart(
     assert await stack_gateway_revision(real_stack, MODEL, at_least=revision, within_s=30.0) is not None
 
     start = await end_offsets(stack.kafka_bootstrap)
+    hospital = stack_credentials(real_stack, "RADGUARD_GATEWAY_TOKEN")
     same = request(image(21), request_id=f"retry-{uuid.uuid4().hex}")
     async with grpc.aio.insecure_channel(real_stack.settings.gateway_url) as channel:
         stub = inference_pb2_grpc.InferenceGatewayStub(channel)
-        answers = await asyncio.gather(*(stub.Predict(same, timeout=20) for _ in range(10)))
+        answers = await asyncio.gather(*(stub.Predict(same, timeout=20, metadata=hospital) for _ in range(10)))
     ids = {a.prediction_id for a in answers}
     assert len(ids) == 1, f"{len(ids)} prediction ids for one request id"
     first = answers[0]
@@ -85,7 +86,7 @@ async def test_one_prediction_per_request_id_through_concurrency_and_a_restart(
     await asyncio.to_thread(wait_restarted, real_stack, "gateway", old_pid)
     async with grpc.aio.insecure_channel(real_stack.settings.gateway_url) as channel:
         stub = inference_pb2_grpc.InferenceGatewayStub(channel)
-        again = await stub.Predict(same, timeout=20)
+        again = await stub.Predict(same, timeout=20, metadata=hospital)
     assert again.prediction_id == first.prediction_id
     assert (again.probability, again.model.model_version, again.arm) == (
         first.probability,

@@ -18,6 +18,7 @@ from radguard.common.v1 import common_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.gateway.app import Gateway
 from services.gateway.pseudonym import Pseudonymiser
+from services.runtime.pseudonyms import REQUEST_ID, STUDY_UID
 from tests.integration.conftest import StackEndpoints
 from tests.integration.gateway.conftest import PSEUDONYM_KEY, end_offsets, read_events
 from tests.integration.triton.test_placeholder_model import placeholder_logic
@@ -115,11 +116,15 @@ async def test_every_answer_is_one_event_with_the_same_values(
     await gateway.sink.wait_drained()
     events = [e for e in await read_events(stack.kafka_bootstrap, start, len(answers)) if e.prediction_id in answers]
     assert sorted(e.prediction_id for e in events) == sorted(answers)  # each exactly once
-    pseudonym = Pseudonymiser(PSEUDONYM_KEY.encode()).pseudonym("MRN-42", "HOSP")
+    pseudonyms = Pseudonymiser(PSEUDONYM_KEY.encode())
+    pseudonym = pseudonyms.pseudonym("MRN-42", "HOSP")
     for e in events:
         r = answers[e.prediction_id]
         assert e.raw_score == r.raw_score and e.probability == r.probability and e.decision == r.decision
-        assert e.model == r.model and e.arm == r.arm and e.study == r.study
+        assert e.model == r.model and e.arm == r.arm
+        # The caller got its own study UID and request id back; the event carries only their pseudonyms.
+        assert e.study.study_instance_uid == pseudonyms.identifier(STUDY_UID, r.study.study_instance_uid)
+        assert e.request_id == e.meta.request_id == pseudonyms.identifier(REQUEST_ID, r.request_id)
         assert e.patient_pseudonym == pseudonym and "MRN-42" not in e.SerializeToString().decode("latin-1")
         assert e.age_band == "70+" and e.patient_context.age_years == 71
         assert e.acquisition.manufacturer == "Acme" and e.meta.event_id == e.prediction_id

@@ -16,7 +16,7 @@ from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.gateway.app import Gateway
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints
-from tests.integration.gateway.conftest import end_offsets, read_events, set_route
+from tests.integration.gateway.conftest import end_offsets, read_events, set_route, stack_credentials
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(300)]
@@ -78,10 +78,13 @@ async def test_shadow_versions_produce_events_but_never_answers(
     shadows = [e for e in events if e.arm == common_pb2.ARM_SHADOW and e.served_prediction_id in served]
     mine = [e for e in events if e.prediction_id in served]
     assert len(mine) == 40 and len(shadows) == 40
+    served_events = {e.prediction_id: e for e in mine}
     for e in shadows:
         assert e.model.model_version == "2" and e.prediction_id not in served
         assert e.raw_score == pytest.approx(v2_logit(img), abs=1e-5)
-        assert e.request_id == served[e.served_prediction_id].request_id
+        # Both carry the pseudonym of the caller's request id, so a shadow joins its served prediction.
+        assert e.request_id == served_events[e.served_prediction_id].request_id
+        assert e.request_id != served[e.served_prediction_id].request_id
     await set_route(gateway, stack.kafka_bootstrap, MODEL, "1")
 
 
@@ -107,7 +110,9 @@ async def test_a_new_table_reaches_every_gateway_within_a_second(
                 seen["in-process"] = time.monotonic() - published
             if "stack" not in seen:
                 try:
-                    table = await stack_gateway.GetRoute(inference_pb2.GetRouteRequest(model_name=MODEL))
+                    table = await stack_gateway.GetRoute(
+                        inference_pb2.GetRouteRequest(model_name=MODEL), metadata=stack_credentials(real_stack)
+                    )
                     if table.revision >= route.revision:
                         seen["stack"] = time.monotonic() - published
                 except grpc.aio.AioRpcError:

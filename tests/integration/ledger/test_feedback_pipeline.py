@@ -49,6 +49,9 @@ def _settings(stack: StackEndpoints, dsn: str, topics: Topics, **extra: str) -> 
         "RADGUARD_DRAIN_GRACE_S": "1",
         "RADGUARD_OUTBOX_POLL_S": "0.1",
         "RADGUARD_OUTBOX_RETRY_MAX_S": "0.5",
+        "RADGUARD_PSEUDONYM_KEY": "integration-test-key-0123456789",
+        # In-process services skip caller authentication; tests/integration/security checks it on the stack's.
+        "RADGUARD_AUTH_MODE": "insecure-dev",
     }
     env.update({f"RADGUARD_{name.upper()}": value for name, value in extra.items()})
     return load_settings(FeedbackSettings, env)

@@ -25,7 +25,7 @@ from services.gateway.adapters.routes import publish_route, read_routes
 from services.gateway.routing import Route
 from stack.manager import Stack
 from tests.integration.conftest import StackEndpoints, kill_component, wait_restarted
-from tests.integration.gateway.conftest import stack_gateway_revision
+from tests.integration.gateway.conftest import stack_credentials, stack_gateway_revision
 from tests.integration.gateway.test_predict import image, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(400)]
@@ -76,7 +76,9 @@ class Traffic:
             stub = inference_pb2_grpc.InferenceGatewayStub(channel)
             while not self.stopping.is_set():
                 try:
-                    resp = await stub.Predict(request(img), timeout=5)
+                    resp = await stub.Predict(
+                        request(img), timeout=5, metadata=stack_credentials(self.stack, "RADGUARD_GATEWAY_TOKEN")
+                    )
                 except grpc.aio.AioRpcError:
                     self.refused += 1
                     await asyncio.sleep(0.2)
@@ -98,7 +100,9 @@ class Traffic:
                 deadline = time.monotonic() + READY_WITHIN_S
                 while True:  # the same key until acknowledged
                     try:
-                        resp = await stub.RecordRead(message, timeout=5)
+                        resp = await stub.RecordRead(
+                            message, timeout=5, metadata=stack_credentials(self.stack, "RADGUARD_FEEDBACK_TOKEN")
+                        )
                         break
                     except grpc.aio.AioRpcError as exc:
                         assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED), exc

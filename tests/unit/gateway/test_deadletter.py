@@ -18,7 +18,7 @@ from services.gateway.deadletter import DEADLETTER_DIRNAME, read_dead_letters
 from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.errors import InvalidArgument, Unavailable
 from services.runtime.metrics import Metrics
-from tests.unit.gateway.test_spooled_sink import prediction
+from tests.unit.gateway.test_spooled_sink import PSEUDONYMS, prediction
 
 TUNING = SinkTuning(retry_initial_s=0.01, retry_max_s=0.02, probe_interval_s=0.05)
 
@@ -52,6 +52,7 @@ def sink_for(tmp_path: Path, broker: PickyBroker, **extra: object) -> SpooledKaf
         producer_name="gateway/test",
         age_edges=(40,),
         tuning=TUNING,
+        pseudonymiser=PSEUDONYMS,
         **extra,  # type: ignore[arg-type]
     )
 
@@ -123,7 +124,9 @@ async def test_a_failure_of_the_whole_call_is_retried_not_quarantined(tmp_path: 
         delivered.extend(records)
         return [1] * len(records)
 
-    sink = SpooledKafkaSink(Spool(tmp_path, fsync=False), flaky, producer_name="g", age_edges=(40,), tuning=TUNING)
+    sink = SpooledKafkaSink(
+        Spool(tmp_path, fsync=False), flaky, producer_name="g", age_edges=(40,), tuning=TUNING, pseudonymiser=PSEUDONYMS
+    )
     sink.start()
     sink.record(*prediction(1))
     await asyncio.wait_for(sink.wait_drained(), 10)

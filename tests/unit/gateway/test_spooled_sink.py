@@ -16,8 +16,10 @@ from services.gateway.routing import Arm
 from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.errors import ResourceExhausted, Unavailable
 from services.runtime.ids import uuid7
+from services.runtime.pseudonyms import REQUEST_ID, STUDY_UID, Pseudonymiser
 
 REPO = Path(__file__).resolve().parents[3]
+PSEUDONYMS = Pseudonymiser(b"unit-test-key-0123456789")
 
 
 class FlakyBroker:
@@ -74,6 +76,7 @@ async def test_outage_loses_nothing_duplicates_nothing_and_keeps_order(tmp_path:
         broker.send_many,
         producer_name="gateway/test",
         age_edges=(18, 40, 60, 70),
+        pseudonymiser=PSEUDONYMS,
         tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.05),
     )
     sink.start()
@@ -93,7 +96,12 @@ async def test_outage_loses_nothing_duplicates_nothing_and_keeps_order(tmp_path:
     ids = [events_pb2.PredictionEvent.FromString(v).prediction_id for _, v, _ in broker.log]
     assert ids == expected  # all, once each, in order
     first = events_pb2.PredictionEvent.FromString(broker.log[0][1])
-    assert broker.log[0][0] == PREDICTIONS_TOPIC and broker.log[0][2] == b"study-0"
+    # Keyed by the study's pseudonym, which is also all the event says about the study and the request.
+    study_pseudonym = PSEUDONYMS.identifier(STUDY_UID, "study-0")
+    assert broker.log[0][0] == PREDICTIONS_TOPIC and broker.log[0][2] == study_pseudonym.encode()
+    assert first.study.study_instance_uid == study_pseudonym
+    assert first.request_id == first.meta.request_id == PSEUDONYMS.identifier(REQUEST_ID, "r0")
+    assert b"study-0" not in broker.log[0][1]
     assert first.patient_pseudonym == "pseudo" and first.age_band == "60-69"
     assert first.arm == common_pb2.ARM_STABLE and first.descriptors["intensity.mean"] == pytest.approx(0.3)
     assert list(first.embedding) == [0.5, 0.25] and first.meta.schema_version == 1
@@ -109,6 +117,7 @@ async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
         down.send_many,
         producer_name="g",
         age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
         tuning=SinkTuning(retry_initial_s=0.01, retry_max_s=0.02),
     )
     sink.start()
@@ -119,7 +128,13 @@ async def test_spooled_events_survive_a_gateway_restart(tmp_path: Path) -> None:
     assert down.log == []
 
     up = FlakyBroker()
-    sink2 = SpooledKafkaSink(Spool(tmp_path), up.send_many, producer_name="g", age_edges=(40,))
+    sink2 = SpooledKafkaSink(
+        Spool(tmp_path),
+        up.send_many,
+        producer_name="g",
+        age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
+    )
     sink2.start()
     await asyncio.wait_for(sink2.wait_drained(), 10)
     await sink2.stop()
@@ -142,12 +157,14 @@ async def test_a_gateway_killed_right_after_answering_loses_no_event(tmp_path: P
         from pathlib import Path
         from services.gateway.adapters.events import SpooledKafkaSink
         from services.gateway.spool import Spool
-        from tests.unit.gateway.test_spooled_sink import prediction
+        from tests.unit.gateway.test_spooled_sink import PSEUDONYMS, prediction
 
         async def never(records):
             raise AssertionError("not started: nothing is published")
 
-        sink = SpooledKafkaSink(Spool(Path({str(tmp_path)!r})), never, producer_name="g", age_edges=(40,))
+        sink = SpooledKafkaSink(
+            Spool(Path({str(tmp_path)!r})), never, producer_name="g", age_edges=(40,), pseudonymiser=PSEUDONYMS
+        )
         for i in range(30):
             cmd, pred = prediction(i)
             sink.record(cmd, pred)
@@ -168,7 +185,13 @@ async def test_a_gateway_killed_right_after_answering_loses_no_event(tmp_path: P
     assert len(answered) == 30
 
     broker = FlakyBroker()
-    sink = SpooledKafkaSink(Spool(tmp_path), broker.send_many, producer_name="g", age_edges=(40,))
+    sink = SpooledKafkaSink(
+        Spool(tmp_path),
+        broker.send_many,
+        producer_name="g",
+        age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
+    )
     sink.start()
     await asyncio.wait_for(sink.wait_drained(), 10)
     await sink.stop()
@@ -180,7 +203,11 @@ async def test_a_full_spool_refuses_the_event_instead_of_dropping_it(tmp_path: P
     broker = FlakyBroker()
     broker.up = False
     sink = SpooledKafkaSink(
-        Spool(tmp_path, max_bytes=4096, fsync=False), broker.send_many, producer_name="g", age_edges=(40,)
+        Spool(tmp_path, max_bytes=4096, fsync=False),
+        broker.send_many,
+        producer_name="g",
+        age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
     )
     recorded = 0
     with pytest.raises(ResourceExhausted, match="spool full"):
@@ -205,6 +232,7 @@ async def test_the_group_commit_wakes_the_publisher(tmp_path: Path) -> None:
         broker.send_many,
         producer_name="g",
         age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
         tuning=SinkTuning(sync_interval_s=0.01, publish_interval_s=0.01, idle_poll_s=60.0),
     )
     sink.start()
@@ -221,7 +249,7 @@ async def test_the_group_commit_wakes_the_publisher(tmp_path: Path) -> None:
     finally:
         await sink.stop()
     request_ids = [events_pb2.PredictionEvent.FromString(v).request_id for _, v, _ in broker.log]
-    assert request_ids == [f"r{i}" for i in range(5)]
+    assert request_ids == [PSEUDONYMS.identifier(REQUEST_ID, f"r{i}") for i in range(5)]
 
 
 class FailingDisk(Spool):
@@ -253,6 +281,7 @@ async def test_a_failing_disk_refuses_answers_and_retries_syncs_without_losing_e
         broker.send_many,
         producer_name="g",
         age_edges=(40,),
+        pseudonymiser=PSEUDONYMS,
         tuning=SinkTuning(sync_interval_s=0.001, retry_initial_s=0.01),
     )
     sink.start()
@@ -267,4 +296,6 @@ async def test_a_failing_disk_refuses_answers_and_retries_syncs_without_losing_e
         await sink.stop()
     assert sink.sync_failures == 3
     request_ids = [events_pb2.PredictionEvent.FromString(v).request_id for _, v, _ in broker.log]
-    assert request_ids == [f"r{i}" for i in range(10)]  # all the recorded ones, once, in order
+    assert request_ids == [
+        PSEUDONYMS.identifier(REQUEST_ID, f"r{i}") for i in range(10)
+    ]  # all the recorded ones, once, in order
