@@ -122,7 +122,6 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
     )
     follower = RouteFollower(consumer, routes, settings.routes_poll_s)
-    pseudonymiser = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
     answers = AnswerJournal(
         settings.spool_dir / ANSWERS_DIRNAME,
         settings.pseudonym_key.get_secret_value().encode(),
