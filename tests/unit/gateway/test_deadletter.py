@@ -18,7 +18,13 @@ from services.gateway.deadletter import DEADLETTER_DIRNAME, read_dead_letters
 from services.gateway.spool import Spool, SpooledRecord
 from services.runtime.errors import InvalidArgument, Unavailable
 from services.runtime.metrics import Metrics
+from services.runtime.pseudonyms import STUDY_UID
 from tests.unit.gateway.test_spooled_sink import PSEUDONYMS, prediction
+
+def study_key(i: int) -> bytes:
+    """The Kafka key of study ``i``'s events: its keyed pseudonym, never the raw UID."""
+    return PSEUDONYMS.identifier(STUDY_UID, f"study-{i}").encode()
+
 
 TUNING = SinkTuning(retry_initial_s=0.01, retry_max_s=0.02, probe_interval_s=0.05)
 
@@ -59,7 +65,7 @@ def sink_for(tmp_path: Path, broker: PickyBroker, **extra: object) -> SpooledKaf
 
 @pytest.mark.asyncio
 async def test_a_refused_record_is_quarantined_and_the_rest_flow_in_order(tmp_path: Path) -> None:
-    broker = PickyBroker(refuse={b"study-3", b"study-7"})
+    broker = PickyBroker(refuse={study_key(3), study_key(7)})
     sink = sink_for(tmp_path, broker)
     sink.start()
     sent = [prediction(i) for i in range(10)]
@@ -75,7 +81,7 @@ async def test_a_refused_record_is_quarantined_and_the_rest_flow_in_order(tmp_pa
     letters = read_dead_letters(tmp_path)
     assert [d.id for d in letters] == [sent[3][1].prediction_id, sent[7][1].prediction_id]
     first = letters[0]
-    assert first.topic == "radguard.predictions.v1" and first.key == b"study-3"
+    assert first.topic == "radguard.predictions.v1" and first.key == study_key(3)
     assert first.reason == "MessageSizeTooLargeError"
     assert events_pb2.PredictionEvent.FromString(first.value).prediction_id == sent[3][1].prediction_id
     assert first.size == len(first.key or b"") + len(first.value) + sum(len(n) + len(v) for n, v in first.headers)
@@ -86,7 +92,7 @@ async def test_a_refused_record_is_quarantined_and_the_rest_flow_in_order(tmp_pa
     assert len(files) == 1
     line = json.loads(files[0].read_text().splitlines()[0])
     assert sorted(line) == ["headers", "id", "key", "quarantined_at", "reason", "size", "topic", "value"]
-    assert base64.b64decode(line["key"]) == b"study-3" and base64.b64decode(line["value"]) == first.value
+    assert base64.b64decode(line["key"]) == study_key(3) and base64.b64decode(line["value"]) == first.value
     assert line["quarantined_at"].endswith("+00:00") and isinstance(line["size"], int)
     assert all(isinstance(h, list) and len(h) == 2 for h in line["headers"])
 
@@ -136,7 +142,7 @@ async def test_a_failure_of_the_whole_call_is_retried_not_quarantined(tmp_path: 
 
 @pytest.mark.asyncio
 async def test_the_dead_letter_count_is_a_prometheus_counter(tmp_path: Path) -> None:
-    broker = PickyBroker(refuse={b"study-1"})
+    broker = PickyBroker(refuse={study_key(1)})
     sink = sink_for(tmp_path, broker)
     metrics = Metrics(process_metrics=False)
     _export_dead_letters(metrics, sink)

@@ -108,8 +108,10 @@ def test_engine_equals_the_network_run_directly(network: NoduleNet) -> None:
     with torch.no_grad():
         logit, embedding = network(x)
     assert tuple(outputs) == OUTPUT_NAMES
-    np.testing.assert_allclose(outputs["LOGIT"], logit.numpy(), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(outputs["EMBEDDING"], embedding.numpy(), rtol=0, atol=1e-6)
+    # Chunks of 3 and one batch of 7 may take different float32 kernels (and thread splits): equal to
+    # within float32 rounding of values of a few units, not bit for bit.
+    np.testing.assert_allclose(outputs["LOGIT"], logit.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outputs["EMBEDDING"], embedding.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(outputs["STATS"], image_statistics(x).numpy(), rtol=0, atol=0)
     assert all(value.dtype == np.float32 for value in outputs.values())
 
