@@ -21,6 +21,7 @@ from services.runtime.metrics import Metrics
 from services.runtime.pseudonyms import STUDY_UID
 from tests.unit.gateway.test_spooled_sink import PSEUDONYMS, prediction
 
+
 def study_key(i: int) -> bytes:
     """The Kafka key of study ``i``'s events: its keyed pseudonym, never the raw UID."""
     return PSEUDONYMS.identifier(STUDY_UID, f"study-{i}").encode()
