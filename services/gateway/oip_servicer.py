@@ -10,6 +10,7 @@ prediction and returns Triton's response with the calibrated answer added as res
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -198,6 +199,13 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             acquisition=Acquisition(**strings, pixel_spacing_row_mm=row, pixel_spacing_col_mm=col),
             image=image,
         )
+
+    async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        """Not served yet: refused deliberately, at once, without reading the stream (use ModelInfer)."""
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "ModelStreamInfer is not served by the radguard gateway: use ModelInfer"
+        )
+        yield  # pragma: no cover - abort raises; the yield makes this a response stream
 
     async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: Any) -> service_pb2.ModelInferResponse:
         received = time.perf_counter()

@@ -43,17 +43,6 @@ FEEDBACK = feedback_pb2.DESCRIPTOR.services_by_name["Feedback"]
 GOVERNANCE = governance_pb2.DESCRIPTOR.services_by_name["Governance"]
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
-#: Gateway cases that still fail; the gateway's own fixes remove these marks.
-_MODEL_STREAM_INFER = (
-    "gateway: the OIP servicer does not implement ModelStreamInfer; the generated base method fails and the"
-    " call sometimes ends INTERNAL ('Internal error from Core') instead of UNIMPLEMENTED. Intermittent, so"
-    " not strict"
-)
-GATEWAY_KNOWN: dict[tuple[str, str], tuple[str, bool]] = {
-    ("inference.GRPCInferenceService.ModelStreamInfer", kind): (_MODEL_STREAM_INFER, False)
-    for kind in ("undecodable", "empty", "random", "oversized")
-}
-
 
 @dataclass(frozen=True)
 class Target:
@@ -95,9 +84,7 @@ def _params() -> list[object]:
     for where, method in METHODS:
         for kind in KINDS:
             name = f"{where}-{method.containing_service.name}.{method.name}-{kind}"
-            known = GATEWAY_KNOWN.get((method.full_name, kind)) if where == "gateway" else None
-            marks = [pytest.mark.xfail(strict=known[1], reason=known[0])] if known else []
-            params.append(pytest.param(where, method, kind, id=name, marks=marks))
+            params.append(pytest.param(where, method, kind, id=name))
     return params
 
 
