@@ -1,7 +1,7 @@
 """The calibration calculator: ECE with CI, reliability bins, Brier score, calibration line, change test.
 
 Reads are the labels. The alert is the ECE change test of
-:func:`services.monitors.calibration.reliability.ece_change_test` (one test per window, so no correction is
+:func:`kernel.calibration.ece_change_test` (one test per window, so no correction is
 needed); the ECE's own interval and the policy limit ``max_ece`` are reported beside it.
 """
 
@@ -12,9 +12,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
-from services.monitors.calibration.logistic import CalibrationLine, fit_calibration_line
-from services.monitors.calibration.reliability import (
+from kernel.calibration import (
     BinTotals,
     EceChangeTest,
     EceInterval,
@@ -24,8 +22,10 @@ from services.monitors.calibration.reliability import (
     ece_interval,
     reliability_bins,
 )
+from kernel.calibration_line import CalibrationLine, fit_calibration_line
+from kernel.distributions import normal_quantile
+from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
 from services.monitors.calibration.spec import CalibrationSpec
-from services.monitors.core.distributions import normal_quantile
 from services.monitors.core.findings import Finding, MonitorKind, Statistic
 from services.monitors.core.window import Window
 

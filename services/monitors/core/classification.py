@@ -14,9 +14,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from kernel.intervals import proportion_decrease_pvalue, wilson_interval
+from kernel.ranks import AurocEstimate, auroc_decrease_pvalue, auroc_delong, score_shift_test
 from services.monitors.core.findings import Statistic
-from services.monitors.core.intervals import proportion_decrease_pvalue, wilson_interval
-from services.monitors.core.ranks import AurocEstimate, auroc_decrease_pvalue, auroc_delong, score_shift_test
 from services.monitors.core.window import BoolArray, Window
 
 #: Metrics every group reports, in report order.

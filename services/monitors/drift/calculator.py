@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kernel.distributions import kolmogorov_smirnov_sf
 from services.monitors.alerting.policy import Hypothesis, judge
-from services.monitors.core.distributions import kolmogorov_smirnov_sf
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.window import MANUFACTURER, MANUFACTURER_MODEL, SITE, FloatArray, Window
 from services.monitors.drift.spec import DriftSpec

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.core.distributions import normal_quantile, normal_sf
+from kernel.distributions import normal_quantile, normal_sf
 
 FloatArray = NDArray[np.float64]
 

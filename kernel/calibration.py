@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.core.intervals import wilson_interval
+from kernel.intervals import wilson_interval
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
