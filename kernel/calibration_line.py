@@ -104,7 +104,7 @@ def fit_calibration_line(probabilities: ArrayLike, labels: ArrayLike) -> Calibra
         if size > _MAX_STEP:
             step = step * (_MAX_STEP / size)
         for _ in range(_HALVINGS):
-            candidate = beta + step
+            candidate: NDArray[np.float64] = np.asarray(beta + step, dtype=np.float64)
             value = _penalised_nll(x, y, candidate)
             if value <= objective + 1e-12:
                 break

@@ -53,7 +53,7 @@ _PROPORTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _fraction(metric: str, counts: dict[str, int]) -> tuple[int, int]:
+def _fraction(metric: str, counts: dict[str, float]) -> tuple[float, float]:
     successes, denominator = _PROPORTIONS[metric]
     return counts[successes], sum(counts[name] for name in denominator)
 
