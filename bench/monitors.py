@@ -17,19 +17,35 @@ Printed: milliseconds per window, Evidently / streaming-drift ratio, and the tar
 least 10x faster than Evidently; calibration and bias at most 100 ms per window).
 
 Run: ``.venv/bin/python -m bench.monitors [--events 10000] [--reference 10000] [--runs 5]``
+
+With ``--validity PATH`` (a shipped ``reference_profile.npz``: the CNN's outputs on simulated studies with
+the simulated radiologists' reads) it measures instead how often the monitors are right. The profile's rows
+are split in two: the first part is the reference, the second the pool each simulated hospital's window is
+drawn from (with replacement, seeded per repetition). Scenarios, each repeated ``--repeats`` times:
+
+- no change, 1,000 reads: share of windows with a breach (calibration, performance, bias, drift);
+- wrong temperature (served probability ``sigmoid(logit / 2T)``), 1,000 reads: calibration breaches;
+- 10-point true-sensitivity drop in men 50-69 (detected positives' logits lowered below the threshold),
+  600 read-positives in that subgroup: bias breaches naming it;
+- prevalence halved (true positives kept with probability 0.5, model unchanged), 2,000 reads: performance
+  breaches (must be rare) and prevalence warnings;
+- reads pending: confidence-based estimates against the realised read-labelled metrics (error, coverage).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from services.monitors.bias import BiasMonitor, BiasSpec
 from services.monitors.calibration import CalibrationMonitor, CalibrationSpec, propose_recalibration
@@ -89,12 +105,136 @@ def median_ms(action: Callable[[], object], runs: int) -> float:
     return statistics.median(times)
 
 
+def _profile(path: Path) -> dict[str, NDArray[Any]]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def profile_window(data: dict[str, NDArray[Any]], rows: NDArray[Any], arm: str, *, temperature_factor: float = 1.0,
+                   logit_shift: NDArray[Any] | None = None) -> Window:  # fmt: skip
+    """Rows of a reference profile as a window (reads as labels), optionally with a changed model."""
+    from kernel import vocabulary
+
+    logits = data["logits"][rows].astype(np.float64)
+    if logit_shift is not None:
+        logits = logits + logit_shift
+    metadata = json.loads(str(np.asarray(data["metadata"]).reshape(-1)[0]))
+    probability = 1.0 / (1.0 + np.exp(-logits / (metadata["temperature"] * temperature_factor)))
+    features = {f"intensity.{name}": data["image_stats"][rows, i] for i, name in enumerate(INTENSITY)}
+    features.update({f"embedding.{i}": data["embeddings"][rows, i] for i in range(data["embeddings"].shape[1])})
+    return Window.from_columns(
+        model_name="chest_nodule",
+        model_version="2",
+        arm=arm,
+        score=logits,
+        probability=probability,
+        label=data["labels"][rows].astype(np.float64),
+        threshold=float(data["threshold"][0]),
+        features=features,
+        attributes={
+            "site": data["site"][rows],
+            "manufacturer": data["manufacturer"][rows],
+            "manufacturer_model": data["model"][rows],
+            "sex": data["sex"][rows],
+            "age_band": vocabulary.age_bands(data["age"][rows]),
+        },
+    )
+
+
+def validity(path: Path, repeats: int) -> None:
+    """How often the monitors are right on the CNN's outputs with simulated reads (see the module doc)."""
+    from kernel import vocabulary
+    from services.monitors.core.findings import Severity
+
+    data = _profile(path)
+    n = data["labels"].size
+    half = n // 2
+    reference = profile_window(data, np.arange(half), "reference")
+    pool = np.arange(half, n)
+    drift = DriftMonitor(reference, DriftSpec(name="v-drift"))
+    calibration = CalibrationMonitor(reference, CalibrationSpec(name="v-calibration", null_resamples=2000))
+    bias = BiasMonitor(reference, BiasSpec(name="v-bias"))
+    performance = PerformanceMonitor(reference, PerformanceSpec(name="v-performance"))
+    truth, reads = data["ground_truth"], data["labels"]
+    detected = data["decisions"] == 1
+    sub = (data["sex"] == vocabulary.MALE) & (vocabulary.age_bands(data["age"]) == "50-69")
+    breaches: dict[str, int] = {}
+
+    def count(key: str, hit: bool) -> None:
+        breaches[key] = breaches.get(key, 0) + int(hit)
+
+    cbpe_error: dict[str, list[float]] = {"sensitivity": [], "specificity": [], "auroc": []}
+    cbpe_cover: dict[str, int] = dict.fromkeys(cbpe_error, 0)
+    for r in range(repeats):
+        rng = np.random.default_rng(1000 + r)
+        rows = rng.choice(pool, 1000)
+        window = profile_window(data, rows, "stable")
+        for name, monitor in (("drift", drift), ("calibration", calibration), ("performance", performance)):
+            count(f"no change: {name}", monitor.evaluate(window).severity is Severity.BREACH)
+        count("no change: bias", bias.evaluate(window).severity is Severity.BREACH)
+        pending = Window.from_columns(
+            model_name="chest_nodule", model_version="2", arm="stable", score=window.score,
+            probability=window.probability, decision=window.decision,
+        )  # fmt: skip
+        finding = performance.evaluate(pending)
+        realised = {
+            "sensitivity": float(window.decision[window.label == 1].mean()),
+            "specificity": float(1.0 - window.decision[window.label == 0].mean()),
+            "auroc": float(performance_auroc(window)),
+        }
+        for metric, value in realised.items():
+            estimate = finding.get(f"{metric}_estimate")
+            cbpe_error[metric].append(estimate.value - value)
+            cbpe_cover[metric] += int(estimate.ci_low <= value <= estimate.ci_high)  # type: ignore[operator]
+        wrong = profile_window(data, rows, "stable", temperature_factor=2.0)
+        count("temperature x2: calibration", calibration.evaluate(wrong).severity is Severity.BREACH)
+        # 10-point true-sensitivity drop in men 50-69: some detected true positives fall below the threshold.
+        sub_pool = pool[sub[pool]]
+        positives = sub_pool[reads[sub_pool] == 1]
+        others = sub_pool[reads[sub_pool] == 0]
+        chosen = np.concatenate((
+            rng.choice(positives, 600), rng.choice(others, int(600 * others.size / positives.size)),
+            rng.choice(pool[~sub[pool]], 3000),
+        ))  # fmt: skip
+        sensitivity = float(detected[sub & (truth == 1)].mean())
+        lowered = sub[chosen] & (truth[chosen] == 1) & detected[chosen] & (rng.random(chosen.size) < 0.1 / sensitivity)
+        shift = np.where(lowered, -8.0, 0.0)
+        finding = bias.evaluate(profile_window(data, chosen, "stable", logit_shift=shift))
+        named = [s for s in finding.statistics if s.severity is Severity.BREACH and "age_band=50-69" in s.subgroup]
+        count("sensitivity -10 pts in men 50-69: bias", bool(named))
+        keep = pool[(truth[pool] == 0) | (rng.random(pool.size) < 0.5)]
+        low = profile_window(data, rng.choice(keep, 2000), "stable")
+        finding = performance.evaluate(low)
+        count("prevalence halved: performance breach", finding.severity is Severity.BREACH)
+        count("prevalence halved: prevalence warning", finding.get("prevalence_ratio").severity is Severity.WARNING)
+    print(f"reference: {half} rows of {path} (reads as labels); windows from the other {n - half}; {repeats} repeats")
+    for key, hits in breaches.items():
+        print(f"  {key:<45} {hits:4d}/{repeats} = {hits / repeats:6.1%}")
+    for metric, errors in cbpe_error.items():
+        mean_abs = float(np.mean(np.abs(errors)))
+        print(
+            f"  CBPE {metric:<12} mean |estimate - realised| {mean_abs:.4f}; CI covers {cbpe_cover[metric]}/{repeats}"
+        )
+
+
+def performance_auroc(window: Window) -> float:
+    """Realised read-labelled AUROC of a window."""
+    from kernel.ranks import auroc_delong
+
+    return auroc_delong(window.score, window.label).value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000, help="events per window")
     parser.add_argument("--reference", type=int, default=10_000, help="reference rows")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per monitor (median reported)")
+    parser.add_argument("--validity", type=Path, default=None, help="reference_profile.npz: measure validity")
+    parser.add_argument("--repeats", type=int, default=50, help="simulated hospitals per validity scenario")
     args = parser.parse_args()
+    if args.validity is not None:
+        validity(args.validity, args.repeats)
+        return
 
     reference = synthetic_window(args.reference, 1, "reference")
     window = synthetic_window(args.events, 2, "canary")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from kernel import vocabulary
 from modeling.metrics import age_band
 from sim import Hospital, Study
 
@@ -62,12 +63,14 @@ class Cohort:
         return np.asarray([age_band(int(a)) for a in self.age], dtype=np.str_)
 
     def subgroups(self) -> dict[str, NDArray[np.str_]]:
-        """The subgroup dimensions reported for every version, in report order."""
+        """The subgroup dimensions reported for every version, in report order, labelled with the shared
+        vocabulary (:mod:`kernel.vocabulary`) so validation reports name groups as monitors and gates do."""
         return {
-            "site": self.site,
-            "scanner": self.scanner,
-            "sex": self.sex,
-            "age_band": self.age_band,
+            vocabulary.SITE: self.site,
+            vocabulary.MANUFACTURER: self.manufacturer,
+            vocabulary.MANUFACTURER_MODEL: self.model,
+            vocabulary.SEX: vocabulary.sex_labels(self.sex),
+            vocabulary.AGE_BAND: self.age_band,
         }
 
     def select(self, mask: NDArray[np.bool_]) -> Cohort:

@@ -9,8 +9,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import rankdata
 
-#: Age bands reported as subgroups (half-open, years); they match the simulator's prevalence bands.
-AGE_BANDS: tuple[tuple[str, int, int], ...] = (("<50", 0, 50), ("50-69", 50, 70), ("70+", 70, 200))
+from kernel import vocabulary
+
+#: Age bands reported as subgroups: the shared vocabulary's labels (they match the simulator's prevalence bands).
+AGE_BANDS: tuple[str, ...] = vocabulary.age_band_labels()
 
 
 @dataclass(frozen=True)
@@ -123,11 +125,8 @@ def subgroup_metrics(
 
 
 def age_band(age: int) -> str:
-    """The reporting age band of an age in years, e.g. ``"50-69"``."""
-    for name, low, high in AGE_BANDS:
-        if low <= age < high:
-            return name
-    raise ValueError(f"age {age} is outside every age band")
+    """The reporting age band of an age in years, e.g. ``"50-69"`` (see :mod:`kernel.vocabulary`)."""
+    return vocabulary.age_band(age)
 
 
 def _finite_or_none(value: float) -> float | None:

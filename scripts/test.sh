@@ -11,7 +11,7 @@ ruff check .
 ruff format --check . >/dev/null || { echo "[test] ruff format would change files: run 'ruff format .'"; ruff format --check .; }
 echo "[test] mypy"
 packages=()
-for dir in services governance stack sim modeling bench; do [ -d "$dir" ] && packages+=("$dir"); done
+for dir in kernel services governance stack sim modeling bench; do [ -d "$dir" ] && packages+=("$dir"); done
 mypy "${packages[@]}"
 echo "[test] pytest"
 pytest "$@"

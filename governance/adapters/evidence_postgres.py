@@ -2,7 +2,8 @@
 
 A prediction's read is its latest read by ``read_time``; an override is a read whose outcome is
 ``override``, or, for reads without that outcome, a label that disagrees with the decision. Subgroup
-attributes are the scanner (manufacturer and model), the site, sex and age band.
+attributes are named by the shared vocabulary (:mod:`kernel.vocabulary`): site, manufacturer, scanner model,
+sex and age band, with the labels the gateway wrote.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from datetime import datetime
 import asyncpg
 
 from governance.domain.gates import ArmEvidence, FindingRef
+from kernel import vocabulary
 
 #: Upper bound of predictions one window reads (newest first beyond it are ignored).
 MAX_WINDOW = 200_000
 
 _EVIDENCE = """
-select p.probability, p.decision, p.manufacturer || ' ' || p.manufacturer_model as scanner, p.site_id, p.sex,
+select p.probability, p.decision, p.manufacturer, p.manufacturer_model, p.site_id, p.sex,
        p.age_band, r.label, r.outcome
 from ledger_predictions p
 left join lateral (
@@ -68,10 +70,11 @@ class PostgresEvidenceSource:
             decisions=decisions,
             overrides=overrides,
             subgroups={
-                "scanner": [r["scanner"] for r in rows],
-                "site": [r["site_id"] for r in rows],
-                "sex": [r["sex"] for r in rows],
-                "age_band": [r["age_band"] for r in rows],
+                vocabulary.SITE: [r["site_id"] for r in rows],
+                vocabulary.MANUFACTURER: [r["manufacturer"] for r in rows],
+                vocabulary.MANUFACTURER_MODEL: [r["manufacturer_model"] for r in rows],
+                vocabulary.SEX: [r["sex"] for r in rows],
+                vocabulary.AGE_BAND: [r["age_band"] for r in rows],
             },
         )
 

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from governance.domain.model import GateDecision, GateOutcome, GateResult, RolloutStep
 from governance.domain.policy import FindingKind, GatePolicy, Policy
+from kernel import calibration, distributions, intervals, multiple_testing, ranks
 
 ECE_BINS = 10
 FloatArray = NDArray[np.float64]
@@ -92,31 +92,20 @@ class ArmEvidence:
 
 
 def auroc_delong(scores: NDArray[np.float64], labels: NDArray[np.int64]) -> tuple[float, float]:
-    """AUROC and its DeLong variance (midrank algorithm).
+    """AUROC and its DeLong variance, from the shared statistics (:func:`kernel.ranks.auroc_delong`).
 
     Args:
         scores: Scores, higher meaning more likely positive.
         labels: 1 for positive, 0 for negative; both classes must be present.
 
     Returns:
-        ``(auc, variance)``.
+        ``(auc, variance)`` (variance 0 when a class has a single member).
     """
-    positives = scores[labels == 1]
-    negatives = scores[labels == 0]
-    m, n = positives.size, negatives.size
-    if m == 0 or n == 0:
+    estimate = ranks.auroc_delong(scores, labels)
+    if estimate.positives == 0 or estimate.negatives == 0:
         raise ValueError("AUROC needs both positives and negatives")
-    combined = stats.rankdata(np.concatenate([positives, negatives]))
-    tx = stats.rankdata(positives)
-    ty = stats.rankdata(negatives)
-    tz_pos = combined[:m]
-    tz_neg = combined[m:]
-    auc = float((tz_pos.sum() - m * (m + 1) / 2) / (m * n))
-    v10 = (tz_pos - tx) / n
-    v01 = 1.0 - (tz_neg - ty) / m
-    s10 = float(np.var(v10, ddof=1)) if m > 1 else 0.0
-    s01 = float(np.var(v01, ddof=1)) if n > 1 else 0.0
-    return auc, s10 / m + s01 / n
+    variance = estimate.variance if math.isfinite(estimate.variance) else 0.0
+    return estimate.value, variance
 
 
 def auroc_difference_ci(
@@ -134,60 +123,40 @@ def auroc_difference_ci(
     auc_c, var_c = auroc_delong(canary_scores, canary_labels)
     auc_s, var_s = auroc_delong(stable_scores, stable_labels)
     diff = auc_c - auc_s
-    z = float(stats.norm.ppf(1 - (1 - confidence) / 2))
+    z = distributions.normal_quantile(1 - (1 - confidence) / 2)
     half = z * math.sqrt(var_c + var_s)
     return diff, diff - half, diff + half
 
 
 def expected_calibration_error(scores: NDArray[np.float64], labels: NDArray[np.int64], bins: int = ECE_BINS) -> float:
-    """ECE over equal-width probability bins (the last bin closed at 1)."""
+    """ECE over equal-width probability bins (the shared :class:`kernel.calibration.BinTotals`); 0 when empty."""
     if scores.size == 0:
         return 0.0
-    index = np.minimum((scores * bins).astype(np.int64), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = index == b
-        count = int(mask.sum())
-        if count:
-            total += count * abs(float(scores[mask].mean()) - float(labels[mask].mean()))
-    return total / scores.size
+    return calibration.BinTotals.of(scores, labels, bins).ece
 
 
 ECE_DRAWS = 400
 
 
 def ece_calibrated_p(scores: FloatArray, labels: IntArray, draws: int = ECE_DRAWS) -> float:
-    """p-value of the observed ECE if the scores were perfectly calibrated (consistency resampling).
+    """p-value of the observed ECE if the scores were perfectly calibrated.
 
-    Labels are redrawn as Bernoulli(score) ``draws`` times (seeded by the data size, so a window always gets
-    the same answer); the p-value is the share of redrawn ECEs at least as large as the observed one. This
+    The shared resampling test (:func:`kernel.calibration.ece_change_test` against perfect calibration),
+    seeded by the data size so a window always gets the same answer. Comparing with ECEs of redrawn reads
     accounts for ECE's upward bias on small windows, which a bootstrap of the ECE itself does not.
     """
-    observed = expected_calibration_error(scores, labels)
-    rng = np.random.default_rng(scores.size)
-    index = np.minimum((scores * ECE_BINS).astype(np.int64), ECE_BINS - 1)
-    onehot = np.zeros((scores.size, ECE_BINS))
-    onehot[np.arange(scores.size), index] = 1.0
-    redrawn = (rng.random((draws, scores.size)) < scores).astype(np.float64)
-    null_ece = np.abs((scores - redrawn) @ onehot).sum(axis=1) / scores.size
-    return float((1 + np.count_nonzero(null_ece >= observed - 1e-12)) / (draws + 1))
+    totals = calibration.BinTotals.of(scores, labels, ECE_BINS)
+    return calibration.ece_change_test(totals, None, draws, np.random.default_rng(scores.size)).p_value
 
 
 def holm_reject(p_values: Sequence[float], alpha: float) -> list[bool]:
     """Holm's step-down procedure: which hypotheses are rejected at family-wise level ``alpha``."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    rejected = [False] * len(p_values)
-    for rank, i in enumerate(order):
-        if p_values[i] > alpha / (len(p_values) - rank):
-            break
-        rejected[i] = True
-    return rejected
+    return [bool(p <= alpha) for p in multiple_testing.holm(np.asarray(p_values, dtype=np.float64))]
 
 
 def one_sided_greater(hits_a: int, total_a: int, hits_b: int, total_b: int) -> float:
     """p-value of Fisher's exact test that proportion a (hits_a/total_a) is greater than proportion b."""
-    table = [[hits_a, total_a - hits_a], [hits_b, total_b - hits_b]]
-    return float(stats.fisher_exact(table, alternative="greater").pvalue)
+    return intervals.fisher_greater_pvalue(hits_a, total_a, hits_b, total_b)
 
 
 def _subgroup_sensitivity(evidence: ArmEvidence, attribute: str) -> dict[str, tuple[int, int]]:

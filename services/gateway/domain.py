@@ -8,6 +8,7 @@ from enum import Enum
 import numpy as np
 import numpy.typing as npt
 
+from kernel import vocabulary
 from services.gateway.routing import Arm
 
 
@@ -84,13 +85,6 @@ class Prediction:
     served_prediction_id: str = ""
 
 
-def age_band(age: int | None, edges: tuple[int, ...]) -> str:
-    """Age band label for ``age`` given ascending band edges, e.g. (18, 40, 60, 70) → "60-69", "70+"."""
-    if age is None:
-        return ""
-    lower = 0
-    for edge in edges:
-        if age < edge:
-            return f"{lower}-{edge - 1}"
-        lower = edge
-    return f"{lower}+"
+def age_band(age: int | None, edges: tuple[int, ...] = vocabulary.AGE_BAND_EDGES) -> str:
+    """Age band label for ``age`` from the shared vocabulary, e.g. "<50", "50-69", "70+" ("" when unknown)."""
+    return vocabulary.age_band(age, edges)

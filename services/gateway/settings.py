@@ -7,6 +7,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from kernel import vocabulary
 from services.runtime.auth import CallerAuthSettings
 from services.runtime.config import LogLevel
 
@@ -39,7 +40,10 @@ class GatewaySettings(CallerAuthSettings):
     shadow_timeout_s: float = Field(default=10.0, gt=0)
     max_image_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     stream_concurrency: int = Field(default=8, ge=1)
-    age_band_edges: tuple[int, ...] = Field(default=(18, 40, 60, 70), description="ascending age band edges")
+    age_band_edges: tuple[int, ...] = Field(
+        default=vocabulary.AGE_BAND_EDGES,
+        description="ascending age band edges; keep kernel.vocabulary's so monitors and gates agree",
+    )
     predictions_topic: str = Field(
         default="radguard.predictions.v1", min_length=1, description="topic the prediction events go to"
     )
@@ -83,5 +87,5 @@ class GatewaySettings(CallerAuthSettings):
     @classmethod
     def _ascending(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if list(value) != sorted(set(value)) or any(v <= 0 for v in value):
-            raise ValueError("must be strictly ascending positive ages, e.g. [18,40,60,70]")
+            raise ValueError("must be strictly ascending positive ages, e.g. [50,70]")
         return value

@@ -8,6 +8,8 @@ and line. Rules:
     ``services.<x>`` only. ``services/cli/`` is the operator CLI, a composition root, and may import any.
 (c) Generated contracts (``radguard.*``) are imported only by the files :data:`GENERATED_CODE_USERS` allows.
 (d) Nothing connects, reads the environment or parses arguments at import time.
+(e) ``kernel/`` (the shared vocabulary and statistics) imports only the standard library, numpy, scipy and
+    itself: everything else of radguard depends on it, so it depends on nothing of radguard's own.
 
 Imports are collected wherever they appear (also inside functions and ``if TYPE_CHECKING:``): a lazy
 import is still a dependency.
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-SCANNED_ROOTS = ("services", "governance", "stack", "sim", "model_repo")
+SCANNED_ROOTS = ("services", "governance", "stack", "sim", "model_repo", "kernel")
 """Top-level folders whose Python files the rules inspect."""
 
 GENERATED_SUFFIXES = ("_pb2.py", "_pb2_grpc.py")
@@ -214,6 +217,37 @@ def check_governance_imports(root: Path) -> list[Violation]:
                         f"governance must not depend on gRPC, Kafka or generated contracts: imports {imported.name}",
                     )
                 )
+    return violations
+
+
+KERNEL_ALLOWED = frozenset({"kernel", "numpy", "scipy"})
+"""Top-level packages ``kernel/`` may import besides the standard library (rule e)."""
+
+
+def check_kernel_imports(root: Path) -> list[Violation]:
+    """Rule (e): the kernel imports only the standard library, numpy, scipy and its own modules.
+
+    Args:
+        root: Repository root.
+
+    Returns:
+        One violation per offending import.
+    """
+    violations: list[Violation] = []
+    for source in source_files(root, ("kernel",)):
+        reported: set[int] = set()
+        for imported in imported_names(source):
+            top = imported.name.split(".")[0]
+            if top in KERNEL_ALLOWED or top in sys.stdlib_module_names or imported.line in reported:
+                continue
+            reported.add(imported.line)
+            violations.append(
+                Violation(
+                    source.path,
+                    imported.line,
+                    f"kernel may import only the standard library, numpy and scipy: imports {imported.name}",
+                )
+            )
     return violations
 
 

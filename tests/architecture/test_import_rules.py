@@ -13,6 +13,7 @@ from tests.architecture.import_rules import (
     check_generated_code_users,
     check_governance_imports,
     check_import_time_effects,
+    check_kernel_imports,
     check_service_isolation,
     imported_names,
     may_import_generated_code,
@@ -26,6 +27,7 @@ RULES: dict[str, Rule] = {
     "service isolation": check_service_isolation,
     "generated code users": check_generated_code_users,
     "import-time effects": check_import_time_effects,
+    "kernel imports": check_kernel_imports,
 }
 
 
@@ -274,3 +276,30 @@ def test_relative_imports_resolve_against_the_package(tmp_path: Path) -> None:
             "services.runtime.errors",
         ],
     }
+
+
+def test_kernel_rule_reports_radguard_and_third_party_imports(tmp_path: Path) -> None:
+    root = _write(
+        tmp_path,
+        {
+            "kernel/__init__.py": "",
+            "kernel/good.py": """
+                import math
+                from collections.abc import Sequence
+                import numpy as np
+                from scipy import stats
+                from kernel import vocabulary
+                from . import good
+            """,
+            "kernel/bad.py": """
+                from services.monitors.core import Window
+                import pandas
+                from governance.domain import gates
+            """,
+        },
+    )
+    assert _report(check_kernel_imports(root)) == [
+        "kernel/bad.py:1: kernel may import only the standard library, numpy and scipy: imports services.monitors.core",
+        "kernel/bad.py:2: kernel may import only the standard library, numpy and scipy: imports pandas",
+        "kernel/bad.py:3: kernel may import only the standard library, numpy and scipy: imports governance.domain",
+    ]

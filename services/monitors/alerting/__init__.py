@@ -6,7 +6,7 @@ breaches with probability at most ``alpha_breach`` (default 0.001) and warns wit
 ``alpha_warning`` (default 0.01), however many columns or subgroups are tested.
 """
 
-from services.monitors.alerting.corrections import Correction, adjust, benjamini_hochberg, holm
+from kernel.multiple_testing import Correction, adjust, benjamini_hochberg, holm
 from services.monitors.alerting.policy import AlertPolicy, Hypothesis, judge, limit_severity
 
 __all__ = [

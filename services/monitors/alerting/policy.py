@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.monitors.alerting.corrections import Correction, adjust
+from kernel.multiple_testing import Correction, adjust
 from services.monitors.core.findings import Severity, Statistic
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from kernel.distributions import normal_quantile
+from kernel.intervals import newcombe_interval
 from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.bias.subgroups import Subgroup, enumerate_subgroups
@@ -39,9 +41,7 @@ from services.monitors.core.classification import (
     metric_statistics,
     scores_by_label,
 )
-from services.monitors.core.distributions import normal_quantile
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
-from services.monitors.core.intervals import newcombe_interval
 from services.monitors.core.window import Window
 
 _PROPORTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -53,7 +53,7 @@ _PROPORTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _fraction(metric: str, counts: dict[str, int]) -> tuple[int, int]:
+def _fraction(metric: str, counts: dict[str, float]) -> tuple[float, float]:
     successes, denominator = _PROPORTIONS[metric]
     return counts[successes], sum(counts[name] for name in denominator)
 

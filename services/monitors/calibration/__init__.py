@@ -6,9 +6,7 @@ resampling test of whether calibration got worse than the reference's, and recal
 :mod:`services.monitors.calibration.temperature`).
 """
 
-from services.monitors.calibration.calculator import CalibrationMonitor, CalibrationSummary
-from services.monitors.calibration.logistic import CalibrationLine, fit_calibration_line
-from services.monitors.calibration.reliability import (
+from kernel.calibration import (
     BinTotals,
     EceChangeTest,
     EceInterval,
@@ -21,6 +19,8 @@ from services.monitors.calibration.reliability import (
     ece_interval,
     reliability_bins,
 )
+from kernel.calibration_line import CalibrationLine, fit_calibration_line
+from services.monitors.calibration.calculator import CalibrationMonitor, CalibrationSummary
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import (
     RecalibrationProposal,

@@ -1,8 +1,14 @@
 """The calibration calculator: ECE with CI, reliability bins, Brier score, calibration line, change test.
 
-Reads are the labels. The alert is the ECE change test of
-:func:`services.monitors.calibration.reliability.ece_change_test` (one test per window, so no correction is
-needed); the ECE's own interval and the policy limit ``max_ece`` are reported beside it.
+Reads are the labels. Two tests form the alert family (Holm over both): the ECE change test of
+:func:`kernel.calibration.ece_change_test` against the reference's read-labelled calibration (the null's
+positive-read rate moved by what the prevalence implied by the window's raw scores would do, so a
+prevalence change alone is not miscalibration, while served probabilities that moved are), and a two-sided Wald test of
+the calibration slope (logistic fit of the read on the logit of the served probability) against the
+reference's reads fitted the same way: reads are noisy, so both slopes sit well below 1, and only their
+difference is judged. A wrong temperature scales every logit and so the slope; a prevalence change moves
+calibration-in-the-large, reported on its own and at most as a warning. The ECE's interval and the
+policy limit ``max_ece`` are reported beside them.
 """
 
 from __future__ import annotations
@@ -12,9 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
-from services.monitors.calibration.logistic import CalibrationLine, fit_calibration_line
-from services.monitors.calibration.reliability import (
+from kernel.calibration import (
     BinTotals,
     EceChangeTest,
     EceInterval,
@@ -24,9 +28,12 @@ from services.monitors.calibration.reliability import (
     ece_interval,
     reliability_bins,
 )
+from kernel.calibration_line import CalibrationLine, fit_calibration_line
+from kernel.distributions import normal_quantile, normal_sf
+from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
 from services.monitors.calibration.spec import CalibrationSpec
-from services.monitors.core.distributions import normal_quantile
-from services.monitors.core.findings import Finding, MonitorKind, Statistic
+from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
+from services.monitors.core.label_shift import prevalence_shift
 from services.monitors.core.window import Window
 
 
@@ -53,6 +60,7 @@ class CalibrationSummary:
     brier_se: float
     line: CalibrationLine
     bins: tuple[ReliabilityBin, ...]
+    totals: BinTotals | None = None
 
 
 class CalibrationMonitor:
@@ -75,11 +83,15 @@ class CalibrationMonitor:
         """
         self._spec = spec
         self._reference: BinTotals | None = None
+        self._reference_line: CalibrationLine | None = None
+        self._reference_window: Window | None = None
         if spec.null_model == "reference":
             if reference is None or not reference.labelled.any():
                 raise ValueError("null_model 'reference' needs a reference window with reads")
             rows = reference.labelled
             self._reference = BinTotals.of(reference.probability[rows], reference.label[rows], spec.bins)
+            self._reference_line = fit_calibration_line(reference.probability[rows], reference.label[rows])
+            self._reference_window = reference
 
     @property
     def spec(self) -> CalibrationSpec:
@@ -104,11 +116,14 @@ class CalibrationMonitor:
             reads=int(y.size),
             ece=totals.ece,
             ece_ci=ece_interval(p, y, spec.bins, spec.ci_level, rng, spec.bootstrap_resamples, spec.inner_resamples),
-            change=ece_change_test(totals, self._reference, spec.null_resamples, rng),
+            change=ece_change_test(
+                totals, self._reference, spec.null_resamples, rng, prevalence_ratio=self._read_rate_ratio(window)
+            ),
             brier=brier,
             brier_se=brier_se,
             line=fit_calibration_line(p, y),
             bins=reliability_bins(totals, spec.ci_level),
+            totals=totals,
         )
 
     def evaluate(self, window: Window) -> Finding:
@@ -124,7 +139,14 @@ class CalibrationMonitor:
             text = f"calibration: insufficient evidence ({reads} reads < {spec.min_reads}; {window.maturity})"
             return Finding.for_window(MonitorKind.CALIBRATION, window, [statistic], text, spec.ref)
         summary = self.summarise(window)
-        statistics = judge([self._change_hypothesis(summary)], spec.alerting)
+        hypotheses = [self._change_hypothesis(summary)]
+        slope = self._slope_hypothesis(summary)
+        if slope is not None:
+            hypotheses.append(slope)
+        statistics = judge(hypotheses, spec.alerting)
+        in_the_large = self._in_the_large(summary)
+        if in_the_large is not None:
+            statistics.append(in_the_large)
         statistics.extend(self._descriptive(summary))
         return Finding.for_window(MonitorKind.CALIBRATION, window, statistics, _text(summary, statistics), spec.ref)
 
@@ -139,6 +161,73 @@ class CalibrationMonitor:
             note=f"ECE {change.observed:.4f} vs {change.expected:.4f} expected with no change",
         )
         return Hypothesis(statistic, change.increase >= self._spec.min_ece_increase)
+
+    def _read_rate_ratio(self, window: Window) -> float | None:
+        """How much more often reads should be positive at the prevalence the window's raw scores imply
+        (label shift against the reference; None when not matching or without a reference)."""
+        reference = self._reference_window
+        if not self._spec.match_prevalence or reference is None:
+            return None
+        shift = prevalence_shift(reference, window)
+        rows = reference.labelled
+        base = float(reference.label[rows].mean())
+        weighted = float((shift.weights[rows] * reference.label[rows]).sum() / shift.weights[rows].sum())
+        return weighted / base if base > 0.0 else None
+
+    def _slope_hypothesis(self, summary: CalibrationSummary) -> Hypothesis | None:
+        """Two-sided Wald test of the calibration slope against the reference's (independent samples)."""
+        reference, line = self._reference_line, summary.line
+        if reference is None or not (math.isfinite(reference.slope) and math.isfinite(line.slope)):
+            return None
+        se = math.hypot(line.slope_se, reference.slope_se)
+        if not se > 0.0:
+            return None
+        p_value = float(2.0 * normal_sf(abs(line.slope - reference.slope) / se))
+        ratio = line.slope / reference.slope if reference.slope else math.nan
+        statistic = Statistic(
+            name="calibration_slope_change",
+            value=line.slope - reference.slope,
+            test="wald-two-sided-vs-reference",
+            p_value=p_value,
+            n=line.n,
+            note=f"slope {line.slope:.3f} vs reference {reference.slope:.3f} (ratio {ratio:.2f})",
+        )
+        return Hypothesis(statistic, math.isfinite(ratio) and abs(ratio - 1.0) >= self._spec.min_slope_change)
+
+    def _in_the_large(self, summary: CalibrationSummary) -> Statistic | None:
+        """Positive reads observed vs expected under the reference's calibration: what a prevalence change
+        moves. At most a warning, and said to be consistent with a prevalence change when the shape holds."""
+        reference = self._reference
+        if reference is None or summary.totals is None:
+            return None
+        window = summary.totals
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(reference.count > 0, reference.label_sum / reference.count, np.nan)
+            fallback = np.where(window.count > 0, window.probability_sum / window.count, 0.0)
+        rate = np.where(np.isfinite(rate), rate, fallback)
+        expected = float((window.count * rate).sum())
+        variance = float((window.count * rate * (1.0 - rate)).sum())
+        observed = float(window.label_sum.sum())
+        if not variance > 0.0:
+            return None
+        z = (observed - expected) / math.sqrt(variance)
+        p_value = float(2.0 * normal_sf(abs(z)))
+        severity = self._spec.alerting.severity(p_value, True)
+        if severity is Severity.BREACH:
+            severity = Severity.WARNING
+        return Statistic(
+            name="calibration_in_the_large",
+            value=(observed - expected) / summary.reads,
+            test="binomial-z-two-sided-vs-reference",
+            p_value=p_value,
+            n=summary.reads,
+            severity=severity,
+            note=(
+                f"{observed:.0f} positive reads vs {expected:.1f} expected from the reference's calibration; "
+                "a shift of calibration-in-the-large alone is what a prevalence change does (not a model "
+                "failure), at most a warning"
+            ),
+        )
 
     def _descriptive(self, summary: CalibrationSummary) -> list[Statistic]:
         spec = self._spec

@@ -23,6 +23,12 @@ class CalibrationSpec(MonitorSpec):
         null_model: ``reference``: no change means the reads follow the reference's calibration (use when
             the reference is labelled like the window, e.g. by reads); ``perfect``: no change means perfect
             calibration.
+        match_prevalence: The ECE change test's null expects the positive-read rate that the prevalence
+            implied by the window's raw scores (label shift, EM against the reference) would give, so a
+            prevalence change with the model unchanged is not miscalibration.
+        min_slope_change: Relative change of the calibration slope against the reference's (read-labelled)
+            slope below which a significant change is immaterial (0.25: 25% steeper or flatter). A wrong
+            temperature scales the slope.
         min_ece_increase: ECE increase (over what the null predicts for this window) below which a
             significant change is immaterial.
         max_ece: Policy limit on the ECE itself; a point estimate above it is a warning. None for no limit.
@@ -40,6 +46,8 @@ class CalibrationSpec(MonitorSpec):
     inner_resamples: int = Field(default=50, ge=10)
     null_resamples: int = Field(default=5000, ge=100)
     null_model: Literal["reference", "perfect"] = "reference"
+    match_prevalence: bool = True
+    min_slope_change: float = Field(default=0.25, ge=0.0)
     min_ece_increase: float = Field(default=0.02, ge=0.0)
     max_ece: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int = Field(default=0, ge=0)

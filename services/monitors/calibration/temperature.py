@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.calibration.reliability import BinTotals
+from kernel.calibration import BinTotals
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.window import Window

@@ -4,6 +4,8 @@ Pure code: no gRPC, Kafka, database or generated contracts. The adapter that rea
 publishes findings translates to and from these types.
 """
 
+from kernel.intervals import newcombe_interval, proportion_decrease_pvalue, wilson_interval
+from kernel.ranks import AurocEstimate, ShiftTest, auroc_delong, midranks, score_shift_test
 from services.monitors.core.classification import (
     METRICS,
     Degradation,
@@ -15,8 +17,6 @@ from services.monitors.core.classification import (
     scores_by_label,
 )
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
-from services.monitors.core.intervals import newcombe_interval, proportion_decrease_pvalue, wilson_interval
-from services.monitors.core.ranks import AurocEstimate, ShiftTest, auroc_delong, midranks, score_shift_test
 from services.monitors.core.reference import load_reference_profile
 from services.monitors.core.specs import MonitorSpec
 from services.monitors.core.window import AGE_BANDS, LabelMaturity, Window, age_bands

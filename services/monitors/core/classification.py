@@ -14,9 +14,9 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from kernel.intervals import proportion_decrease_pvalue, wilson_interval
+from kernel.ranks import AurocEstimate, auroc_decrease_pvalue, auroc_delong, score_shift_test, weighted_auroc
 from services.monitors.core.findings import Statistic
-from services.monitors.core.intervals import proportion_decrease_pvalue, wilson_interval
-from services.monitors.core.ranks import AurocEstimate, auroc_decrease_pvalue, auroc_delong, score_shift_test
 from services.monitors.core.window import BoolArray, Window
 
 #: Metrics every group reports, in report order.
@@ -56,26 +56,39 @@ class GroupPerformance:
         positives: Read-positive predictions with a decision.
         negatives: Read-negative predictions with a decision.
         auroc: The AUROC with its DeLong variance (for tests).
-        counts: ``tp``, ``fn``, ``tn``, ``fp``, ``overrides``, ``reads`` (for tests).
+        counts: ``tp``, ``fn``, ``tn``, ``fp``, ``overrides``, ``reads`` (for tests); weighted groups
+            hold effective counts (each class's weights scaled to its Kish effective size).
     """
 
     estimates: dict[str, Estimate]
     positives: int
     negatives: int
     auroc: AurocEstimate
-    counts: dict[str, int]
+    counts: dict[str, float]
 
     def __getitem__(self, metric: str) -> Estimate:
         return self.estimates[metric]
 
 
-def _proportion(successes: int, trials: int, level: float) -> Estimate:
+def _proportion(successes: float, trials: float, level: float) -> Estimate:
     low, high = wilson_interval(successes, trials, level)
     value = successes / trials if trials else math.nan
-    return Estimate(value, float(low), float(high), trials, "wilson")
+    return Estimate(value, float(low), float(high), round(trials), "wilson")
 
 
-def group_performance(window: Window, rows: BoolArray | None = None, level: float = 0.95) -> GroupPerformance:
+def _effective(weights: NDArray[np.float64], mask: BoolArray) -> NDArray[np.float64]:
+    """Weights of the masked rows scaled so they sum to their Kish effective sample size."""
+    w = np.where(mask, weights, 0.0)
+    total, squares = float(w.sum()), float((w * w).sum())
+    return w * (total / squares) if squares > 0.0 else w
+
+
+def group_performance(
+    window: Window,
+    rows: BoolArray | None = None,
+    level: float = 0.95,
+    weights: NDArray[np.float64] | None = None,
+) -> GroupPerformance:
     """Sensitivity, specificity, PPV, AUROC and override rate of some rows of a window.
 
     Only rows with a read count; sensitivity, specificity and PPV also need a decision. Reads are the
@@ -85,19 +98,29 @@ def group_performance(window: Window, rows: BoolArray | None = None, level: floa
         window: The predictions.
         rows: Mask of the rows to evaluate (all when None).
         level: Confidence level of every interval.
+        weights: Row weights (e.g. a reference reweighted to a window's prevalence, see
+            :mod:`services.monitors.core.label_shift`); counts become effective counts.
     """
     mask = np.ones(len(window), dtype=bool) if rows is None else rows
     labelled = mask & window.labelled
     decided = labelled & ~np.isnan(window.decision)
     label, decision = window.label, window.decision
-    tp = int(np.count_nonzero(decided & (label == 1.0) & (decision == 1.0)))
-    fn = int(np.count_nonzero(decided & (label == 1.0) & (decision == 0.0)))
-    tn = int(np.count_nonzero(decided & (label == 0.0) & (decision == 0.0)))
-    fp = int(np.count_nonzero(decided & (label == 0.0) & (decision == 1.0)))
+    if weights is None:
+        w_pos = w_neg = w_read = np.ones(len(window))
+    else:
+        w_pos = _effective(weights, decided & (label == 1.0))
+        w_neg = _effective(weights, decided & (label == 0.0))
+        w_read = _effective(weights, mask & ~np.isnan(window.override))
+    tp = float(w_pos[decided & (label == 1.0) & (decision == 1.0)].sum())
+    fn = float(w_pos[decided & (label == 1.0) & (decision == 0.0)].sum())
+    tn = float(w_neg[decided & (label == 0.0) & (decision == 0.0)].sum())
+    fp = float(w_neg[decided & (label == 0.0) & (decision == 1.0)].sum())
     has_override = mask & ~np.isnan(window.override)
-    overrides = int(np.count_nonzero(window.override[has_override] == 1.0))
-    reads = int(np.count_nonzero(has_override))
+    overrides = float(w_read[has_override & (window.override == 1.0)].sum())
+    reads = float(w_read[has_override].sum())
     auroc = auroc_delong(window.score[labelled], label[labelled])
+    if weights is not None:
+        auroc = weighted_auroc(window.score[labelled], label[labelled], weights[labelled], auroc)
     low, high = auroc.interval(level)
     estimates = {
         "sensitivity": _proportion(tp, tp + fn, level),
@@ -107,7 +130,7 @@ def group_performance(window: Window, rows: BoolArray | None = None, level: floa
         "override_rate": _proportion(overrides, reads, level),
     }
     counts = {"tp": tp, "fn": fn, "tn": tn, "fp": fp, "overrides": overrides, "reads": reads}
-    return GroupPerformance(estimates, tp + fn, tn + fp, auroc, counts)
+    return GroupPerformance(estimates, round(tp + fn), round(tn + fp), auroc, counts)
 
 
 @dataclass(frozen=True)

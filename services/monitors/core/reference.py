@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from kernel import vocabulary
 from services.monitors.core.window import (
     AGE_BAND,
     MANUFACTURER,
@@ -30,12 +31,10 @@ INTENSITY_PREFIX = "intensity."
 EMBEDDING_PREFIX = "embedding."
 PIXEL_SPACING = "acquisition.pixel_spacing"
 
-_SEX_NAMES = {"F": "female", "M": "male", "f": "female", "m": "male"}
-
 
 def normalise_sex(values: NDArray[np.str_]) -> NDArray[np.str_]:
-    """Map ``F``/``M`` codes to the ledger's ``female``/``male`` (other values are kept)."""
-    return np.array([_SEX_NAMES.get(str(value), str(value)) for value in values], dtype=np.str_)
+    """Map ``F``/``M`` codes to the ledger's ``female``/``male`` (the shared vocabulary's labels)."""
+    return vocabulary.sex_labels(values)
 
 
 def _matrix(data: dict[str, NDArray[np.generic]], key: str, n: int) -> NDArray[np.float64]:

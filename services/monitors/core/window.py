@@ -16,42 +16,32 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from kernel import vocabulary
+
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
 StrArray = NDArray[np.str_]
 
-#: Reporting age bands: (name, youngest inclusive, oldest exclusive); names match the gateway's labels.
-AGE_BANDS: tuple[tuple[str, int, int], ...] = (("<50", 0, 50), ("50-69", 50, 70), ("70+", 70, 200))
+#: Reporting age bands: the shared vocabulary's labels (``<50``, ``50-69``, ``70+``), as the gateway labels events.
+AGE_BANDS: tuple[str, ...] = vocabulary.age_band_labels()
 
 #: Attribute names the monitors know about (a window may carry others; specs name what they use).
-SITE = "site"
-MANUFACTURER = "manufacturer"
-MANUFACTURER_MODEL = "manufacturer_model"
-SEX = "sex"
-AGE_BAND = "age_band"
+SITE = vocabulary.SITE
+MANUFACTURER = vocabulary.MANUFACTURER
+MANUFACTURER_MODEL = vocabulary.MANUFACTURER_MODEL
+SEX = vocabulary.SEX
+AGE_BAND = vocabulary.AGE_BAND
 
 _LABEL_VALUES = (0.0, 1.0)
 
 
 def age_bands(ages: ArrayLike) -> StrArray:
-    """Map ages in years to :data:`AGE_BANDS` names.
-
-    Args:
-        ages: Ages in whole or fractional years.
-
-    Returns:
-        One band name per age.
+    """Map ages in years to the vocabulary's age band labels (see :func:`kernel.vocabulary.age_bands`).
 
     Raises:
-        ValueError: If an age is negative, not finite or beyond the last band.
+        ValueError: If an age is negative or not finite.
     """
-    values = np.asarray(ages, dtype=np.float64)
-    names = np.array([name for name, _, _ in AGE_BANDS])
-    edges = np.array([low for _, low, _ in AGE_BANDS] + [AGE_BANDS[-1][2]], dtype=np.float64)
-    if not np.isfinite(values).all() or (values < edges[0]).any() or (values >= edges[-1]).any():
-        raise ValueError(f"ages must be finite and within [{edges[0]:g}, {edges[-1]:g})")
-    bands: StrArray = names[np.searchsorted(edges, values, side="right") - 1]
-    return bands
+    return vocabulary.age_bands(ages)
 
 
 def _frozen_float(values: ArrayLike, name: str, n: int | None) -> FloatArray:

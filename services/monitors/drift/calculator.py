@@ -3,25 +3,44 @@
 Numeric inputs (image descriptors, embedding components, pixel spacing) and the output score are tested with
 two-sample Kolmogorov–Smirnov, over the whole window and within each stratum (e.g. per site, so one site's
 new scanner is not averaged away); categorical acquisition metadata with chi-square on category counts.
-All p-values of a window form one family for the alerting policy (Holm by default).
+The tests form three families, each adjusted on its own by the alerting policy (Holm by default), so the
+strongest single detector is not diluted by the many weaker ones:
+
+- ``output``: the model's output score, overall and per stratum (the black-box shift detector: a change the
+  model reacts to shows here first, whatever input caused it);
+- ``inputs``: image descriptors, embedding components, pixel spacing and acquisition metadata;
+- ``case_mix``: patient attributes (sex, age band): who is being imaged, watched by default.
+
+A no-change window breaches in at most ``3 x alpha_breach`` of windows (union of three family-wise bounds).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from kernel import vocabulary
+from kernel.distributions import kolmogorov_smirnov_sf
 from services.monitors.alerting.policy import Hypothesis, judge
-from services.monitors.core.distributions import kolmogorov_smirnov_sf
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
-from services.monitors.core.window import MANUFACTURER, MANUFACTURER_MODEL, SITE, FloatArray, Window
+from services.monitors.core.window import FloatArray, Window
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.drift.two_sample import CategoryCounts, SortedSample, chi_square_test, ks_statistic
 
 #: Feature name of the output score.
 SCORE_FEATURE = "output.score"
-_ACQUISITION = frozenset({SITE, MANUFACTURER, MANUFACTURER_MODEL})
+_ACQUISITION = vocabulary.ACQUISITION_DIMENSIONS
+#: Test families, each adjusted on its own.
+FAMILIES = ("output", "inputs", "case_mix")
+
+
+def _family(statistic: Statistic) -> str:
+    if statistic.feature == SCORE_FEATURE:
+        return "output"
+    if statistic.feature.startswith("patient."):
+        return "case_mix"
+    return "inputs"
 
 
 def attribute_feature(attribute: str) -> str:
@@ -106,7 +125,12 @@ class DriftMonitor:
             summary = f"drift: insufficient evidence ({len(window)} predictions < {spec.min_window})"
             return Finding.for_window(MonitorKind.DRIFT, window, [note], summary, spec.ref)
         hypotheses = self._numeric_hypotheses(window) + self._categorical_hypotheses(window)
-        statistics = judge(hypotheses, spec.alerting)
+        statistics: list[Statistic] = []
+        for family in FAMILIES:
+            members = [h for h in hypotheses if _family(h.statistic) == family]
+            if members:
+                judged = judge(members, spec.alerting)
+                statistics.extend(replace(s, adjustment=f"{s.adjustment} within {family}".strip()) for s in judged)
         return Finding.for_window(MonitorKind.DRIFT, window, statistics, _summary(statistics), spec.ref)
 
     def _numeric_hypotheses(self, window: Window) -> list[Hypothesis]:

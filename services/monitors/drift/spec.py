@@ -6,7 +6,7 @@ from pydantic import Field
 
 from services.monitors.alerting.policy import AlertPolicy
 from services.monitors.core.specs import MonitorSpec
-from services.monitors.core.window import MANUFACTURER, MANUFACTURER_MODEL, SITE
+from services.monitors.core.window import AGE_BAND, MANUFACTURER, MANUFACTURER_MODEL, SEX, SITE
 
 
 class DriftSpec(MonitorSpec):
@@ -16,8 +16,8 @@ class DriftSpec(MonitorSpec):
         numeric_features: Numeric features to test with Kolmogorov–Smirnov; None tests every feature the
             reference and the window both carry.
         include_score: Also test the output score distribution (feature ``output.score``).
-        categorical_attributes: Categorical attributes to test with chi-square (acquisition metadata by
-            default; add ``sex``/``age_band`` to watch the case mix).
+        categorical_attributes: Categorical attributes to test with chi-square: acquisition metadata and the
+            case mix (sex, age band) by default.
         stratify_by: Attributes whose values get their own numeric tests (e.g. per site), so a shift at one
             site is not diluted by the others.
         min_window: Windows smaller than this are reported as insufficient evidence.
@@ -29,7 +29,7 @@ class DriftSpec(MonitorSpec):
 
     numeric_features: tuple[str, ...] | None = None
     include_score: bool = True
-    categorical_attributes: tuple[str, ...] = (SITE, MANUFACTURER, MANUFACTURER_MODEL)
+    categorical_attributes: tuple[str, ...] = (SITE, MANUFACTURER, MANUFACTURER_MODEL, SEX, AGE_BAND)
     stratify_by: tuple[str, ...] = (SITE,)
     min_window: int = Field(default=100, ge=2)
     min_stratum: int = Field(default=50, ge=2)

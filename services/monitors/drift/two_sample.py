@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.core.distributions import chi_square_sf, kolmogorov_smirnov_sf
+from kernel.distributions import chi_square_sf, kolmogorov_smirnov_sf
 
 FloatArray = NDArray[np.float64]
 
@@ -66,7 +66,7 @@ def ks_statistic(reference: SortedSample, current: ArrayLike) -> tuple[float, in
 
 def ks_test(reference: SortedSample, current: ArrayLike) -> KsResult:
     """Two-sample Kolmogorov–Smirnov test with its asymptotic two-sided p-value (see
-    :func:`services.monitors.core.distributions.kolmogorov_smirnov_sf`); p = 1 for an empty sample."""
+    :func:`kernel.distributions.kolmogorov_smirnov_sf`); p = 1 for an empty sample."""
     statistic, n, m = ks_statistic(reference, current)
     p_value = float(kolmogorov_smirnov_sf(statistic, n, m)) if n and m else 1.0
     return KsResult(statistic, p_value, n, m)

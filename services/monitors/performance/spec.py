@@ -22,6 +22,12 @@ class PerformanceSpec(MonitorSpec):
         min_worsening: Per metric, the worsening below which a significant change is immaterial.
         minimum: Policy floors (e.g. ``{"auroc": 0.85}``) for metrics where lower is worse.
         maximum: Policy ceilings (e.g. ``{"override_rate": 0.2}``) for metrics where higher is worse.
+        adjust_prevalence: Judge against the reference reweighted to the window's estimated prevalence
+            (label shift), so a prevalence change is reported as such and not as a loss of sensitivity.
+        min_prevalence_change: Relative prevalence change (0.2 = 20%) reported as a warning.
+        estimate_below_maturity: Below this share of predictions with reads, report confidence-based
+            estimates (CBPE) of sensitivity, specificity and AUROC beside the realised metrics.
+        seed: Seed of the estimates' sampling intervals.
         ci_level: Level of every reported interval.
         alerting: Levels and correction across the window's tests.
     """
@@ -32,6 +38,10 @@ class PerformanceSpec(MonitorSpec):
     min_worsening: dict[str, float] = Field(default_factory=lambda: dict(_DEFAULT_WORSENING))
     minimum: dict[str, float] = Field(default_factory=dict)
     maximum: dict[str, float] = Field(default_factory=dict)
+    adjust_prevalence: bool = True
+    min_prevalence_change: float = Field(default=0.2, ge=0.0)
+    estimate_below_maturity: float = Field(default=0.9, ge=0.0, le=1.0)
+    seed: int = Field(default=0, ge=0)
     ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
     alerting: AlertPolicy = AlertPolicy()
 

@@ -278,7 +278,8 @@ async def test_evidence_source_reads_ledger_and_findings(gov_pool):
     assert ev.labels == [1, 0, None, 1]
     assert ev.decisions == [True, True, False, False]
     assert ev.overrides == [False, True, None, True]
-    assert ev.subgroups["scanner"] == ["acme x1"] * 4
+    assert (ev.subgroups["manufacturer"], ev.subgroups["manufacturer_model"]) == (["acme"] * 4, ["x1"] * 4)
+    assert ev.subgroups["site"] == ["site-a"] * 4 and ev.subgroups["sex"] == ["female"] * 4
     breaches = await source.open_breaches(MODEL, "2", now - timedelta(minutes=1))
     assert [(b.kind, b.summary) for b in breaches] == [("bias", "gap on acme")]
     assert await source.open_breaches(MODEL, "2", now + timedelta(minutes=1)) == []

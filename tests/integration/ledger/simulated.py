@@ -16,13 +16,13 @@ from functools import cache
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from kernel import vocabulary
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.runtime.ids import uuid7
 from sim import Hospital, Read, ReadOutcome, Study, intensity_descriptors, load_scenario
 
 MODEL = "chest_nodule"
-AGE_EDGES = (18, 40, 60, 70)
 _OUTCOMES = {
     ReadOutcome.AGREE: common_pb2.OUTCOME_AGREE,
     ReadOutcome.OVERRIDE: common_pb2.OUTCOME_OVERRIDE,
@@ -73,12 +73,7 @@ def _ms(moment: datetime) -> int:
 
 
 def age_band(age: int) -> str:
-    lower = 0
-    for edge in AGE_EDGES:
-        if age < edge:
-            return f"{lower}-{edge - 1}"
-        lower = edge
-    return f"{lower}+"
+    return vocabulary.age_band(age)
 
 
 def prediction_event(truth: Truth, mean: float, std: float, p95: float) -> events_pb2.PredictionEvent:

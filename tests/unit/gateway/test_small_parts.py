@@ -51,10 +51,14 @@ def test_calibration_extremes_and_decision() -> None:
 
 @pytest.mark.parametrize(
     ("age", "band"),
-    [(None, ""), (0, "0-17"), (17, "0-17"), (18, "18-39"), (69, "60-69"), (70, "70+"), (101, "70+")],
+    [(None, ""), (0, "<50"), (49, "<50"), (50, "50-69"), (69, "50-69"), (70, "70+"), (101, "70+")],
 )
-def test_age_bands(age: int | None, band: str) -> None:
-    assert age_band(age, (18, 40, 60, 70)) == band
+def test_age_bands_follow_the_shared_vocabulary(age: int | None, band: str) -> None:
+    assert age_band(age) == band
+
+
+def test_age_bands_with_other_edges_name_the_first_band_below_its_edge() -> None:
+    assert [age_band(a, (18, 40, 60, 70)) for a in (0, 17, 18, 69, 70)] == ["<18", "<18", "18-39", "60-69", "70+"]
 
 
 def test_uuid7_is_version_7_and_time_ordered() -> None:

@@ -29,7 +29,7 @@ def test_export_trains_prints_metrics_and_writes_the_version(tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert "v3 epoch 1/1" in result.output
     assert "Held-out test split" in result.output
-    assert "scanner: SimRay Medical SR-250 Mobile" in result.output
+    assert "manufacturer_model: SR-250 Mobile" in result.output
     folder = tmp_path / "chest_nodule" / str(TINY_SPEC.version)
     assert f"wrote {folder}" in result.output.replace("\n", "")
     assert json.loads((folder / "metadata.json").read_text())["seed"] == TINY_SEED

@@ -50,8 +50,8 @@ def test_excluded_scanner_is_absent_from_training_but_present_in_evaluation(
 ) -> None:
     excluded = TINY_SPEC.exclude_scanners[0]
     assert excluded not in set(training_cohort(TINY_SPEC, TINY_SEED).scanner.tolist())
-    groups = {s.group for s in tiny_trained.test.subgroups if s.dimension == "scanner"}
-    assert excluded in groups
+    groups = {s.group for s in tiny_trained.test.subgroups if s.dimension == "manufacturer_model"}
+    assert excluded.removeprefix("SimRay Medical ") in groups
     assert tiny_trained.calibration.validation_count < TINY_SPEC.validation_studies
 
 
@@ -154,7 +154,7 @@ def test_model_card_states_the_research_only_status_and_the_metrics(
     assert "simulated data" in card
     assert "not for clinical use" in card
     assert f"| overall | {tiny_trained.test.overall.n:,} |" in card
-    assert "scanner: SimRay Medical SR-250 Mobile" in card
+    assert "manufacturer_model: SR-250 Mobile" in card
     assert f"{tiny_trained.calibration.temperature:.4f}" in card
 
 

@@ -8,6 +8,7 @@ import pytest
 from numpy.typing import NDArray
 from scipy import stats
 
+from kernel.intervals import newcombe_interval
 from services.monitors.calibration import (
     BinTotals,
     basic_bootstrap_interval,
@@ -16,7 +17,6 @@ from services.monitors.calibration import (
     fit_calibration_line,
 )
 from services.monitors.core import auroc_delong, wilson_interval
-from services.monitors.core.intervals import newcombe_interval
 
 LEVEL = 0.95
 

@@ -13,11 +13,11 @@ from scipy import stats
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_score, roc_auc_score
 
+from kernel.intervals import newcombe_interval
 from services.monitors.alerting import benjamini_hochberg, holm
 from services.monitors.bias import BiasMonitor, BiasSpec
 from services.monitors.calibration import BinTotals, fit_calibration_line
 from services.monitors.core import Window, auroc_delong, midranks, score_shift_test, wilson_interval
-from services.monitors.core.intervals import newcombe_interval
 from services.monitors.drift import CategoryCounts, SortedSample, chi_square_test, ks_test
 
 

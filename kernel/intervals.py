@@ -1,4 +1,5 @@
-"""Intervals and tests for proportions: Wilson score intervals, Newcombe differences, one-sided z-tests.
+"""Intervals and tests for proportions: Wilson score intervals, Newcombe differences, one-sided z-tests and
+Fisher's exact test.
 
 All functions are vectorised: pass arrays of counts to get arrays back. A proportion with no trials has
 a NaN estimate and interval.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
-from services.monitors.core.distributions import normal_quantile, normal_sf
+from kernel.distributions import normal_quantile, normal_sf
 
 FloatArray = NDArray[np.float64]
 
@@ -77,3 +79,9 @@ def proportion_decrease_pvalue(x1: ArrayLike, n1: ArrayLike, x0: ArrayLike, n0: 
         z = (a0 / b0 - a1 / b1) / se
     valid = (b1 > 0) & (b0 > 0) & (se > 0)
     return np.where(valid, normal_sf(np.where(valid, z, 0.0)), 1.0)
+
+
+def fisher_greater_pvalue(hits_a: int, total_a: int, hits_b: int, total_b: int) -> float:
+    """One-sided Fisher exact test of H1 "proportion a (hits_a/total_a) is greater than proportion b"."""
+    table = [[hits_a, total_a - hits_a], [hits_b, total_b - hits_b]]
+    return float(stats.fisher_exact(table, alternative="greater").pvalue)

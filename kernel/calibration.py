@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.core.intervals import wilson_interval
+from kernel.intervals import wilson_interval
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -268,11 +268,33 @@ class EceChangeTest:
     null_model: str
 
 
+def _match_positives(rate: FloatArray, count: FloatArray, target: float) -> FloatArray:
+    """Shift every row of bin rates by one common log-odds offset so that ``sum(count * rate)`` equals
+    ``target`` (bisection on the offset, vectorised over rows)."""
+    clipped = np.clip(rate, 1e-9, 1.0 - 1e-9)
+    logit = np.log(clipped / (1.0 - clipped))
+    low = np.full(rate.shape[0], -12.0)
+    high = np.full(rate.shape[0], 12.0)
+    for _ in range(_BISECTIONS):
+        middle = (low + high) / 2.0
+        expected = (count / (1.0 + np.exp(-(logit + middle[:, None])))).sum(axis=1)
+        below = expected < target
+        low = np.where(below, middle, low)
+        high = np.where(below, high, middle)
+    offset = (low + high) / 2.0
+    return np.asarray(1.0 / (1.0 + np.exp(-(logit + offset[:, None]))), dtype=np.float64)
+
+
+_BISECTIONS = 40
+
+
 def ece_change_test(
     window: BinTotals,
     reference: BinTotals | None,
     resamples: int,
     rng: np.random.Generator,
+    *,
+    prevalence_ratio: float | None = None,
 ) -> EceChangeTest:
     """Resampling test of H0 "the reads follow the reference's calibration" against "ECE is larger".
 
@@ -287,6 +309,11 @@ def ece_change_test(
         reference: The reference's bin totals, or None to test against perfect calibration.
         resamples: Null resamples.
         rng: Random source (seed it for reproducible findings).
+        prevalence_ratio: When given, the null's rates are shifted by one log-odds offset so that they
+            predict this many times the positive reads they would otherwise: the positive-read rate a
+            prevalence change alone would bring (label shift, estimated from the window's raw scores by the
+            caller). A prevalence change is then not counted as miscalibration, while probabilities that
+            moved without the scores moving still are.
     """
     bins = window.count.size
     count = window.count
@@ -305,6 +332,9 @@ def ece_change_test(
         gap = drawn_rate - reference_p
         null_model = "reference"
     rate = np.clip(mean_p + gap, 0.0, 1.0)
+    if prevalence_ratio is not None:
+        target = float(np.clip((count * rate.mean(axis=0)).sum() * prevalence_ratio, 0.0, count.sum()))
+        rate = _match_positives(rate, count, target)
     positives = rng.binomial(count.astype(np.int64), rate)
     null = np.abs(positives - window.probability_sum).sum(axis=1) / window.total
     observed = window.ece

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from services.monitors.core.distributions import normal_quantile, normal_sf
+from kernel.distributions import normal_quantile, normal_sf
 
 FloatArray = NDArray[np.float64]
 
@@ -147,3 +147,38 @@ def score_shift_test(current: ArrayLike, baseline_sorted: ArrayLike, *, lower: b
         return ShiftTest(u1 / (n1 * n2), 1.0, n1, n2)
     z = (u - n1 * n2 / 2.0 - 0.5) / sd
     return ShiftTest(u1 / (n1 * n2), float(normal_sf(z)), n1, n2)
+
+
+def _kish(weights: FloatArray) -> float:
+    squares = float((weights * weights).sum())
+    return float(weights.sum()) ** 2 / squares if squares > 0.0 else 0.0
+
+
+def weighted_auroc(
+    scores: ArrayLike, labels: ArrayLike, weights: ArrayLike, unweighted: AurocEstimate
+) -> AurocEstimate:
+    """AUROC with row weights (ties count one half), its variance scaled from the unweighted DeLong variance
+    by the loss of effective sample size in each class.
+
+    Args:
+        scores: Higher means more likely positive.
+        labels: 0/1 labels.
+        weights: Non-negative row weights.
+        unweighted: :func:`auroc_delong` of the same rows (for the variance).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    positive = y == 1.0
+    if not positive.any() or positive.all():
+        return unweighted
+    order = np.argsort(s[~positive], kind="stable")
+    neg_scores, neg_weights = s[~positive][order], w[~positive][order]
+    cumulative = np.concatenate(([0.0], np.cumsum(neg_weights)))
+    below = cumulative[np.searchsorted(neg_scores, s[positive], side="left")]
+    upto = cumulative[np.searchsorted(neg_scores, s[positive], side="right")]
+    beaten = below + 0.5 * (upto - below)
+    value = float((w[positive] * beaten).sum() / (w[positive].sum() * neg_weights.sum()))
+    m, n = unweighted.positives, unweighted.negatives
+    scale = max(m / max(_kish(w[positive]), 1.0), n / max(_kish(w[~positive]), 1.0))
+    return AurocEstimate(value, unweighted.variance * scale, m, n)
