@@ -27,7 +27,7 @@ from services.monitors.runner.targets import FixedTargets, RoutedTargets
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
 from services.runtime.outbox import RelayTuning
-from services.runtime.postgres import create_pool_from_settings, is_ready
+from services.runtime.postgres import DATABASE_DOWN, create_pool_from_settings, is_ready
 from services.runtime.routes_follower import FollowTuning, TopicFollower
 from services.runtime.server import RadguardServer, serve
 from services.runtime.telemetry import get_logger
@@ -102,7 +102,17 @@ class MonitorRunner:
         """Stop following routes, publish what the outbox holds (bounded), close the producer and the pool."""
         if self.follower is not None:
             await self.follower.stop()
-        await self.relay.stop(self.drain_timeout_s)
+        # Let the running relay publish what is pending before stopping it: cancelling a round while Kafka is
+        # acknowledging it leaves a send in flight that the drain below would repeat.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout_s
+        pending = 1
+        with contextlib.suppress(Unavailable, *DATABASE_DOWN):
+            while loop.time() < deadline and (pending := await self.relay.pending()) > 0:
+                self.relay.notify()
+                await asyncio.sleep(0.05)
+        # Nothing left: stop without the relay's own drain rounds.
+        await self.relay.stop(self.drain_timeout_s if pending else 0.0)
         await self.producer.close()
         await self.pool.close()
 
