@@ -345,7 +345,8 @@ async def test_b_a_monitor_breach_on_the_canary_rolls_it_back_within_two_seconds
         "RADGUARD_MONITOR_KINDS": json.dumps(["drift"]),
         "RADGUARD_MONITOR_MODEL_REPO": str(REPO_ROOT / "model_repo"),
         "RADGUARD_MONITOR_REPORTS_DIR": str(tmp_path / "reports"),
-        "RADGUARD_MONITOR_WINDOW_SIZE": "120",
+        "RADGUARD_MONITOR_BLOCK_SIZE": "120",
+        "RADGUARD_MONITOR_FOLLOW_ROUTES": "false",
         "RADGUARD_GRPC_PORT": "0",
         "RADGUARD_METRICS_ENABLED": "false",
     }

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,10 +12,19 @@ from services.gateway.routing import Route, RouteBook
 from services.runtime.errors import Unavailable
 from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
+from services.runtime.routes_follower import ROUTES_TOPIC, FollowTuning, TopicFollower
 
 _log = logging.getLogger(__name__)
 
-ROUTES_TOPIC = "radguard.routes.v1"
+__all__ = [
+    "ROUTES_TOPIC",
+    "RouteFollower",
+    "apply_record",
+    "publish_route",
+    "read_routes",
+    "route_event",
+    "route_from_table",
+]
 
 
 def route_from_table(table: common_pb2.RouteTable) -> Route:
@@ -78,65 +85,18 @@ def apply_record(book: RouteBook, record: ConsumedRecord) -> bool:
     return applied
 
 
-class RouteFollower:
+class RouteFollower(TopicFollower):
     """Reads the whole routes topic (no consumer group) and keeps a RouteBook current."""
 
     def __init__(self, consumer: AsyncKafkaConsumer, book: RouteBook, poll_timeout_s: float = 0.2) -> None:
-        self.consumer = consumer
+        super().__init__(
+            consumer,
+            lambda record: apply_record(book, record),
+            FollowTuning(poll_timeout_s=poll_timeout_s),
+            name="route-follower",
+            on_caught_up=book.mark_loaded,
+        )
         self.book = book
-        self.poll_timeout_s = poll_timeout_s
-        self._task: asyncio.Task[None] | None = None
-        self.caught_up = asyncio.Event()
-
-    async def start(self) -> None:
-        """Start following in the background (connecting, with retries, there)."""
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="route-follower")
-
-    async def _connect(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self.consumer.start()
-                return
-            except Exception as exc:
-                _log.warning("routes topic unreachable (%s); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    async def _follow(self) -> None:
-        await self._connect()
-        while True:
-            try:
-                records = await self.consumer.getmany(timeout_s=self.poll_timeout_s)
-            except Exception as exc:
-                _log.warning("reading routes failed: %s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for record in records:
-                apply_record(self.book, record)
-            if not records and not self.caught_up.is_set():
-                await self._check_caught_up()
-
-    async def _check_caught_up(self) -> None:
-        """Mark the book loaded once the topic was read to its end (asked of the broker, not guessed)."""
-        try:
-            at_end = await self.consumer.at_end()
-        except Exception as exc:
-            _log.warning("checking the routes topic's end failed: %s", exc)
-            return
-        if at_end:
-            self.book.mark_loaded()
-            self.caught_up.set()
-            _log.info("route table loaded models=%d", len(self.book.models()))
-
-    async def stop(self) -> None:
-        """Stop following and close the consumer."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self.consumer.close()
 
 
 async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:

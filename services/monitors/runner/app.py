@@ -1,4 +1,4 @@
-"""Wiring of the monitor runner: settings → pool, producer, adapters → the run use case, once or in a loop."""
+"""Wiring of the monitor runner: settings → pool, producer, routes follower, outbox relay → the run use case."""
 
 from __future__ import annotations
 
@@ -13,17 +13,22 @@ from pathlib import Path
 
 import asyncpg
 
+from services.monitors.alerting.sequential import FalseAlarmBudget
 from services.monitors.ledger.adapters.postgres_queries import PostgresLedgerQueries
-from services.monitors.runner.adapters.findings_kafka import KafkaFindingPublisher
 from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
+from services.monitors.runner.adapters.outbox import FindingsOutboxRelay
 from services.monitors.runner.adapters.reports import EvidentlyReportFolder, ModelRepoReferences
-from services.monitors.runner.handlers import MonitorTarget, RunMonitors
-from services.monitors.runner.ports import IssuedFinding
+from services.monitors.runner.adapters.routes import route_follower
+from services.monitors.runner.handlers import RunMonitors
+from services.monitors.runner.ports import IssuedFinding, MonitorTarget, TargetSource
 from services.monitors.runner.settings import MonitorRunnerSettings
 from services.monitors.runner.specs import load_specs
+from services.monitors.runner.targets import FixedTargets, RoutedTargets
 from services.runtime.errors import Unavailable
-from services.runtime.kafka import AsyncKafkaProducer
-from services.runtime.postgres import create_pool_from_settings, is_ready
+from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from services.runtime.outbox import RelayTuning
+from services.runtime.postgres import DATABASE_DOWN, create_pool_from_settings, is_ready
+from services.runtime.routes_follower import FollowTuning, TopicFollower
 from services.runtime.server import RadguardServer, serve
 from services.runtime.telemetry import get_logger
 
@@ -31,7 +36,7 @@ _log = get_logger(__name__)
 
 
 def targets_of(settings: MonitorRunnerSettings) -> list[MonitorTarget]:
-    """Every (model, version, arm) the settings ask to watch."""
+    """Every (model, version, arm) the settings ask to watch when routes are not followed."""
     return [
         MonitorTarget(settings.monitor_model, version, arm)
         for version in settings.monitor_versions
@@ -44,17 +49,25 @@ class MonitorRunner:
     """The assembled runner: the use case, its targets and the connections it owns."""
 
     use_case: RunMonitors
-    targets: list[MonitorTarget]
+    targets: TargetSource
     interval_s: float
     pool: asyncpg.Pool
     producer: AsyncKafkaProducer
+    relay: FindingsOutboxRelay
+    #: Keeps ``targets`` current from the routes topic, or None for a fixed list.
+    follower: TopicFollower | None = None
     #: Where each pass's outcome goes as JSON (for ``radguard stack status``), or None.
     status_file: Path | None = None
+    #: Longest wait at stop for pending findings to reach Kafka.
+    drain_timeout_s: float = 5.0
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def run_once(self) -> list[IssuedFinding]:
-        """One pass over every target (see :meth:`RunMonitors.run_once`)."""
-        return await self.use_case.run_once(self.targets)
+        """One pass over every target served now (see :meth:`RunMonitors.run_once`); wakes the relay."""
+        issued = await self.use_case.run_once(self.targets.targets())
+        if issued:
+            self.relay.notify()
+        return issued
 
     async def run_forever(self) -> None:
         """Run a pass every ``interval_s`` until :meth:`stop`; an unreachable dependency skips one pass."""
@@ -86,13 +99,31 @@ class MonitorRunner:
         self._stop.set()
 
     async def close(self) -> None:
-        """Flush and close the producer, close the pool."""
+        """Stop following routes, publish what the outbox holds (bounded), close the producer and the pool."""
+        if self.follower is not None:
+            await self.follower.stop()
+        # Let the running relay publish what is pending before stopping it: cancelling a round while Kafka is
+        # acknowledging it leaves a send in flight that the drain below would repeat.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.drain_timeout_s
+        pending = 1
+        with contextlib.suppress(Unavailable, *DATABASE_DOWN):
+            while loop.time() < deadline and (pending := await self.relay.pending()) > 0:
+                self.relay.notify()
+                await asyncio.sleep(0.05)
+        # Nothing left: stop without the relay's own drain rounds.
+        await self.relay.stop(self.drain_timeout_s if pending else 0.0)
         await self.producer.close()
         await self.pool.close()
 
 
-async def build_monitor_runner(settings: MonitorRunnerSettings) -> MonitorRunner:
-    """Open the pool and the producer and assemble the runner.
+async def build_monitor_runner(settings: MonitorRunnerSettings, *, wait_for_routes_s: float = 10.0) -> MonitorRunner:
+    """Open the pool and the producer, start the outbox relay and the routes follower, assemble the runner.
+
+    Args:
+        settings: The runner's settings.
+        wait_for_routes_s: With route following, how long to wait for the routes topic's backlog before the
+            first pass (a runner that judged nothing yet must not run its first pass on no targets).
 
     Raises:
         Unavailable: PostgreSQL or Kafka cannot be reached.
@@ -106,19 +137,62 @@ async def build_monitor_runner(settings: MonitorRunnerSettings) -> MonitorRunner
     except BaseException:
         await pool.close()
         raise
+    budget = FalseAlarmBudget(
+        days=settings.monitor_false_alarm_days,
+        studies_per_day=settings.monitor_studies_per_day,
+        block_size=settings.monitor_block_size,
+        monitors=len(specs),
+    )
+    store = PostgresFindingStore(
+        pool, topic=settings.findings_topic, producer=f"{settings.service_name}/{socket.gethostname()}"
+    )
     use_case = RunMonitors(
         PostgresLedgerQueries(pool),
         ModelRepoReferences(settings.monitor_model_repo),
-        PostgresFindingStore(pool),
-        KafkaFindingPublisher(producer, settings.findings_topic, f"{settings.service_name}/{socket.gethostname()}"),
+        store,
         specs,
-        window_size=settings.monitor_window_size,
-        window_span=None if settings.monitor_window_hours is None else timedelta(hours=settings.monitor_window_hours),
+        block_size=settings.monitor_block_size,
+        cusum=budget.parameters(settings.monitor_cusum_k),
+        max_blocks_per_pass=settings.monitor_max_blocks_per_pass,
         reports=EvidentlyReportFolder(settings.monitor_reports_dir),
-        skip_unchanged=settings.monitor_skip_unchanged,
+        settle=timedelta(seconds=settings.monitor_block_settle_s),
     )
+    relay = FindingsOutboxRelay(
+        pool,
+        producer.send_many,
+        RelayTuning(
+            batch=settings.outbox_batch, poll_s=settings.outbox_poll_s, retry_max_s=settings.outbox_retry_max_s
+        ),
+    )
+    relay.start()
+    targets: TargetSource = FixedTargets(targets_of(settings))
+    follower: TopicFollower | None = None
+    if settings.monitor_follow_routes:
+        routed = RoutedTargets()
+        consumer = AsyncKafkaConsumer(
+            [settings.routes_topic],
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=None,
+            client_id=f"{settings.service_name}-routes",
+            auto_offset_reset="earliest",
+            bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+        )
+        follower = route_follower(consumer, routed, FollowTuning(poll_timeout_s=settings.routes_poll_s))
+        await follower.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(follower.caught_up.wait(), wait_for_routes_s)
+        targets = routed
+    _log.info("monitors.cusum", k=use_case.cusum.k, h=use_case.cusum.h, arl0_blocks=budget.arl0_per_chart)
     return MonitorRunner(
-        use_case, targets_of(settings), settings.monitor_interval_s, pool, producer, settings.monitor_status_file
+        use_case,
+        targets,
+        settings.monitor_interval_s,
+        pool,
+        producer,
+        relay,
+        follower,
+        settings.monitor_status_file,
+        settings.outbox_drain_timeout_s,
     )
 
 

@@ -1,39 +1,46 @@
-"""The monitor run use case: for each watched version and arm, window → calculators → stored, published findings.
+"""The monitor run use case: for each served version and arm, new blocks → calculators → CUSUM → findings.
 
-A finding is stored in PostgreSQL before it is published, under one id, so a crash between the two leaves a
-row whose event can be republished without creating a second finding. Drift findings also get the Evidently
-report of their window (HTML and JSON); its path is the finding's ``report_uri``.
+Each pass cuts the predictions that arrived since the target's last judged block into consecutive,
+non-overlapping blocks of ``block_size`` (an incomplete block waits for the next pass). Every monitor judges
+each block against the version's reference; the block's p-value for "nothing changed" (Bonferroni over the
+finding's tests) feeds that monitor's CUSUM (:mod:`services.monitors.alerting.sequential`). Only a CUSUM alarm
+makes a breach; a block's own significant result is at most a warning. Findings, their outbox rows, the
+charts and the block cursor are written in one transaction, and the outbox relay publishes the findings, so
+a finding stored while Kafka is down is published when it returns. A drift breach also gets the Evidently
+report of its block (HTML and JSON); its path is the finding's ``report_uri``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from services.monitors.alerting.sequential import CusumParameters, CusumState, bonferroni_global, step
 from services.monitors.bias.calculator import BiasMonitor
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.calculator import CalibrationMonitor
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import with_recalibration_proposal
-from services.monitors.core.findings import Finding, MonitorKind, Severity
+from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.specs import MonitorSpec
 from services.monitors.core.window import Window
 from services.monitors.drift.calculator import DriftMonitor
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.ledger.domain import Arm
-from services.monitors.ledger.queries import LedgerQueries, WindowSpec
+from services.monitors.ledger.queries import LabelledPrediction, LedgerQueries, LedgerWindow, WindowSpec
 from services.monitors.performance.calculator import PerformanceMonitor
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.ports import (
+    BlockCursor,
+    Chart,
     DriftReportWriter,
-    FindingPublisher,
-    FindingStore,
     IssuedFinding,
+    MonitorTarget,
     ReferenceSource,
-    WindowMark,
+    SequentialStore,
 )
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
@@ -41,17 +48,9 @@ from services.runtime.telemetry import get_logger
 
 _log = get_logger(__name__)
 
+__all__ = ["Calculator", "MonitorTarget", "RunMonitors", "build_calculator", "judge_block"]
 
-@dataclass(frozen=True)
-class MonitorTarget:
-    """One model version and arm whose traffic the monitors judge."""
-
-    model_name: str
-    model_version: str
-    arm: str
-
-    def __str__(self) -> str:
-        return f"{self.model_name}/{self.model_version}/{self.arm}"
+CUSUM_TEST = "cusum of probit block evidence"
 
 
 class Calculator(Protocol):
@@ -79,51 +78,109 @@ def build_calculator(kind: MonitorKind, spec: MonitorSpec, reference: Window) ->
     raise TypeError(f"{type(spec).__name__} is not a spec of the {kind.value} monitor")
 
 
+def judge_block(finding: Finding, chart: Chart) -> tuple[Finding, CusumState]:
+    """One block's finding after its monitor's CUSUM has seen it.
+
+    Args:
+        finding: What the calculator concluded about the block alone.
+        chart: The monitor's chart before the block.
+
+    Returns:
+        The finding with a ``cusum`` statistic added and its severity set by the chart (breach only on an
+        alarm, otherwise at most warning), and the chart's new state. A block without any finite p-value (not
+        enough evidence) leaves the chart where it was.
+    """
+    p_block = bonferroni_global(s.p_value for s in finding.statistics if s.p_value is not None)
+    parameters = chart.parameters
+    if p_block is None:
+        cusum = Statistic(
+            name="cusum",
+            value=chart.state.statistic,
+            test=CUSUM_TEST,
+            limit=parameters.h,
+            note=f"block without evidence; k={parameters.k:g}, h={parameters.h:.3f}",
+        )
+        return _capped(finding, cusum, alarm=False), chart.state
+    moved = step(chart.state, p_block, parameters)
+    cusum = Statistic(
+        name="cusum",
+        value=moved.peak,
+        test=CUSUM_TEST,
+        p_value=p_block,
+        adjustment="bonferroni",
+        limit=parameters.h,
+        severity=Severity.BREACH if moved.alarm else Severity.INFO,
+        n=moved.state.steps,
+        note=f"z={moved.z:.3f}; k={parameters.k:g}, h={parameters.h:.3f}; alarms={moved.state.alarms}",
+    )
+    return _capped(finding, cusum, alarm=moved.alarm), moved.state
+
+
+def _capped(finding: Finding, cusum: Statistic, *, alarm: bool) -> Finding:
+    if alarm:
+        severity = Severity.BREACH
+        summary = f"{finding.summary} [sequential alarm: CUSUM {cusum.value:.2f} > {cusum.limit:.2f}]"
+    else:
+        severity = Severity.WARNING if finding.severity is not Severity.INFO else Severity.INFO
+        summary = f"{finding.summary} [CUSUM {cusum.value:.2f} of {cusum.limit:.2f}]"
+    return replace(finding, severity=severity, summary=summary, statistics=(*finding.statistics, cusum))
+
+
+def _after(row: LabelledPrediction, cursor: BlockCursor | None) -> bool:
+    # The ledger orders by (event_time, prediction_id); uuid order is the order of their lowercase hex text.
+    if cursor is None:
+        return True
+    return (row.event_time, row.prediction_id) > (cursor.last_event_time, cursor.last_prediction_id)
+
+
 class RunMonitors:
-    """Runs every configured monitor over the latest window of each target."""
+    """Judges every new block of each target with every configured monitor and its CUSUM."""
 
     def __init__(
         self,
         queries: LedgerQueries,
         references: ReferenceSource,
-        store: FindingStore,
-        publisher: FindingPublisher,
+        store: SequentialStore,
         specs: Mapping[MonitorKind, MonitorSpec],
         *,
-        window_size: int,
-        window_span: timedelta | None = None,
+        block_size: int,
+        cusum: CusumParameters,
+        max_blocks_per_pass: int = 8,
         reports: DriftReportWriter | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        skip_unchanged: bool = False,
+        settle: timedelta = timedelta(0),
     ) -> None:
         """Assemble the use case.
 
         Args:
             queries: The ledger's read side.
             references: Reference profiles by version.
-            store: The findings table.
-            publisher: The findings topic.
+            store: Charts, findings and their outbox.
             specs: The monitors to run, by kind.
-            window_size: Latest predictions per window (a count window ending at the run's time).
-            window_span: Also bound the window by time: only predictions of the last ``window_span``.
-            reports: Writes drift reports; None skips them.
+            block_size: Predictions per block (one chart step each).
+            cusum: Allowance and threshold of every chart (see ``FalseAlarmBudget``).
+            max_blocks_per_pass: Blocks judged per target and pass at most (a backlog is worked off over passes;
+                a target with no judged block yet starts from its latest ``max_blocks_per_pass`` blocks).
+            reports: Writes drift reports of breaches; None skips them.
             clock: Current time (UTC), injectable for tests.
-            skip_unchanged: Issue nothing for a target whose window holds the same predictions and reads as at
-                the previous pass (a quiet stack must not repeat its findings every interval). The marks are
-                kept in the store, so this holds across restarts of the runner too.
+            settle: A block is judged only once its newest prediction is this old (time for reads to arrive).
         """
         self._queries = queries
         self._references = references
         self._store = store
-        self._publisher = publisher
         self._specs = dict(specs)
-        self._window_size = window_size
-        self._window_span = window_span
+        self._block_size = block_size
+        self._cusum = cusum
+        self._max_blocks = max_blocks_per_pass
         self._reports = reports
         self._clock = clock
-        self._skip_unchanged = skip_unchanged
-        self._marks: dict[MonitorTarget, WindowMark | None] = {}
+        self._settle = settle
         self._calculators: dict[tuple[str, str], tuple[Window, dict[MonitorKind, Calculator]]] = {}
+
+    @property
+    def cusum(self) -> CusumParameters:
+        """The charts' allowance and threshold."""
+        return self._cusum
 
     def _prepared(self, target: MonitorTarget) -> tuple[Window, dict[MonitorKind, Calculator]]:
         # A reference is prepared once per version: sorting and counting it is the expensive part.
@@ -135,18 +192,18 @@ class RunMonitors:
         return self._calculators[key]
 
     async def run_once(self, targets: Iterable[MonitorTarget], *, end: datetime | None = None) -> list[IssuedFinding]:
-        """Evaluate every monitor on each target's latest window, store and publish the findings.
+        """Judge each target's complete new blocks; store the findings (the outbox publishes them).
 
         Args:
             targets: Versions and arms to judge.
-            end: Window end (exclusive); the current time when None.
+            end: Only predictions before this time (exclusive); the current time when None.
 
         Returns:
-            The findings issued, in target then monitor order. Targets without a reference profile or
-            without predictions are skipped (logged).
+            The findings issued, in target, block, then monitor order. Targets without a reference profile or
+            without a complete new block issue nothing (logged).
 
         Raises:
-            Unavailable: The ledger, the findings table or Kafka cannot be reached.
+            Unavailable: The ledger or the findings tables cannot be reached.
         """
         until = end if end is not None else self._clock()
         issued: list[IssuedFinding] = []
@@ -156,50 +213,81 @@ class RunMonitors:
             except FileNotFoundError as error:
                 _log.warning("monitors.no_reference", target=str(target), error=str(error))
                 continue
-            ledger_window = await self._queries.window(
+            issued.extend(await self._judge_new_blocks(target, reference, calculators, until))
+        return issued
+
+    async def _new_blocks(
+        self, target: MonitorTarget, cursor: BlockCursor | None, until: datetime, features: bool
+    ) -> list[tuple[LabelledPrediction, ...]]:
+        spec = WindowSpec(
+            model_name=target.model_name,
+            model_version=target.model_version,
+            arm=Arm(target.arm),
+            start=cursor.last_event_time if cursor is not None else None,
+            end=until - self._settle,
+            last=None if cursor is not None else self._block_size * self._max_blocks,
+            include_features=features,
+        )
+        ledger_window = await self._queries.window(spec)
+        fresh = [row for row in ledger_window.rows if _after(row, cursor)]
+        complete = len(fresh) // self._block_size
+        if cursor is None:
+            fresh = fresh[len(fresh) - complete * self._block_size :]  # the newest complete blocks
+        blocks = [
+            tuple(fresh[i * self._block_size : (i + 1) * self._block_size])
+            for i in range(min(complete, self._max_blocks))
+        ]
+        if not blocks:
+            _log.info("monitors.no_complete_block", target=str(target), waiting=len(fresh))
+        return blocks
+
+    async def _judge_new_blocks(
+        self, target: MonitorTarget, reference: Window, calculators: dict[MonitorKind, Calculator], until: datetime
+    ) -> list[IssuedFinding]:
+        cursor, states = await self._store.charts(target)
+        blocks = await self._new_blocks(target, cursor, until, MonitorKind.DRIFT in calculators)
+        issued: list[IssuedFinding] = []
+        for rows in blocks:
+            block = LedgerWindow(
                 WindowSpec(
                     model_name=target.model_name,
-                    model_version=target.model_version,
-                    arm=Arm(target.arm),
-                    start=until - self._window_span if self._window_span is not None else None,
-                    end=until,
-                    last=self._window_size,
-                    include_features=MonitorKind.DRIFT in calculators,
-                )
+                    start=rows[0].event_time,
+                    end=rows[-1].event_time + timedelta(microseconds=1),
+                ),
+                rows,
             )
-            if not ledger_window.rows:
-                _log.info("monitors.empty_window", target=str(target))
-                continue
-            maturity = ledger_window.maturity
-            last = ledger_window.rows[-1]
-            mark = WindowMark(maturity.count, maturity.labelled_count, last.event_time, last.prediction_id)
-            if self._skip_unchanged and await self._last_mark(target) == mark:
-                _log.info("monitors.unchanged_window", target=str(target), predictions=maturity.count)
-                continue
-            window = to_window(ledger_window, model_version=target.model_version, arm=target.arm)
+            window = to_window(block, model_version=target.model_version, arm=target.arm)
+            charts: dict[MonitorKind, Chart] = {}
+            findings: list[IssuedFinding] = []
             for kind, calculator in calculators.items():
                 if isinstance(calculator, BiasMonitor) and target.arm == Arm.CANARY.value:
                     stable = await self._stable_window(target, window)
                     finding = await asyncio.to_thread(calculator.evaluate, window, stable)
                 else:
                     finding = await asyncio.to_thread(calculator.evaluate, window)
+                chart = Chart(states.get(kind, CusumState()), self._cusum)
+                finding, state = judge_block(finding, chart)
+                charts[kind] = Chart(state, self._cusum)
+                states[kind] = state
                 spec = self._specs[kind]
                 if isinstance(spec, CalibrationSpec) and finding.severity is Severity.BREACH:
                     # A breach with enough reads comes with a proposed fix, judged on reads it was not fitted on.
                     finding = await asyncio.to_thread(with_recalibration_proposal, finding, window, spec)
-                issued.append(await self._issue(finding, reference, window, until))
-            if self._skip_unchanged:
-                # After the findings: a crash in between judges the window again rather than never.
-                await self._store.save_window_mark(target.model_name, target.model_version, target.arm, mark)
-                self._marks[target] = mark
+                findings.append(await self._issued(finding, reference, window, until))
+            last = rows[-1]
+            await self._store.commit_block(target, BlockCursor(last.event_time, last.prediction_id), findings, charts)
+            for item in findings:
+                _log.info(
+                    "monitors.finding",
+                    finding_id=item.finding_id,
+                    kind=item.finding.kind.value,
+                    model=item.finding.model_name,
+                    version=item.finding.model_version,
+                    arm=item.finding.arm,
+                    severity=item.finding.severity.value,
+                )
+            issued.extend(findings)
         return issued
-
-    async def _last_mark(self, target: MonitorTarget) -> WindowMark | None:
-        # Read from the store once per target and process, then kept here: a restarted runner
-        # continues from the marks its predecessor saved instead of repeating its last findings.
-        if target not in self._marks:
-            self._marks[target] = await self._store.window_mark(target.model_name, target.model_version, target.arm)
-        return self._marks[target]
 
     async def _stable_window(self, target: MonitorTarget, canary: Window) -> Window | None:
         """The stable arm's predictions over the canary window's period (whatever version is stable), or None."""
@@ -212,11 +300,12 @@ class RunMonitors:
         versions = sorted({row.model_version for row in ledger_window.rows})
         return to_window(ledger_window, model_version="+".join(versions), arm=Arm.STABLE.value)
 
-    async def _issue(self, finding: Finding, reference: Window, window: Window, until: datetime) -> IssuedFinding:
+    async def _issued(self, finding: Finding, reference: Window, window: Window, until: datetime) -> IssuedFinding:
         finding_id = uuid7()
         spec = self._specs[finding.kind]
         if (
             finding.kind is MonitorKind.DRIFT
+            and finding.severity is Severity.BREACH
             and self._reports is not None
             and isinstance(spec, DriftSpec)
             and len(window) >= spec.min_window
@@ -224,16 +313,4 @@ class RunMonitors:
             stem = f"{finding.model_name}-{finding.model_version}-{finding.arm}-drift-{until:%Y%m%dT%H%M%S}"
             uri = await asyncio.to_thread(self._reports.write, reference, window, spec, f"{stem}-{finding_id[-12:]}")
             finding = finding.with_report(uri)
-        issued = IssuedFinding(finding_id, self._clock(), finding)
-        await self._store.save(issued)
-        await self._publisher.publish(issued)
-        _log.info(
-            "monitors.finding",
-            finding_id=finding_id,
-            kind=finding.kind.value,
-            model=finding.model_name,
-            version=finding.model_version,
-            arm=finding.arm,
-            severity=finding.severity.value,
-        )
-        return issued
+        return IssuedFinding(finding_id, self._clock(), finding)

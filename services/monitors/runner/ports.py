@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from services.monitors.alerting.sequential import CusumParameters, CusumState
 from services.monitors.core.findings import Finding, MonitorKind, Severity
 from services.monitors.core.window import Window
 from services.monitors.drift.spec import DriftSpec
+
+
+@dataclass(frozen=True)
+class MonitorTarget:
+    """One model version and arm whose traffic the monitors judge."""
+
+    model_name: str
+    model_version: str
+    arm: str
+
+    def __str__(self) -> str:
+        return f"{self.model_name}/{self.model_version}/{self.arm}"
+
+
+@dataclass(frozen=True)
+class BlockCursor:
+    """The newest prediction a target's charts have judged; the next block starts after it.
+
+    Attributes:
+        last_event_time: Its event time.
+        last_prediction_id: Its id (ties on event time are broken by id, as the ledger orders them).
+    """
+
+    last_event_time: datetime
+    last_prediction_id: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One monitor's CUSUM of one target: its state and the parameters it runs with."""
+
+    state: CusumState
+    parameters: CusumParameters
 
 
 @dataclass(frozen=True)
@@ -85,6 +120,40 @@ class FindingStore(Protocol):
         Raises:
             Unavailable: The database cannot be reached.
         """
+        ...
+
+
+class SequentialStore(Protocol):
+    """The charts of each target, and the findings of each block written with them in one transaction."""
+
+    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, CusumState]]:
+        """The target's block cursor (None before its first block) and its charts' states by monitor.
+
+        Raises:
+            Unavailable: The database cannot be reached.
+        """
+        ...
+
+    async def commit_block(
+        self,
+        target: MonitorTarget,
+        cursor: BlockCursor,
+        findings: Sequence[IssuedFinding],
+        charts: Mapping[MonitorKind, Chart],
+    ) -> None:
+        """Store one block's findings, their outbox rows, the charts and the cursor, all or nothing.
+
+        Raises:
+            Unavailable: The database cannot be reached (nothing was stored).
+        """
+        ...
+
+
+class TargetSource(Protocol):
+    """What to monitor now."""
+
+    def targets(self) -> list[MonitorTarget]:
+        """Every (model, version, arm) served at the moment."""
         ...
 
 

@@ -3,7 +3,8 @@
 The reference profile is the baseline hospital's first 2,000 studies; the day's traffic comes from the
 ``new_scanner`` scenario after its change (site B's new, brighter scanner from study 2,000). Predictions and
 reads go through Kafka into the ledger by the real writer; one ``radguard monitor run --once`` pass must then
-store a drift breach, publish the same finding on the findings topic and write its Evidently report.
+judge the newest complete block of 1,000 predictions, store a drift breach (the CUSUM alarms on the block's
+evidence), publish the same finding on the findings topic through the outbox and write its Evidently report.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from tests.integration.conftest import StackEndpoints
 from tests.integration.ledger.conftest import Topics, produce, start_writer, wait_for_rows, writer_env
 from tests.integration.ledger.simulated import MODEL, Truth, prediction_event, read_event
 
-pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.integration, pytest.mark.timeout(300)]
 
 SEED = 5
 VERSION = "3"
@@ -179,7 +180,8 @@ async def test_a_planted_scanner_shift_becomes_a_drift_breach_in_postgres_on_kaf
         "RADGUARD_MONITOR_KINDS": json.dumps(["drift", "performance"]),
         "RADGUARD_MONITOR_MODEL_REPO": str(tmp_path / "model_repo"),
         "RADGUARD_MONITOR_REPORTS_DIR": str(tmp_path / "reports"),
-        "RADGUARD_MONITOR_WINDOW_SIZE": "1000",
+        "RADGUARD_MONITOR_BLOCK_SIZE": "1000",
+        "RADGUARD_MONITOR_FOLLOW_ROUTES": "false",
         "RADGUARD_METRICS_ENABLED": "false",
         "RADGUARD_LOG_LEVEL": "warning",
     }
@@ -189,7 +191,7 @@ async def test_a_planted_scanner_shift_becomes_a_drift_breach_in_postgres_on_kaf
     finally:
         await runner.close()
 
-    # A restarted runner finds the window it judged marked in PostgreSQL: it issues nothing new.
+    # A restarted runner finds its block cursor in PostgreSQL: no new complete block, nothing issued.
     restarted = await build_monitor_runner(load_settings(MonitorRunnerSettings, env))
     try:
         again = await restarted.run_once()
@@ -209,18 +211,25 @@ async def test_a_planted_scanner_shift_becomes_a_drift_breach_in_postgres_on_kaf
             "select * from monitor_findings where finding_id = $1", uuid.UUID(drift.finding_id)
         )
         total = await connection.fetchval("select count(*) from monitor_findings")
-        mark = await connection.fetchrow(
-            "select * from monitor_window_marks where model_name = $1 and model_version = $2 and arm = 'stable'",
+        charts = await connection.fetch(
+            "select * from monitor_sequential_state where model_name = $1 and model_version = $2 and arm = 'stable'"
+            " order by kind",
             MODEL,
             VERSION,
         )
+        pending = await connection.fetchval("select count(*) from monitor_findings_outbox where published_at is null")
     finally:
         await connection.close()
     assert total == 2
-    assert mark is not None and (mark["window_count"], mark["window_labelled"]) == (
-        1000,
-        drift.finding.maturity.labelled,
+    assert pending == 0  # the relay published both before the runner closed
+    drift_chart = charts[0]
+    assert (drift_chart["kind"], drift_chart["steps"], drift_chart["alarms"], drift_chart["statistic"]) == (
+        "drift",
+        1,
+        1,
+        0.0,
     )
+    assert len(charts) == 2 and len({c["last_prediction_id"] for c in charts}) == 1  # one cursor per target
     assert row is not None
     assert (row["kind"], row["model_name"], row["model_version"], row["arm"], row["severity"]) == (
         "drift",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from services.monitors.core.findings import Severity
+from services.monitors.alerting.sequential import CusumState
+from services.monitors.core.findings import MonitorKind, Severity
 from services.monitors.core.window import Window
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.ledger.domain import Arm, Outcome, Sex
@@ -20,7 +22,14 @@ from services.monitors.ledger.queries import (
     StoredOffset,
     WindowSpec,
 )
-from services.monitors.runner.ports import IssuedFinding, StoredFinding, WindowMark
+from services.monitors.runner.ports import (
+    BlockCursor,
+    Chart,
+    IssuedFinding,
+    MonitorTarget,
+    StoredFinding,
+    WindowMark,
+)
 
 T0 = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
 SITES = ("site-A", "site-B", "site-C")
@@ -153,6 +162,26 @@ class FakeStore:
 
     saved: list[IssuedFinding] = field(default_factory=list)
     marks: dict[tuple[str, str, str], WindowMark] = field(default_factory=dict)
+    cursors: dict[MonitorTarget, BlockCursor] = field(default_factory=dict)
+    charts_held: dict[tuple[MonitorTarget, MonitorKind], Chart] = field(default_factory=dict)
+    commits: int = 0
+
+    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, CusumState]]:
+        states = {kind: chart.state for (held, kind), chart in self.charts_held.items() if held == target}
+        return self.cursors.get(target), states
+
+    async def commit_block(
+        self,
+        target: MonitorTarget,
+        cursor: BlockCursor,
+        findings: Sequence[IssuedFinding],
+        charts: Mapping[MonitorKind, Chart],
+    ) -> None:
+        self.commits += 1
+        self.saved.extend(findings)
+        self.cursors[target] = cursor
+        for kind, chart in charts.items():
+            self.charts_held[(target, kind)] = chart
 
     async def save(self, issued: IssuedFinding) -> bool:
         if any(item.finding_id == issued.finding_id for item in self.saved):

@@ -45,8 +45,8 @@ def test_a_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.Monke
         raise AssertionError("must not start")
 
     monkeypatch.setattr(monitor_commands, "run_monitor_process", never)
-    result = CliRunner(env={"RADGUARD_MONITOR_WINDOW_SIZE": "1"}).invoke(
+    result = CliRunner(env={"RADGUARD_MONITOR_BLOCK_SIZE": "1"}).invoke(
         cli, ["monitor", "run", "--once", "--dsn", "postgresql://u@h:1/db", "--bootstrap", "k:9"]
     )
     assert result.exit_code != 0
-    assert "MONITOR_WINDOW_SIZE" in str(result.exception).upper()
+    assert "MONITOR_BLOCK_SIZE" in str(result.exception).upper()

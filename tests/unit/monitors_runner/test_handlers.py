@@ -1,4 +1,4 @@
-"""The run use case with fakes: windows → calculators → stored, then published findings, drift reports."""
+"""The run use case with fakes: new blocks → calculators → CUSUM → findings stored with their charts."""
 
 from __future__ import annotations
 
@@ -10,24 +10,31 @@ from pathlib import Path
 
 import pytest
 
+from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import propose_recalibration
-from services.monitors.core.findings import MonitorKind, Severity
+from services.monitors.core.findings import Finding, LabelMaturity, MonitorKind, Severity, Statistic
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
-from services.monitors.runner.handlers import MonitorTarget, RunMonitors, build_calculator
-from services.monitors.runner.ports import IssuedFinding
+from services.monitors.runner.handlers import RunMonitors, build_calculator, judge_block
+from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget
+from services.monitors.runner.targets import FixedTargets
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
-from tests.unit.monitors_runner.fakes import FakeLedger, FakePublisher, FakeReferences, FakeReports, FakeStore, rows
+from tests.unit.monitors_runner.fakes import FakeLedger, FakeReferences, FakeReports, FakeStore, rows
 
 NOW = datetime(2025, 1, 7, tzinfo=UTC)
 DRIFT = DriftSpec(name="chest-drift", stratify_by=())
-PERFORMANCE = PerformanceSpec(name="chest-performance", min_reads=50)
+PERFORMANCE = PerformanceSpec(name="chest-performance", min_reads=30)
+CUSUM = CusumParameters(k=0.5, h=4.0)
+#: A chart that alarms on one block with p below ~0.003 (for the tests of what a breach carries).
+STRICT = CusumParameters(k=0.5, h=2.2)
+STABLE = MonitorTarget("chest_nodule", "3", "stable")
+CANARY = MonitorTarget("chest_nodule", "3", "canary")
 
 
 def _reference() -> FakeReferences:
@@ -37,107 +44,156 @@ def _reference() -> FakeReferences:
 
 
 def _use_case(
-    ledger: FakeLedger, references: FakeReferences, reports: FakeReports | None = None
-) -> tuple[RunMonitors, FakeStore, FakePublisher]:
-    store = FakeStore()
-    publisher = FakePublisher(store)
+    ledger: FakeLedger, references: FakeReferences, reports: FakeReports | None = None, store: FakeStore | None = None
+) -> tuple[RunMonitors, FakeStore]:
+    store = store if store is not None else FakeStore()
     use_case = RunMonitors(
         ledger,
         references,
         store,
-        publisher,
         {MonitorKind.DRIFT: DRIFT, MonitorKind.PERFORMANCE: PERFORMANCE},
-        window_size=300,
+        block_size=100,
+        cusum=CUSUM,
+        max_blocks_per_pass=3,
         reports=reports,
         clock=lambda: NOW,
     )
-    return use_case, store, publisher
+    return use_case, store
 
 
 @pytest.mark.asyncio
-async def test_a_shifted_window_gives_a_stored_then_published_drift_breach_with_its_report() -> None:
-    ledger = FakeLedger({("3", "stable"): rows(500, shift=0.1, seed=2), ("3", "canary"): rows(400, seed=3)})
+async def test_a_shifted_stream_alarms_on_its_first_block_and_only_the_alarm_is_a_breach() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(350, shift=0.1, seed=2), ("3", "canary"): rows(350, seed=3)})
     reports = FakeReports()
-    use_case, store, publisher = _use_case(ledger, _reference(), reports)
+    use_case, store = _use_case(ledger, _reference(), reports)
 
-    issued = await use_case.run_once(
-        [MonitorTarget("chest_nodule", "3", "stable"), MonitorTarget("chest_nodule", "3", "canary")]
-    )
+    issued = await use_case.run_once([STABLE, CANARY])
 
-    assert [(i.finding.kind, i.finding.arm) for i in issued] == [
-        (MonitorKind.DRIFT, "stable"),
-        (MonitorKind.PERFORMANCE, "stable"),
-        (MonitorKind.DRIFT, "canary"),
-        (MonitorKind.PERFORMANCE, "canary"),
-    ]
-    stable_drift, canary_drift = issued[0].finding, issued[2].finding
-    assert stable_drift.severity is Severity.BREACH
-    assert stable_drift.get("ks_statistic", feature="intensity.mean").breached
-    assert canary_drift.severity is not Severity.BREACH
-    # A count window of the latest 300 predictions, ending now, with features only because drift runs.
-    assert [(s.model_version, s.arm, s.last, s.end, s.include_features) for s in ledger.specs] == [
-        ("3", Arm.STABLE, 300, NOW, True),
-        ("3", Arm.CANARY, 300, NOW, True),
-    ]
-    assert stable_drift.maturity.total == 300 and stable_drift.maturity.labelled == 100
-    # Drift findings carry their report; the others do not.
-    assert len(reports.stems) == 2
-    assert reports.stems[0].startswith("chest_nodule-3-stable-drift-20250107T000000-")
-    assert stable_drift.report_uri == f"/reports/{reports.stems[0]}.html"
-    assert issued[1].finding.report_uri == ""
-    # Every finding is stored before it is published, under one id and issue time.
-    assert [i.finding_id for i in store.saved] == [i.finding_id for i in publisher.published]
-    assert publisher.stored_first == [True] * 4
-    assert all(i.issued_at == NOW for i in issued)
-    assert len({i.finding_id for i in issued}) == 4
+    # A first pass takes the newest complete blocks (3 of 100; the oldest 50 predictions are never judged).
+    stable = [i.finding for i in issued if i.finding.arm == "stable"]
+    assert [(f.kind, f.maturity.total) for f in stable] == [
+        (MonitorKind.DRIFT, 100),
+        (MonitorKind.PERFORMANCE, 100),
+    ] * 3
+    assert stable[0].start == ledger.by_version[("3", "stable")][50].event_time
+    drift = [f for f in stable if f.kind is MonitorKind.DRIFT]
+    # A 2-SD intensity shift: one block's evidence is far beyond h, so every block alarms and restarts the chart.
+    assert [f.severity for f in drift] == [Severity.BREACH] * 3
+    cusum = drift[0].get("cusum")
+    assert cusum.value > CUSUM.h and cusum.limit == CUSUM.h and cusum.test.startswith("cusum")
+    assert store.charts_held[(STABLE, MonitorKind.DRIFT)].state == CusumState(0.0, 3, 3, 0)
+    assert drift[0].report_uri == f"/reports/{reports.stems[0]}.html" and len(reports.stems) == 3
+    canary = [i.finding for i in issued if i.finding.arm == "canary"]
+    assert all(f.severity is not Severity.BREACH for f in canary)
+    assert all(f.report_uri == "" for f in canary)
+    # One transaction per block, the cursor at the newest judged prediction.
+    assert store.commits == 6
+    assert store.cursors[STABLE].last_prediction_id == "p349"
+    assert len({i.finding_id for i in issued}) == len(issued) == len(store.saved) == 12
 
 
 @pytest.mark.asyncio
-async def test_targets_without_a_reference_or_without_predictions_are_skipped() -> None:
-    ledger = FakeLedger({("3", "stable"): rows(200, seed=4)})
-    references = _reference()
-    use_case, store, publisher = _use_case(ledger, references)
+async def test_blocks_do_not_overlap_and_an_incomplete_block_waits() -> None:
+    held = rows(450, seed=8)
+    ledger = FakeLedger({("3", "stable"): held[:250]})
+    use_case, store = _use_case(ledger, _reference())
 
-    issued = await use_case.run_once(
-        [
-            MonitorTarget("chest_nodule", "9", "stable"),  # no reference profile
-            MonitorTarget("chest_nodule", "3", "canary"),  # no traffic
-            MonitorTarget("chest_nodule", "3", "stable"),
-        ]
+    first = await use_case.run_once([STABLE])  # 2 blocks: p50..p249
+    again = await use_case.run_once([STABLE])  # nothing new
+    ledger.by_version[("3", "stable")] = held[:320]
+    partial = await use_case.run_once([STABLE])  # 70 new: waits
+    ledger.by_version[("3", "stable")] = held
+    after = await use_case.run_once([STABLE])  # 200 new: two blocks p250..p449
+
+    assert (len(first), len(again), len(partial), len(after)) == (4, 0, 0, 4)
+    starts = [f.finding.start for f in first + after if f.finding.kind is MonitorKind.DRIFT]
+    assert starts == [held[i].event_time for i in (50, 150, 250, 350)]
+    # After the first pass the query starts at the cursor and has no count limit.
+    assert ledger.specs[-1].start == held[249].event_time and ledger.specs[-1].last is None
+    assert store.charts_held[(STABLE, MonitorKind.PERFORMANCE)].state.steps == 4
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_runner_continues_its_charts_from_the_store() -> None:
+    held = rows(400, shift=0.01, seed=9)
+    ledger = FakeLedger({("3", "stable"): held[:200]})
+    store = FakeStore()
+    first, _ = _use_case(ledger, _reference(), store=store)
+    await first.run_once([STABLE])
+    before = store.charts_held[(STABLE, MonitorKind.DRIFT)].state
+
+    ledger.by_version[("3", "stable")] = held
+    restarted, _ = _use_case(ledger, _reference(), store=store)
+    issued = await restarted.run_once([STABLE])
+
+    drift = [i.finding for i in issued if i.finding.kind is MonitorKind.DRIFT]
+    assert len(drift) == 2
+    after = store.charts_held[(STABLE, MonitorKind.DRIFT)].state
+    assert after.steps == before.steps + 2
+    # The chart continued: its value is the recursion from the stored state over the two new blocks.
+    expected = before
+    for finding in drift:
+        p = finding.get("cusum").p_value
+        assert p is not None
+        peak = max(0.0, expected.statistic + probit_evidence(p) - CUSUM.k)
+        expected = CusumState(0.0 if peak > CUSUM.h else peak, expected.steps + 1)
+    assert after.statistic == pytest.approx(expected.statistic)
+
+
+def _finding(p_values: list[float | None], severity: Severity = Severity.BREACH) -> Finding:
+    statistics = tuple(Statistic(name="ks_statistic", value=0.2, p_value=p, severity=severity) for p in p_values)
+    return Finding(
+        kind=MonitorKind.DRIFT,
+        model_name="chest_nodule",
+        model_version="3",
+        arm="stable",
+        start=None,
+        end=None,
+        maturity=LabelMaturity(total=100, labelled=0),
+        severity=severity,
+        summary="drift",
+        statistics=statistics,
+        spec_ref="chest-drift@1",
     )
 
+
+def test_a_significant_block_without_an_alarm_is_at_most_a_warning() -> None:
+    chart = Chart(CusumState(), CUSUM)
+    judged, state = judge_block(_finding([0.002, 0.5]), chart)  # Bonferroni p = 0.004, z = 2.65
+    assert judged.severity is Severity.WARNING
+    assert state.statistic == pytest.approx(probit_evidence(0.004) - 0.5)
+    assert judged.get("cusum").p_value == pytest.approx(0.004)
+    alarm, after = judge_block(_finding([1e-9, 0.5]), Chart(state, CUSUM))
+    assert alarm.severity is Severity.BREACH and after.alarms == 1 and after.statistic == 0.0
+    assert "sequential alarm" in alarm.summary
+
+
+def test_a_block_without_evidence_leaves_the_chart_where_it_was() -> None:
+    chart = Chart(CusumState(statistic=2.0, steps=5), CUSUM)
+    judged, state = judge_block(_finding([None, float("nan")], Severity.INFO), chart)
+    assert state == chart.state
+    assert judged.severity is Severity.INFO and judged.get("cusum").value == 2.0
+
+
+@pytest.mark.asyncio
+async def test_targets_without_a_reference_or_without_a_block_are_skipped() -> None:
+    ledger = FakeLedger({("3", "stable"): rows(120, seed=4)})
+    use_case, store = _use_case(ledger, _reference())
+    issued = await use_case.run_once(
+        [MonitorTarget("chest_nodule", "9", "stable"), CANARY, STABLE]  # no reference; no traffic; one block
+    )
     assert [(i.finding.model_version, i.finding.arm) for i in issued] == [("3", "stable"), ("3", "stable")]
-    assert len(store.saved) == len(publisher.published) == 2
-    assert issued[0].finding.report_uri == ""  # no report writer configured
+    assert store.commits == 1
 
 
 @pytest.mark.asyncio
 async def test_the_reference_is_prepared_once_per_version_across_runs() -> None:
     ledger = FakeLedger({("3", "stable"): rows(200, seed=5), ("3", "canary"): rows(200, seed=6)})
     references = _reference()
-    use_case, _, _ = _use_case(ledger, references)
-    targets = [MonitorTarget("chest_nodule", "3", "stable"), MonitorTarget("chest_nodule", "3", "canary")]
-    await use_case.run_once(targets)
-    await use_case.run_once(targets, end=NOW)
+    use_case, _ = _use_case(ledger, references)
+    await use_case.run_once([STABLE, CANARY])
+    await use_case.run_once([STABLE, CANARY], end=NOW)
     assert references.loads == 1
-
-
-@pytest.mark.asyncio
-async def test_a_time_span_bounds_the_window_start() -> None:
-    ledger = FakeLedger({("3", "stable"): rows(200, seed=7)})
-    store = FakeStore()
-    use_case = RunMonitors(
-        ledger,
-        _reference(),
-        store,
-        FakePublisher(store),
-        {MonitorKind.PERFORMANCE: PERFORMANCE},
-        window_size=150,
-        window_span=timedelta(hours=6),
-    )
-    await use_case.run_once([MonitorTarget("chest_nodule", "3", "stable")], end=NOW)
-    (spec,) = ledger.specs
-    assert (spec.start, spec.end, spec.last, spec.include_features) == (NOW - timedelta(hours=6), NOW, 150, False)
 
 
 def test_a_spec_of_another_kind_is_refused() -> None:
@@ -171,9 +227,9 @@ async def _calibration_run(n: int) -> tuple[list[IssuedFinding], FakeStore]:
         ledger,
         _reference(),
         store,
-        FakePublisher(store),
         {MonitorKind.CALIBRATION: CALIBRATION},
-        window_size=n,
+        block_size=n,
+        cusum=STRICT,
         clock=lambda: NOW,
     )
     return await use_case.run_once([MonitorTarget("chest_nodule", "3", "stable")]), store
@@ -229,9 +285,9 @@ async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_
         ledger,
         FakeReferences({"3": reference, "4": reference}),
         store,
-        FakePublisher(store),
         {MonitorKind.BIAS: spec},
-        window_size=900,
+        block_size=900,
+        cusum=CUSUM,
         clock=lambda: NOW,
     )
 
@@ -241,7 +297,11 @@ async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_
 
     stable_query = ledger.specs[1]
     assert (stable_query.model_version, stable_query.arm) == (None, Arm.STABLE)
-    assert (stable_query.start, stable_query.end) == (canary_rows[0].event_time, NOW)
+    # The block's period: from its first prediction to just after its last.
+    assert (stable_query.start, stable_query.end) == (
+        canary_rows[0].event_time,
+        canary_rows[-1].event_time + timedelta(microseconds=1),
+    )
 
     def sensitivity(held: tuple[LabelledPrediction, ...], sex: Sex) -> float:
         positives = [r for r in held if r.sex is sex and r.label == 1 and r.event_time <= canary_rows[-1].event_time]
@@ -258,53 +318,24 @@ async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_
 
 
 @pytest.mark.asyncio
-async def test_with_skip_unchanged_a_window_is_judged_again_only_after_new_predictions_or_reads() -> None:
-    held = rows(300, seed=8)
-    ledger = FakeLedger({("3", "stable"): held[:200]})
-    store = FakeStore()
-
-    def runner() -> RunMonitors:
-        return RunMonitors(
-            ledger,
-            _reference(),
-            store,
-            FakePublisher(store),
-            {MonitorKind.PERFORMANCE: PERFORMANCE},
-            window_size=300,
-            clock=lambda: NOW,
-            skip_unchanged=True,
-        )
-
-    use_case = runner()
-    target = [MonitorTarget("chest_nodule", "3", "stable")]
-
-    first = await use_case.run_once(target)
-    again = await use_case.run_once(target)
-    ledger.by_version[("3", "stable")] = held  # 100 more predictions
-    after_new = await use_case.run_once(target)
-
-    assert (len(first), len(again), len(after_new)) == (1, 0, 1)
-    assert [item.finding.maturity.total for item in store.saved] == [200, 300]
-
-    # A runner restarted on the same store continues from the saved mark: nothing new, nothing issued.
-    restarted = runner()
-    assert await restarted.run_once(target) == []
-    ledger.by_version[("3", "stable")] = held[:250] + held[251:]  # the window changed: judged again
-    assert len(await restarted.run_once(target)) == 1
-    assert store.marks[("chest_nodule", "3", "stable")].count == 299
-
-
-@pytest.mark.asyncio
 async def test_the_runner_loop_records_each_pass_for_the_stack_status(tmp_path: Path) -> None:
-    ledger = FakeLedger({("3", "stable"): rows(500, shift=0.1, seed=2)})
-    use_case, _, _ = _use_case(ledger, _reference())
+    ledger = FakeLedger({("3", "stable"): rows(100, shift=0.1, seed=2)})
+    use_case, _ = _use_case(ledger, _reference())
+
+    class Relay:
+        notified = 0
+
+        def notify(self) -> None:
+            Relay.notified += 1
+
     status_file = tmp_path / "monitor" / "last_pass.json"
     runner = MonitorRunner(
         use_case,
-        [MonitorTarget("chest_nodule", "3", "stable")],
+        FixedTargets([STABLE]),
         3600.0,
         pool=None,  # type: ignore[arg-type]  # the loop never touches the connections
         producer=None,  # type: ignore[arg-type]
+        relay=Relay(),  # type: ignore[arg-type]
         status_file=status_file,
     )
     task = asyncio.ensure_future(runner.run_forever())
@@ -316,5 +347,6 @@ async def test_the_runner_loop_records_each_pass_for_the_stack_status(tmp_path: 
     await task
 
     status = json.loads(status_file.read_text())
-    assert (status["findings"], status["breach"], status["warning"]) == (2, 1, 0)  # drift breach, performance
+    assert (status["findings"], status["breach"]) == (2, 1)  # drift alarm, performance
+    assert Relay.notified == 1
     assert datetime.fromisoformat(status["finished_at"]).tzinfo is not None
