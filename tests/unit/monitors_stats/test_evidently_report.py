@@ -41,6 +41,8 @@ def test_report_is_written_and_agrees_on_the_shifted_site(
         "acquisition.site",
         "acquisition.manufacturer",
         "acquisition.manufacturer_model",
+        "patient.sex",  # case mix is watched by default
+        "patient.age_band",
     }
     # The planted shift moves p5 a lot and leaves std alone: both paths must say so.
     assert report.verdicts["intensity.p5"].drifted
