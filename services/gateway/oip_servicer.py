@@ -9,6 +9,8 @@ prediction and returns Triton's response with the calibrated answer added as res
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -201,7 +203,15 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         )
 
     async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        """Not served yet: refused deliberately, at once, without reading the stream (use ModelInfer)."""
+        """Not served yet: refused deliberately once the caller has finished sending (use ModelInfer).
+
+        The requests are drained first (for at most a second): a stream refused while the client is still
+        writing can reach the client as INTERNAL ("Internal error from Core") instead of the status sent.
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for _ in request_iterator:
+                    pass
         await context.abort(
             grpc.StatusCode.UNIMPLEMENTED, "ModelStreamInfer is not served by the radguard gateway: use ModelInfer"
         )

@@ -24,7 +24,7 @@ from services.runtime.migrate import FOUNDATION_MIGRATIONS
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
 from tests.integration.conftest import StackEndpoints, real_stack, scratch_database, stack
-from tests.integration.gateway.conftest import gateway_settings
+from tests.integration.gateway.conftest import PSEUDONYM_KEY, gateway_settings
 from tests.integration.governance_api.conftest import GovHarness, running_governance
 
 __all__ = ["real_stack", "stack"]
@@ -77,6 +77,9 @@ async def fuzz_feedback(stack: StackEndpoints, fuzz_dsn: str, fuzz_topic: str) -
         "RADGUARD_METRICS_ENABLED": "false",
         "RADGUARD_LOG_LEVEL": "warning",
         "RADGUARD_DRAIN_GRACE_S": "1",
+        # The fuzz suite is about input, not callers: authentication has its own tests (tests/integration/security).
+        "RADGUARD_AUTH_MODE": "insecure-dev",
+        "RADGUARD_PSEUDONYM_KEY": PSEUDONYM_KEY,
     }
     feedback = await build_feedback(load_settings(FeedbackSettings, env))
     await start_feedback(feedback)
