@@ -2,9 +2,11 @@
 
 A round claims the oldest pending rows with ``FOR UPDATE SKIP LOCKED`` (several runners may share one
 database), sends them in one batch, and marks in the same transaction the acknowledged rows published and
-counts an attempt on the rest. While Kafka is down every round fails and is retried with back-off; the rows
-wait in PostgreSQL. A crash between Kafka's acknowledgement and the commit sends a row again on the next
-round: consumers drop the repeat by the event id, which is the finding id.
+counts an attempt on the rest; a row Kafka refuses for good is dead-lettered (quarantined with its reason,
+see services/runtime/outbox.py) so it never blocks the findings after it. While Kafka is down every round
+fails and is retried with back-off; the rows wait in PostgreSQL. A crash between Kafka's acknowledgement
+and the commit sends a row again on the next round: consumers drop the repeat by the event id, which is
+the finding id.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import asyncpg
 
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import OutgoingRecord
-from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany
+from services.runtime.outbox import OutboxRelayLoop, RelayTuning, SendMany, describe_refusal, settle
 from services.runtime.postgres import DATABASE_DOWN
 
 TABLE = "monitor_findings_outbox"
 
 _CLAIM = f"""
 select id, topic, key, payload from {TABLE}
-where published_at is null
+where published_at is null and quarantined_at is null
 order by id
 limit $1
 for update skip locked
@@ -51,27 +53,31 @@ class FindingsOutboxRelay(OutboxRelayLoop):
         """
         try:
             async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(_CLAIM, self.tuning.batch)
+                rows = await connection.fetch(_CLAIM, self.claim_limit())
                 if not rows:
                     return 0
                 records = [OutgoingRecord(row["topic"], row["payload"], row["key"]) for row in rows]
+                outcomes: list[object]
                 try:
                     outcomes = list(await self._send_many(records))
                 except Exception as error:
-                    outcomes = [error] * len(rows)
-                sent = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if not _failed(outcome)]
-                unsent = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if _failed(outcome)]
-                if sent:
-                    await connection.execute(_PUBLISHED, sent)
-                if unsent:
-                    await connection.execute(_FAILED, unsent)
+                    # The producer itself failed (not one record): retriable, nothing is dead-lettered.
+                    outcomes = [Unavailable("kafka", describe_refusal(error))] * len(rows)
+                settlement = settle([row["id"] for row in rows], outcomes)
+                await self.apply_settlement(connection, settlement, _PUBLISHED)
+                failed = [row["id"] for row, outcome in zip(rows, outcomes, strict=True) if _failed(outcome)]
+                if failed:
+                    await connection.execute(_FAILED, failed)
         except DATABASE_DOWN as error:
-            raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
-        self.published += len(sent)
-        if unsent:
-            first = next(outcome for outcome in outcomes if _failed(outcome))
-            raise Unavailable("kafka", f"{len(unsent)} of {len(rows)} findings not acknowledged: {first}")
-        return len(sent)
+            raise Unavailable("postgres", describe_refusal(error)) from error
+        self.record_settlement(settlement)
+        if settlement.stuck_error is not None:
+            raise Unavailable(
+                "kafka",
+                f"{len(rows) - len(settlement.published) - len(settlement.quarantined)} of {len(rows)}"
+                f" findings not acknowledged: {describe_refusal(settlement.stuck_error)}",
+            )
+        return len(settlement.published) + len(settlement.quarantined)
 
 
 def _failed(outcome: object) -> bool:
