@@ -148,7 +148,7 @@ class BiasMonitor:
         for statistic in judge(secondary, self._spec.alerting) if secondary else []:
             note = f"{statistic.note}; secondary family (at most warning)".lstrip("; ")
             severity = Severity.WARNING if statistic.severity is Severity.BREACH else statistic.severity
-            judged.append(replace(statistic, severity=severity, note=note))
+            judged.append(replace(statistic, severity=severity, note=note, secondary=True))
         return judged
 
     def _enough_reference(self, reference: GroupPerformance) -> bool:

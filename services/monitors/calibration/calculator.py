@@ -222,6 +222,7 @@ class CalibrationMonitor:
             p_value=p_value,
             n=summary.reads,
             severity=severity,
+            secondary=True,
             note=(
                 f"{observed:.0f} positive reads vs {expected:.1f} expected from the reference's calibration; "
                 "a shift of calibration-in-the-large alone is what a prevalence change does (not a model "

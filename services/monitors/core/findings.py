@@ -67,6 +67,8 @@ class Statistic:
         severity: What the alerting policy concluded for this statistic.
         n: Observations behind the statistic.
         note: Short qualifier for people, e.g. ``insufficient evidence``.
+        secondary: Reported for people and capped at warning, but not evidence of a model failure (e.g.
+            calibration-in-the-large, which a prevalence change moves): the runner's sequential chart ignores it.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Statistic:
     severity: Severity = Severity.INFO
     n: int | None = None
     note: str = ""
+    secondary: bool = False
 
     @property
     def breached(self) -> bool:

@@ -90,7 +90,9 @@ def judge_block(finding: Finding, chart: Chart) -> tuple[Finding, CusumState]:
         alarm, otherwise at most warning), and the chart's new state. A block without any finite p-value (not
         enough evidence) leaves the chart where it was.
     """
-    p_block = bonferroni_global(s.p_value for s in finding.statistics if s.p_value is not None)
+    # Secondary statistics (capped at warning, e.g. calibration-in-the-large that a prevalence change moves) are
+    # reported, never evidence for the chart.
+    p_block = bonferroni_global(s.p_value for s in finding.statistics if s.p_value is not None and not s.secondary)
     parameters = chart.parameters
     if p_block is None:
         cusum = Statistic(

@@ -131,6 +131,7 @@ def test_statistics_json_keeps_every_field() -> None:
             "severity": "breach",
             "n": 340,
             "note": "",
+            "secondary": False,
         }
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -173,6 +174,18 @@ def test_a_block_without_evidence_leaves_the_chart_where_it_was() -> None:
     judged, state = judge_block(_finding([None, float("nan")], Severity.INFO), chart)
     assert state == chart.state
     assert judged.severity is Severity.INFO and judged.get("cusum").value == 2.0
+
+
+def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
+    # Calibration-in-the-large moves with prevalence: a p of 1e-12 there is not evidence of a model failure.
+    base = _finding([0.5])
+    secondary = Statistic(name="calibration_in_the_large", value=0.1, p_value=1e-12, secondary=True)
+    finding = dataclasses.replace(base, statistics=(*base.statistics, secondary))
+    chart = Chart(CusumState(), CUSUM)
+    judged, state = judge_block(finding, chart)
+    assert judged.get("cusum").p_value == pytest.approx(0.5)  # the primary statistic alone
+    assert state.statistic == 0.0 and state.alarms == 0
+    assert judged.get("calibration_in_the_large").p_value == 1e-12  # still reported
 
 
 @pytest.mark.asyncio
