@@ -133,6 +133,9 @@ def test_gap_limit_flags_the_affected_subgroup(
 
 
 @pytest.mark.slow
+# Its fixture simulates ten hospitals of 10,000 studies: minutes on a busy 2-core machine, past the suite's
+# default 600 s per test.
+@pytest.mark.timeout(1800)
 def test_detection_rate_of_a_subgroup_sensitivity_drop_at_150_and_300_positives(
     monitor: BiasMonitor, degraded_streams: dict[int, SimRows]
 ) -> None:
