@@ -254,6 +254,7 @@ def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook() -> None:
         "key": "migrations-dsn",
     }
     assert env["RADGUARD_KAFKA_REPLICATION_FACTOR"]["value"] == "3"
+    assert env["RADGUARD_PROVISION_GRANTS"]["value"] == "false"
     # Its ServiceAccount is a hook too, so it exists before the Job.
     account = next(d for d in of_kind(docs, "ServiceAccount") if d["metadata"]["name"] == "rg-radguard-migrations")
     assert account["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
