@@ -75,7 +75,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* Environment shared by every radguard process: call with (dict "root" $ "component" "gateway" "cfg" .Values.gateway). */}}
 {{- define "radguard.commonEnv" -}}
-{{- $root := .root }}
+{{- $root := .root -}}
 - name: RADGUARD_METRICS_PORT
   value: {{ .cfg.metricsPort | quote }}
 - name: RADGUARD_LOG_LEVEL
