@@ -315,3 +315,34 @@ def test_external_kafka_sasl_credentials_come_from_their_secret() -> None:
     assert env["RADGUARD_KAFKA_SSL_CAFILE"]["value"] == "/etc/radguard/kafka-tls/ca.crt"
     assert env["RADGUARD_OTLP_ENDPOINT"]["value"] == "http://otel-collector.observability.svc:4317"
     assert env["RADGUARD_POSTGRES_DSN"]["valueFrom"]["secretKeyRef"]["name"] == "radguard-postgres-managed"
+
+
+def _notes(tmp_path: Path, values: str) -> str:
+    """NOTES.txt rendered as ``helm install`` prints it (``helm template`` leaves it out: render it via tpl)."""
+    import shutil
+
+    import yaml
+
+    from tests.helm.chart import template
+
+    chart = tmp_path / "radguard"
+    shutil.copytree(CHART, chart)
+    (chart / "files" / "notes.txt").write_text((chart / "templates" / "NOTES.txt").read_text())
+    (chart / "templates" / "zz-notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |-\n"
+        '{{ tpl (.Files.Get "files/notes.txt") . | indent 4 }}\n'
+    )
+    result = template([CHART / "ci" / values], chart=chart)
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc and doc["metadata"]["name"] == "notes"]
+    return str(docs[0]["data"]["notes"])
+
+
+def test_notes_name_the_endpoints_and_what_is_off(tmp_path: Path) -> None:
+    notes = _notes(tmp_path, "cpu-only-values.yaml")
+    assert "gateway (gRPC)    rg-radguard-gateway:19061" in notes
+    assert "dashboard (HTTP)  rg-radguard-dashboard:8080" in notes
+    assert "Kafka topics on kafka.data.svc:9092" in notes
+    assert "Triton runs without a GPU" in notes
+    assert "Alerts are off" in notes
+    assert "Alerts are off" not in _notes(tmp_path / "tls", "external-tls-values.yaml")
