@@ -80,9 +80,9 @@ async def test_a_shifted_stream_alarms_on_its_first_block_and_only_the_alarm_is_
     drift = [f for f in stable if f.kind is MonitorKind.DRIFT]
     # A 2-SD intensity shift: one block's evidence is far beyond h, so every block alarms and restarts the chart.
     assert [f.severity for f in drift] == [Severity.BREACH] * 3
-    cusum = drift[0].get("cusum")
+    cusum = drift[0].chart
     assert cusum.value > CUSUM.h and cusum.limit == CUSUM.h and cusum.test.startswith("cusum")
-    assert store.charts_held[(STABLE, MonitorKind.DRIFT)].state == CusumState(0.0, 3, 3, 0)
+    assert store.charts_held[(STABLE, MonitorKind.DRIFT)].state == CusumState(0.0, 3, 3, 0, (("", 0.0),))
     assert drift[0].report_uri == f"/reports/{reports.stems[0]}.html" and len(reports.stems) == 3
     canary = [i.finding for i in issued if i.finding.arm == "canary"]
     assert all(f.severity is not Severity.BREACH for f in canary)
@@ -134,7 +134,7 @@ async def test_a_restarted_runner_continues_its_charts_from_the_store() -> None:
     # The chart continued: its value is the recursion from the stored state over the two new blocks.
     expected = before
     for finding in drift:
-        p = finding.get("cusum").p_value
+        p = finding.chart.p_value
         assert p is not None
         peak = max(0.0, expected.statistic + probit_evidence(p) - CUSUM.k)
         expected = CusumState(0.0 if peak > CUSUM.h else peak, expected.steps + 1)
@@ -163,7 +163,7 @@ def test_a_significant_block_without_an_alarm_is_at_most_a_warning() -> None:
     judged, state = judge_block(_finding([0.002, 0.5]), chart)  # Bonferroni p = 0.004, z = 2.65
     assert judged.severity is Severity.WARNING
     assert state.statistic == pytest.approx(probit_evidence(0.004) - 0.5)
-    assert judged.get("cusum").p_value == pytest.approx(0.004)
+    assert judged.chart.p_value == pytest.approx(0.004)
     alarm, after = judge_block(_finding([1e-9, 0.5]), Chart(state, CUSUM))
     assert alarm.severity is Severity.BREACH and after.alarms == 1 and after.statistic == 0.0
     assert "sequential alarm" in alarm.summary
@@ -173,7 +173,7 @@ def test_a_block_without_evidence_leaves_the_chart_where_it_was() -> None:
     chart = Chart(CusumState(statistic=2.0, steps=5), CUSUM)
     judged, state = judge_block(_finding([None, float("nan")], Severity.INFO), chart)
     assert state == chart.state
-    assert judged.severity is Severity.INFO and judged.get("cusum").value == 2.0
+    assert judged.severity is Severity.INFO and judged.chart.value == 2.0
 
 
 def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
@@ -183,7 +183,7 @@ def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
     finding = dataclasses.replace(base, statistics=(*base.statistics, secondary))
     chart = Chart(CusumState(), CUSUM)
     judged, state = judge_block(finding, chart)
-    assert judged.get("cusum").p_value == pytest.approx(0.5)  # the primary statistic alone
+    assert judged.chart.p_value == pytest.approx(0.5)  # the primary statistic alone
     assert state.statistic == 0.0 and state.alarms == 0
     assert judged.get("calibration_in_the_large").p_value == 1e-12  # still reported
 
