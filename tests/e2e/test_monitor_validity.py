@@ -192,7 +192,10 @@ async def test_a_silent_gain_change_at_one_site_is_a_breach_for_that_site(loop: 
         assert sites == {"site=site-C"} or (not sites and chart.value > 0), sites
     drift = _by_kind(issued, "drift")
     assert [item for item in breaches if item.finding.kind.value != "drift"] == []
-    assert all(item.finding.chart is not None and item.finding.chart.subgroup == "site=site-C" for item in breaches)
+    # The chart that alarmed is site C's, or the whole window's (a 1-SD shift of a fifth of the traffic moves it
+    # too); never another site's.
+    scopes = {item.finding.chart.subgroup for item in breaches if item.finding.chart is not None}
+    assert scopes and scopes <= {"site=site-C", ""}, scopes
     strongest = min(
         (s for item in drift for s in item.finding.statistics if s.p_value is not None and s.name != "cusum"),
         key=lambda s: s.p_value if s.p_value is not None else 1.0,

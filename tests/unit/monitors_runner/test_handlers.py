@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence
+from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence, scoped_parameters
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import propose_recalibration
@@ -21,7 +21,7 @@ from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
-from services.monitors.runner.handlers import RunMonitors, build_calculator, judge_block
+from services.monitors.runner.handlers import RunMonitors, build_calculator, chart_evidence, judge_block
 from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget
 from services.monitors.runner.targets import FixedTargets
 from services.monitors.runner.windows import to_window
@@ -186,6 +186,23 @@ def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
     assert judged.chart.p_value == pytest.approx(0.5)  # the primary statistic alone
     assert state.statistic == 0.0 and state.alarms == 0
     assert judged.get("calibration_in_the_large").p_value == 1e-12  # still reported
+
+
+def test_each_scope_gets_its_own_chart_and_sequential_evidence_replaces_the_rest() -> None:
+    base = _finding([])
+    site = [Statistic(name="ks_statistic", value=0.2, p_value=p, subgroup="site=site-C") for p in (1e-4, 0.3)]
+    overall = [Statistic(name="ks_statistic", value=0.1, p_value=p) for p in (0.2, 0.6)]
+    finding = dataclasses.replace(base, statistics=(*overall, *site))
+    assert chart_evidence(finding) == pytest.approx({"": 0.4, "site=site-C": 2e-4})
+    judged, state = judge_block(finding, Chart(CusumState(), CUSUM))
+    assert judged.chart is not None and judged.chart.subgroup == "site=site-C"
+    assert judged.chart.limit == pytest.approx(scoped_parameters(CUSUM, 2).h)
+    assert [scope for scope, _ in state.scopes] == ["", "site=site-C"]
+    # A bias finding: its window tests (not prevalence-adjusted) are reported, its sequential evidence is judged.
+    window_test = Statistic(name="sensitivity_change", value=-0.1, p_value=1e-9, subgroup="sex=male")
+    evidence = Statistic(name="sensitivity_evidence", value=-0.02, p_value=0.3, subgroup="sex=male", sequential=True)
+    bias = dataclasses.replace(base, kind=MonitorKind.BIAS, statistics=(window_test, evidence))
+    assert chart_evidence(bias) == {"sex=male": 0.3}
 
 
 @pytest.mark.asyncio
