@@ -136,7 +136,12 @@ def subgroup_sensitivity(pool: Window, _: NDArray[Any], rng: np.random.Generator
     flip = detected & (rng.random(rows.score.shape[0]) < min(1.0, 0.10 / max(sensitivity, 1e-9)))
     score, probability = rows.score.copy(), rows.probability.copy()
     score[flip] = -np.abs(score[flip]) - 0.5
-    probability[flip] = 1.0 / (1.0 + np.exp(-score[flip]))
+    # Served through the version's own calibration (its temperature, read off the unchanged rows): the model
+    # changed, the calibration in service did not.
+    usable = (np.abs(rows.score) > 0.5) & (rows.probability > 1e-4) & (rows.probability < 1 - 1e-4)
+    served_logit = np.log(rows.probability[usable] / (1.0 - rows.probability[usable]))
+    temperature = float(np.median(rows.score[usable] / served_logit))
+    probability[flip] = 1.0 / (1.0 + np.exp(-score[flip] / temperature))
     return Rows(score, probability, rows.truth, rows.features, rows.attributes)
 
 
