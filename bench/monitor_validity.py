@@ -136,7 +136,12 @@ def subgroup_sensitivity(pool: Window, _: NDArray[Any], rng: np.random.Generator
     flip = detected & (rng.random(rows.score.shape[0]) < min(1.0, 0.10 / max(sensitivity, 1e-9)))
     score, probability = rows.score.copy(), rows.probability.copy()
     score[flip] = -np.abs(score[flip]) - 0.5
-    probability[flip] = 1.0 / (1.0 + np.exp(-score[flip]))
+    # Served through the version's own calibration (its temperature, read off the unchanged rows): the model
+    # changed, the calibration in service did not.
+    usable = (np.abs(rows.score) > 0.5) & (rows.probability > 1e-4) & (rows.probability < 1 - 1e-4)
+    served_logit = np.log(rows.probability[usable] / (1.0 - rows.probability[usable]))
+    temperature = float(np.median(rows.score[usable] / served_logit))
+    probability[flip] = 1.0 / (1.0 + np.exp(-score[flip] / temperature))
     return Rows(score, probability, rows.truth, rows.features, rows.attributes)
 
 
@@ -180,6 +185,7 @@ class Tally:
     alarms: int = 0
     reps: int = 0
     delays: list[int] | None = None
+    subgroup_delays: list[int] | None = None
 
 
 def main() -> None:
@@ -230,32 +236,42 @@ def main() -> None:
     started = time.monotonic()
     for name in args.scenarios.split(","):
         planted = SCENARIOS[name]
-        tallies = {kind: Tally(delays=[]) for kind in kinds}
+        tallies = {kind: Tally(delays=[], subgroup_delays=[]) for kind in kinds}
         for rep in range(args.reps):
             stream = np.random.default_rng(args.seed * 1000 + rep)
             states = {kind: CusumState() for kind in kinds}
             alarmed: set[MonitorKind] = set()
+            subgroup_reads = 0  # read-positives of men 50-69 so far (the subgroup scenario's unit of delay)
             for block in range(args.blocks):
                 rows = planted(pool, site_sd, stream, args.block, args.shift_sd)
-                window = as_window(rows, read_labels(rows.truth, stream), "stable")
+                labels = read_labels(rows.truth, stream)
+                window = as_window(rows, labels, "stable")
+                in_group = (rows.attributes["sex"] == "male") & (rows.attributes["age_band"] == "50-69")
+                subgroup_reads += int(np.count_nonzero(in_group & (labels == 1)))
                 for kind, calculator in calculators.items():
                     finding = calculator.evaluate(window)
                     tally = tallies[kind]
                     tally.blocks += 1
                     tally.block_breaches += finding.severity is Severity.BREACH
                     judged, states[kind] = judge_block(finding, Chart(states[kind], cusum))
-                    p_block = judged.get("cusum").p_value
+                    chart = judged.chart
+                    p_block = chart.p_value if chart is not None else None
                     tally.small_p += p_block is not None and p_block <= 0.05
                     if judged.severity is Severity.BREACH and kind not in alarmed:
                         alarmed.add(kind)
                         tally.alarms += 1
                         assert tally.delays is not None
                         tally.delays.append((block + 1) * args.block)
+                        assert tally.subgroup_delays is not None
+                        tally.subgroup_delays.append(subgroup_reads)
             for tally in tallies.values():
                 tally.reps += 1
         for kind, tally in tallies.items():
             delays = tally.delays or []
             delay = f"{statistics.median(delays):.0f} / {np.percentile(delays, 90):.0f}" if delays else "-"
+            if delays and name == "subgroup_sensitivity":
+                reads = tally.subgroup_delays or []
+                delay += f" ({statistics.median(reads):.0f} / {np.percentile(reads, 90):.0f} subgroup read-positives)"
             print(
                 f"| {name} | {kind.value} | {tally.reps} | {tally.block_breaches / max(tally.blocks, 1):.1%} "
                 f"| {tally.small_p / max(tally.blocks, 1):.1%} "

@@ -52,6 +52,29 @@ class SubgroupMetricValue:
 
 
 @dataclass(frozen=True)
+class ReferencePeriod:
+    """Where a version's reference profile comes from, recorded with the version.
+
+    Attributes:
+        labelled_by: ``reads`` (as live windows are) or ``ground_truth``.
+        description: The period in words (scenario or site, dates or study range).
+        studies: Studies in the profile.
+        reads: Studies with a read.
+        read_positives: Positive reads.
+        start: First time of the period, when the profile records it.
+        end: Last time of the period, when the profile records it.
+    """
+
+    labelled_by: str
+    description: str
+    studies: int
+    reads: int
+    read_positives: int
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
 class VersionSpec:
     """What registering a version supplies; immutable once registered (corrections are new versions)."""
 
@@ -75,6 +98,7 @@ class VersionSpec:
     parent_version: str
     policy_name: str
     calibration_revision: int = 1
+    reference_period: ReferencePeriod | None = None
 
 
 @dataclass(frozen=True)

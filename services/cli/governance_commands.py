@@ -190,6 +190,35 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _reference_period(described: Any) -> pb.ReferencePeriod | None:
+    """The reference's period as ``metadata.json`` describes it (written by modeling/reference.py), or None."""
+    if not isinstance(described, dict) or "n" not in described:
+        return None
+    period = described.get("period", {})
+    where = ", ".join(f"{key} {value}" for key, value in period.items() if key in ("scenario", "hospital_seed", "site"))
+    indices = period.get("study_indices")
+    span = f", studies {indices[0]}-{indices[1]}" if isinstance(indices, list) and len(indices) == 2 else ""
+    labels = str(described.get("labels", "reads"))
+    studies = int(described["n"])
+    return pb.ReferencePeriod(
+        labelled_by="reads" if labels == "reads" else "ground_truth",
+        description=f"simulated production period ({where}{span})",
+        studies=studies,
+        reads=studies if labels == "reads" else 0,
+        read_positives=int(described.get("read_positives", 0)) if labels == "reads" else 0,
+    )
+
+
+def _period_text(reference: pb.ReferenceProfile) -> str:
+    if not reference.HasField("period"):
+        return "not recorded"
+    p = reference.period
+    return (
+        f"{p.description}; labelled by {p.labelled_by}; {p.studies:,} studies, {p.reads:,} reads, "
+        f"{p.read_positives:,} positive; chosen by {p.chosen_by or '-'}"
+    )
+
+
 def _section(markdown: str, title: str) -> str:
     lines = markdown.splitlines()
     out: list[str] = []
@@ -284,7 +313,9 @@ def version_from_repo(
             temperature=float(calibration.get("temperature", 1.0)), revision=1, fitted_on=fitted_on
         ),
         operating_threshold=float(calibration.get("threshold", 0.5)),
-        reference_profile=pb.ReferenceProfile(uri=reference_uri, sha256=reference_sha),
+        reference_profile=pb.ReferenceProfile(
+            uri=reference_uri, sha256=reference_sha, period=_reference_period(metadata.get("reference_profile"))
+        ),
         validation=pb.ValidationReport(
             dataset=f"simulated validation split (seed {metadata.get('seed', '?')})",
             overall=overall,
@@ -337,6 +368,7 @@ def print_version(v: pb.ModelVersion) -> None:
         ),
         ("threshold", f"{v.operating_threshold:.4f}"),
         ("reference", f"{v.reference_profile.uri} ({v.reference_profile.sha256[:12]}…)"),
+        ("reference period", _period_text(v.reference_profile)),
         (
             "lineage",
             f"{v.lineage.training_data} @ {v.lineage.code_revision[:12]} parent {v.lineage.parent_version or '-'}",

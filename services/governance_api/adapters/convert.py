@@ -21,6 +21,7 @@ from governance.domain.model import (
     GateOutcome,
     GateResult,
     MetricValue,
+    ReferencePeriod,
     Role,
     Rollout,
     RolloutStatus,
@@ -342,6 +343,7 @@ def spec_from_proto(version: pb.ModelVersion, field: str = "version") -> Version
     require_text(reference.uri, f"{field}.reference_profile.uri", limit=_MAX_URI)
     if not _SHA256.fullmatch(reference.sha256):
         raise InvalidArgument(f"{field}.reference_profile.sha256", "must be 64 lowercase hex digits")
+    period = _reference_period(reference, f"{field}.reference_profile.period")
     validation = version.validation
     require_text(validation.dataset, f"{field}.validation.dataset", limit=_MAX_DATASET)
     if not validation.overall:
@@ -378,6 +380,7 @@ def spec_from_proto(version: pb.ModelVersion, field: str = "version") -> Version
         operating_threshold=version.operating_threshold,
         reference_uri=reference.uri,
         reference_sha256=reference.sha256,
+        reference_period=period,
         validation_dataset=validation.dataset,
         validation_overall=overall,
         validation_subgroups=tuple(subgroups),
@@ -386,6 +389,58 @@ def spec_from_proto(version: pb.ModelVersion, field: str = "version") -> Version
         parent_version=lineage.parent_version,
         policy_name=policy_name,
     )
+
+
+#: How a reference may be labelled.
+REFERENCE_LABELS = ("reads", "ground_truth")
+
+
+def _reference_period(reference: pb.ReferenceProfile, field: str) -> ReferencePeriod | None:
+    """The reference's period, validated; None when the registration gives none."""
+    if not reference.HasField("period"):
+        return None
+    period = reference.period
+    if period.labelled_by not in REFERENCE_LABELS:
+        raise InvalidArgument(f"{field}.labelled_by", f"must be one of {', '.join(REFERENCE_LABELS)}")
+    description = require_text(period.description, f"{field}.description", limit=500)
+    for name in ("studies", "reads", "read_positives"):
+        if getattr(period, name) < 0:
+            raise InvalidArgument(f"{field}.{name}", "must be >= 0")
+    if period.reads > period.studies:
+        raise InvalidArgument(f"{field}.reads", "cannot exceed studies")
+    if period.read_positives > period.reads:
+        raise InvalidArgument(f"{field}.read_positives", "cannot exceed reads")
+    start = period.start_time.ToDatetime(tzinfo=UTC) if period.HasField("start_time") else None
+    end = period.end_time.ToDatetime(tzinfo=UTC) if period.HasField("end_time") else None
+    if start is not None and end is not None and end < start:
+        raise InvalidArgument(f"{field}.end_time", "must not be before start_time")
+    return ReferencePeriod(
+        labelled_by=period.labelled_by,
+        description=description,
+        studies=int(period.studies),
+        reads=int(period.reads),
+        read_positives=int(period.read_positives),
+        start=start,
+        end=end,
+    )
+
+
+def _period_to_proto(period: ReferencePeriod | None, chosen_by: str) -> pb.ReferencePeriod | None:
+    if period is None:
+        return None
+    message = pb.ReferencePeriod(
+        labelled_by=period.labelled_by,
+        description=period.description,
+        studies=period.studies,
+        reads=period.reads,
+        read_positives=period.read_positives,
+        chosen_by=chosen_by,
+    )
+    if period.start is not None:
+        message.start_time.FromDatetime(period.start)
+    if period.end is not None:
+        message.end_time.FromDatetime(period.end)
+    return message
 
 
 def model_ref(ref: common_pb2.ModelRef, field: str) -> tuple[str, str]:
@@ -422,7 +477,11 @@ def version_to_proto(version: Version) -> pb.ModelVersion:
             temperature=spec.temperature, revision=spec.calibration_revision, fitted_on=spec.calibration_fitted_on
         ),
         operating_threshold=spec.operating_threshold,
-        reference_profile=pb.ReferenceProfile(uri=spec.reference_uri, sha256=spec.reference_sha256),
+        reference_profile=pb.ReferenceProfile(
+            uri=spec.reference_uri,
+            sha256=spec.reference_sha256,
+            period=_period_to_proto(spec.reference_period, version.registered_by),
+        ),
         validation=pb.ValidationReport(
             dataset=spec.validation_dataset,
             overall=[_metric_to_proto(m) for m in spec.validation_overall],

@@ -13,13 +13,21 @@ approximation gives its mean (ARL0) as a function of ``k`` and ``h``, and :func:
 it. A change that moves the mean of ``z`` to ``delta > k`` is found after about ``(h + 1.166) / (delta - k)``
 blocks; a change whose single block already gives ``z > h + k`` is found at once.
 
+A monitor's evidence is often local: one site's new scanner, one subgroup's missed nodules. Mixing every
+test of a block into one Bonferroni p-value dilutes such a change by the number of tests, and a subgroup
+with a handful of reads per block may never reach a block-sized test at all. So a chart runs one CUSUM per
+*scope* (the finding's ``subgroup``: the whole window, ``site=site-C``, ``sex=male,age_band=50-69``), each fed
+by the Bonferroni p-value of its own tests, and the monitor alarms when any scope does. The scopes share the
+monitor's false-alarm budget by a union bound: with ``S`` scopes each runs at ``S`` times the monitor's
+in-control run length (:func:`scoped_parameters`), which raises ``h`` only logarithmically in ``S``.
+
 This module is pure: the runner keeps the state (:class:`CusumState`) in PostgreSQL so restarts keep it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from scipy.special import ndtri
@@ -55,16 +63,18 @@ class CusumState:
     """Where one monitor's chart of one target stands.
 
     Attributes:
-        statistic: Current CUSUM value ``S_t`` (0 after an alarm).
+        statistic: Current CUSUM value ``S_t`` (0 after an alarm); with scopes, the largest scope's value.
         steps: Blocks judged since the chart started.
         alarms: Alarms raised since the chart started.
         since_alarm: Blocks judged since the last alarm (or the start).
+        scopes: Each scope's CUSUM value, sorted by scope (empty for a chart that was never scoped).
     """
 
     statistic: float = 0.0
     steps: int = 0
     alarms: int = 0
     since_alarm: int = 0
+    scopes: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,79 @@ def step(state: CusumState, p_value: float, parameters: CusumParameters) -> Cusu
         since_alarm=0 if alarm else state.since_alarm + 1,
     )
     return CusumStep(updated, z, peak, alarm)
+
+
+@dataclass(frozen=True)
+class ScopedStep:
+    """The outcome of one block on a scoped chart.
+
+    Attributes:
+        state: The state after the block.
+        parameters: The per-scope ``k`` and ``h`` the block was judged with.
+        z: Each judged scope's (clipped) probit score.
+        peaks: Each judged scope's ``S_t`` before any restart.
+        alarmed: Scopes whose chart crossed ``h`` on this block (sorted).
+    """
+
+    state: CusumState
+    parameters: CusumParameters
+    z: dict[str, float]
+    peaks: dict[str, float]
+    alarmed: tuple[str, ...]
+
+    @property
+    def alarm(self) -> bool:
+        """Whether any scope alarmed."""
+        return bool(self.alarmed)
+
+    @property
+    def top(self) -> str | None:
+        """The judged scope with the largest peak (an alarmed one first), or None when none was judged."""
+        if not self.peaks:
+            return None
+        return max(self.peaks, key=lambda scope: (scope in self.alarmed, self.peaks[scope], scope))
+
+
+def scoped_parameters(parameters: CusumParameters, scopes: int) -> CusumParameters:
+    """``k`` and ``h`` for each of ``scopes`` charts that share the in-control run length of ``parameters``.
+
+    Union bound: a false alarm on any of ``S`` charts comes no sooner on average than ``ARL0 / S`` if each chart
+    runs at ``S * ARL0`` (Siegmund's ARL0 of ``parameters``). One scope keeps ``parameters`` as they are.
+    """
+    if scopes <= 1:
+        return parameters
+    arl0 = siegmund_arl(0.0, parameters)
+    return CusumParameters(parameters.k, threshold_for_arl0(arl0 * scopes, parameters.k))
+
+
+def step_scopes(state: CusumState, p_values: Mapping[str, float], parameters: CusumParameters) -> ScopedStep:
+    """Feed one block's p-value per scope into the scoped chart.
+
+    Args:
+        state: The chart before the block.
+        p_values: Scope → the block's p-value for "nothing changed" in that scope. Scopes without evidence
+            this block keep their value.
+        parameters: The monitor's ``k`` and ``h`` (for one chart); each scope runs with
+            :func:`scoped_parameters` over every scope the chart has seen.
+
+    Returns:
+        The new state; an alarmed scope restarts at 0, the others keep their value.
+    """
+    values = dict(state.scopes)
+    scoped = scoped_parameters(parameters, len(set(values) | set(p_values)))
+    z = {scope: probit_evidence(p) for scope, p in p_values.items()}
+    peaks = {scope: max(0.0, values.get(scope, 0.0) + score - scoped.k) for scope, score in z.items()}
+    alarmed = tuple(sorted(scope for scope, peak in peaks.items() if peak > scoped.h))
+    for scope, peak in peaks.items():
+        values[scope] = 0.0 if scope in alarmed else peak
+    updated = CusumState(
+        statistic=max(values.values(), default=0.0),
+        steps=state.steps + 1,
+        alarms=state.alarms + int(bool(alarmed)),
+        since_alarm=0 if alarmed else state.since_alarm + 1,
+        scopes=tuple(sorted(values.items())),
+    )
+    return ScopedStep(updated, scoped, z, peaks, alarmed)
 
 
 def siegmund_arl(mean: float, parameters: CusumParameters) -> float:

@@ -16,6 +16,17 @@ Two families, declared before looking at the data (the spec's ``breach_metrics``
   smallest raw p-value of such a drop is typically 1e-4 to 3e-3, and would need to be below 3e-5).
 - secondary: the other alert metrics (specificity by default), Holm-adjusted as their own family and
   capped at warning: a subgroup recalled more often is worth a look, not a board alarm.
+
+Sequential evidence. A runner block of 500 predictions holds only a dozen or two read-positives of a
+subgroup such as men aged 50-69, too few for the window tests above (``min_positives``), so on their own a
+subgroup's missed nodules would never reach the runner's chart. For each breach metric (sensitivity) the
+monitor therefore also reports, per subgroup, a one-sided z of the block's detected read-positives against
+the count the reference predicts, ``z = (x - n s0) / sqrt(n s0 (1 - s0) + n^2 s0 (1 - s0) / n_ref)``, marked
+``sequential``: the runner's chart of that subgroup sums these block by block (a CUSUM), so evidence
+accumulates over blocks however few reads each holds. ``s0`` is the subgroup's read-labelled sensitivity in
+the reference reweighted to the block's prevalence (label shift, :mod:`services.monitors.core.label_shift`):
+at a lower prevalence a larger share of read-positives are readers' false alarms, which the model rightly
+calls negative, and the unadjusted comparison would call that a sensitivity loss.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from kernel.distributions import normal_quantile
+from kernel.distributions import normal_quantile, normal_sf
 from kernel.intervals import newcombe_interval
 from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
 from services.monitors.bias.spec import BiasSpec
@@ -42,7 +53,12 @@ from services.monitors.core.classification import (
     scores_by_label,
 )
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
+from services.monitors.core.label_shift import prevalence_shift
 from services.monitors.core.window import Window
+
+#: Proportion metrics the sequential evidence can be built for: (label the metric is conditioned on, the
+#: decision counted as a success).
+_SEQUENTIAL: dict[str, tuple[float, float]] = {"sensitivity": (1.0, 1.0), "specificity": (0.0, 0.0)}
 
 _PROPORTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # metric: (successes, the counts whose sum is the denominator)
@@ -134,10 +150,54 @@ class BiasMonitor:
             current_scores = scores_by_label(window, rows & window.labelled, sort=False)
             hypotheses.extend(self._degradations(performance, reference, current_scores, subgroup.name))
         statistics.extend(self._judge(hypotheses))
+        statistics.extend(self._sequential_evidence(window, subgroups))
         finding_statistics = tuple(statistics)
         return Finding.for_window(
             MonitorKind.BIAS, window, finding_statistics, _summary(finding_statistics, len(subgroups)), spec.ref
         )
+
+    def _sequential_evidence(self, window: Window, subgroups: list[Subgroup]) -> list[Statistic]:
+        """Per subgroup and breach metric: the block's one-sided z against the prevalence-adjusted reference."""
+        spec = self._spec
+        metrics = [metric for metric in spec.breach_metrics if metric in _SEQUENTIAL]
+        reference = self._reference
+        if not metrics or not window.labelled.any() or not reference.labelled.any():
+            return []
+        weights = prevalence_shift(reference, window).weights
+        evidence: list[Statistic] = []
+        for subgroup in [None, *subgroups]:
+            name = "" if subgroup is None else subgroup.name
+            window_rows = window.labelled & np.isfinite(window.decision)
+            reference_rows = reference.labelled & np.isfinite(reference.decision)
+            if subgroup is not None:
+                window_rows &= subgroup.rows(window)
+                reference_rows &= subgroup.rows(reference)
+            for metric in metrics:
+                label, success = _SEQUENTIAL[metric]
+                current = window_rows & (window.label == label)
+                n = int(np.count_nonzero(current))
+                base = reference_rows & (reference.label == label)
+                w = weights[base]
+                if n < spec.sequential_min_reads or w.size < spec.min_reference or not w.sum() > 0.0:
+                    continue
+                x = float(np.count_nonzero(window.decision[current] == success))
+                expected = float(np.sum(w * (reference.decision[base] == success)) / w.sum())
+                n_reference = float(w.sum() ** 2 / np.sum(w * w))  # effective size of the reweighted reference
+                variance = n * expected * (1.0 - expected) * (1.0 + n / n_reference)
+                z = (x - n * expected) / math.sqrt(variance) if variance > 0.0 else 0.0
+                evidence.append(
+                    Statistic(
+                        name=f"{metric}_evidence",
+                        value=x / n - expected,
+                        test="one-sided z vs prevalence-adjusted reference (sequential)",
+                        p_value=float(normal_sf(-z)),
+                        subgroup=name,
+                        n=n,
+                        note=f"{x:.0f}/{n} vs {expected:.3f} expected at this block's prevalence",
+                        sequential=True,
+                    )
+                )
+        return evidence
 
     def _judge(self, hypotheses: list[Hypothesis]) -> list[Statistic]:
         """Severities of the primary family (may breach) and of the secondary family (at most warning)."""

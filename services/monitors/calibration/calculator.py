@@ -9,6 +9,15 @@ reference's reads fitted the same way: reads are noisy, so both slopes sit well 
 difference is judged. A wrong temperature scales every logit and so the slope; a prevalence change moves
 calibration-in-the-large, reported on its own and at most as a warning. The ECE's interval and the
 policy limit ``max_ece`` are reported beside them.
+
+Before any read arrives, the served probabilities are checked against the calibration map the reference was
+built with: the reference holds each study's raw logit and the probability served for it, so it fixes the
+temperature ``T`` of ``p = sigmoid(logit / T)``. A block whose served probabilities imply another temperature
+(a wrong ``calibration.json`` at a gateway, a stale calibrator) is miscalibrated for every patient it serves,
+whatever the reads say; reads are a poor witness of it anyway, as read error flattens a probability scale
+much as a doubled temperature does. The check counts predictions whose implied temperature is off by more
+than ``map_tolerance`` (relative) and tests that count against a one-in-a-thousand allowance for rounding
+(exact binomial tail), so one odd row is no alarm and a whole block is.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy.stats import binom
 
 from kernel.calibration import (
     BinTotals,
@@ -34,7 +44,7 @@ from services.monitors.alerting.policy import Hypothesis, judge, limit_severity
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.label_shift import prevalence_shift
-from services.monitors.core.window import Window
+from services.monitors.core.window import FloatArray, Window
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ class CalibrationMonitor:
             self._reference = BinTotals.of(reference.probability[rows], reference.label[rows], spec.bins)
             self._reference_line = fit_calibration_line(reference.probability[rows], reference.label[rows])
             self._reference_window = reference
+        self._temperature = _implied_temperature(reference) if reference is not None else None
 
     @property
     def spec(self) -> CalibrationSpec:
@@ -134,21 +145,54 @@ class CalibrationMonitor:
         """
         spec = self._spec
         reads = int(window.labelled.sum())
+        served = self._served_map(window)
         if reads < spec.min_reads:
             statistic = Statistic(name="reads", value=float(reads), n=reads, note="insufficient evidence")
             text = f"calibration: insufficient evidence ({reads} reads < {spec.min_reads}; {window.maturity})"
-            return Finding.for_window(MonitorKind.CALIBRATION, window, [statistic], text, spec.ref)
+            if served is not None and served.severity is not Severity.INFO:
+                text = f"calibration: {served.note} ({reads} reads, too few for the read-based tests)"
+            checks = [statistic] if served is None else [served, statistic]
+            return Finding.for_window(MonitorKind.CALIBRATION, window, checks, text, spec.ref)
         summary = self.summarise(window)
         hypotheses = [self._change_hypothesis(summary)]
         slope = self._slope_hypothesis(summary)
         if slope is not None:
             hypotheses.append(slope)
         statistics = judge(hypotheses, spec.alerting)
+        if served is not None:
+            statistics.insert(0, served)
         in_the_large = self._in_the_large(summary)
         if in_the_large is not None:
             statistics.append(in_the_large)
         statistics.extend(self._descriptive(summary))
         return Finding.for_window(MonitorKind.CALIBRATION, window, statistics, _text(summary, statistics), spec.ref)
+
+    def _served_map(self, window: Window) -> Statistic | None:
+        """Whether the served probabilities follow the reference's calibration map (None: nothing to check)."""
+        reference_temperature = self._temperature
+        if reference_temperature is None:
+            return None
+        implied = _implied_temperatures(window)
+        n = int(implied.size)
+        if n < self._spec.map_min_predictions:
+            return None
+        off = int(np.count_nonzero(np.abs(implied / reference_temperature - 1.0) > self._spec.map_tolerance))
+        p_value = float(binom.sf(off - 1, n, _MAP_ALLOWANCE)) if off > 0 else 1.0
+        median = float(np.median(implied))
+        limit = self._spec.alerting.alpha_breach
+        severity = Severity.BREACH if p_value <= limit else Severity.INFO
+        return Statistic(
+            name="served_temperature_ratio",
+            value=median / reference_temperature,
+            test="calibration map: exact binomial count of predictions off the reference's temperature",
+            p_value=p_value,
+            n=n,
+            severity=severity,
+            note=(
+                f"{off} of {n} served probabilities off the reference's calibration map; implied temperature "
+                f"{median:.3f} vs {reference_temperature:.3f}"
+            ),
+        )
 
     def _change_hypothesis(self, summary: CalibrationSummary) -> Hypothesis:
         change = summary.change
@@ -304,3 +348,33 @@ def _text(summary: CalibrationSummary, statistics: list[Statistic]) -> str:
         f"{change.value:+.3f} vs no-change expectation (p={change.p_value:.2g}); "
         f"slope {summary.line.slope:.2f}, intercept {summary.line.intercept:+.2f}; {summary.reads} reads"
     )
+
+
+#: Share of predictions allowed off the calibration map with nothing wrong (rounding of stored probabilities).
+_MAP_ALLOWANCE = 1e-3
+#: Only logits this far from 0 and probabilities this far from 0 and 1 pin the temperature down precisely.
+_MAP_MIN_LOGIT = 0.5
+_MAP_MIN_PROBABILITY = 1e-4
+
+
+def _implied_temperatures(window: Window) -> FloatArray:
+    """``logit / log(p / (1 - p))`` of every prediction where both pin the temperature down."""
+    score, probability = window.score, window.probability
+    usable = (
+        np.isfinite(score)
+        & np.isfinite(probability)
+        & (np.abs(score) >= _MAP_MIN_LOGIT)
+        & (probability > _MAP_MIN_PROBABILITY)
+        & (probability < 1.0 - _MAP_MIN_PROBABILITY)
+    )
+    p = probability[usable]
+    served_logit = np.log(p / (1.0 - p))
+    keep = np.abs(served_logit) > 1e-6
+    return np.asarray(score[usable][keep] / served_logit[keep], dtype=np.float64)
+
+
+def _implied_temperature(reference: Window) -> float | None:
+    """The reference's temperature (median over its predictions), or None when it cannot be told."""
+    implied = _implied_temperatures(reference)
+    implied = implied[np.isfinite(implied) & (implied > 0.0)]
+    return float(np.median(implied)) if implied.size >= 10 else None

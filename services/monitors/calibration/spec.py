@@ -26,6 +26,9 @@ class CalibrationSpec(MonitorSpec):
         match_prevalence: The ECE change test's null expects the positive-read rate that the prevalence
             implied by the window's raw scores (label shift, EM against the reference) would give, so a
             prevalence change with the model unchanged is not miscalibration.
+        map_tolerance: A served probability whose implied temperature differs from the reference's by more than
+            this (relative) is off the calibration map.
+        map_min_predictions: Predictions (with a logit away from 0) needed before the map is checked.
         min_slope_change: Relative change of the calibration slope against the reference's (read-labelled)
             slope below which a significant change is immaterial (0.25: 25% steeper or flatter). A wrong
             temperature scales the slope.
@@ -47,6 +50,8 @@ class CalibrationSpec(MonitorSpec):
     null_resamples: int = Field(default=5000, ge=100)
     null_model: Literal["reference", "perfect"] = "reference"
     match_prevalence: bool = True
+    map_tolerance: float = Field(default=0.01, gt=0.0)
+    map_min_predictions: int = Field(default=20, ge=1)
     min_slope_change: float = Field(default=0.25, ge=0.0)
     min_ece_increase: float = Field(default=0.02, ge=0.0)
     max_ece: float | None = Field(default=None, gt=0.0, le=1.0)

@@ -69,6 +69,9 @@ class Statistic:
         note: Short qualifier for people, e.g. ``insufficient evidence``.
         secondary: Reported for people and capped at warning, but not evidence of a model failure (e.g.
             calibration-in-the-large, which a prevalence change moves): the runner's sequential chart ignores it.
+        sequential: Evidence built for the runner's sequential charts (a test sized for one block, e.g. a
+            subgroup's sensitivity against the prevalence-adjusted reference with the few reads one block
+            holds). When a finding carries any, only these feed its charts.
     """
 
     name: str
@@ -87,6 +90,7 @@ class Statistic:
     n: int | None = None
     note: str = ""
     secondary: bool = False
+    sequential: bool = False
 
     @property
     def breached(self) -> bool:
@@ -167,6 +171,11 @@ class Finding:
         for statistic in self.select(name, subgroup=subgroup, feature=feature):
             return statistic
         raise KeyError(f"no statistic {name!r} subgroup={subgroup!r} feature={feature!r}")
+
+    @property
+    def chart(self) -> Statistic | None:
+        """The runner's sequential chart statistic (``cusum``, its ``subgroup`` the scope it reports), if any."""
+        return next((s for s in self.statistics if s.name == "cusum"), None)
 
     def with_report(self, uri: str) -> Finding:
         """A copy that points at a full report."""

@@ -2,8 +2,9 @@
 
 Each pass cuts the predictions that arrived since the target's last judged block into consecutive,
 non-overlapping blocks of ``block_size`` (an incomplete block waits for the next pass). Every monitor judges
-each block against the version's reference; the block's p-value for "nothing changed" (Bonferroni over the
-finding's tests) feeds that monitor's CUSUM (:mod:`services.monitors.alerting.sequential`). Only a CUSUM alarm
+each block against the version's reference; each scope's p-value for "nothing changed" (Bonferroni over the
+scope's tests: the whole window, a site, a subgroup) feeds that scope's CUSUM in the monitor's chart
+(:mod:`services.monitors.alerting.sequential`). Only a CUSUM alarm
 makes a breach; a block's own significant result is at most a warning. Findings, their outbox rows, the
 charts and the block cursor are written in one transaction, and the outbox relay publishes the findings, so
 a finding stored while Kafka is down is published when it returns. A drift breach also gets the Evidently
@@ -18,7 +19,13 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from services.monitors.alerting.sequential import CusumParameters, CusumState, bonferroni_global, step
+from services.monitors.alerting.sequential import (
+    CusumParameters,
+    CusumState,
+    bonferroni_global,
+    scoped_parameters,
+    step_scopes,
+)
 from services.monitors.bias.calculator import BiasMonitor
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.calculator import CalibrationMonitor
@@ -48,7 +55,7 @@ from services.runtime.telemetry import get_logger
 
 _log = get_logger(__name__)
 
-__all__ = ["Calculator", "MonitorTarget", "RunMonitors", "build_calculator", "judge_block"]
+__all__ = ["Calculator", "MonitorTarget", "RunMonitors", "build_calculator", "chart_evidence", "judge_block"]
 
 CUSUM_TEST = "cusum of probit block evidence"
 
@@ -78,6 +85,24 @@ def build_calculator(kind: MonitorKind, spec: MonitorSpec, reference: Window) ->
     raise TypeError(f"{type(spec).__name__} is not a spec of the {kind.value} monitor")
 
 
+def chart_evidence(finding: Finding) -> dict[str, float]:
+    """Each scope's p-value for "nothing changed" in one block: Bonferroni over the scope's chart evidence.
+
+    The evidence is the finding's ``sequential`` statistics when it has any, otherwise every statistic with a
+    p-value. Secondary statistics (capped at warning, e.g. calibration-in-the-large that a prevalence change
+    moves) are reported, never evidence. A scope is the statistic's ``subgroup`` (empty: the whole window).
+    """
+    tested = [s for s in finding.statistics if s.p_value is not None and not s.secondary]
+    if any(s.sequential for s in tested):
+        tested = [s for s in tested if s.sequential]
+    by_scope: dict[str, list[float]] = {}
+    for statistic in tested:
+        assert statistic.p_value is not None
+        by_scope.setdefault(statistic.subgroup, []).append(statistic.p_value)
+    evidence = {scope: bonferroni_global(values) for scope, values in by_scope.items()}
+    return {scope: p for scope, p in evidence.items() if p is not None}
+
+
 def judge_block(finding: Finding, chart: Chart) -> tuple[Finding, CusumState]:
     """One block's finding after its monitor's CUSUM has seen it.
 
@@ -86,34 +111,40 @@ def judge_block(finding: Finding, chart: Chart) -> tuple[Finding, CusumState]:
         chart: The monitor's chart before the block.
 
     Returns:
-        The finding with a ``cusum`` statistic added and its severity set by the chart (breach only on an
-        alarm, otherwise at most warning), and the chart's new state. A block without any finite p-value (not
-        enough evidence) leaves the chart where it was.
+        The finding with a ``cusum`` statistic added (the scope with the largest value, or the alarmed one)
+        and its severity set by the chart (breach only on an alarm, otherwise at most warning), and the chart's
+        new state. A block without any finite p-value (not enough evidence) leaves the chart where it was.
     """
-    # Secondary statistics (capped at warning, e.g. calibration-in-the-large that a prevalence change moves) are
-    # reported, never evidence for the chart.
-    p_block = bonferroni_global(s.p_value for s in finding.statistics if s.p_value is not None and not s.secondary)
+    evidence = chart_evidence(finding)
     parameters = chart.parameters
-    if p_block is None:
+    if not evidence:
         cusum = Statistic(
             name="cusum",
             value=chart.state.statistic,
             test=CUSUM_TEST,
-            limit=parameters.h,
-            note=f"block without evidence; k={parameters.k:g}, h={parameters.h:.3f}",
+            limit=scoped_parameters(parameters, max(len(chart.state.scopes), 1)).h,
+            note=f"block without evidence; k={parameters.k:g}",
         )
         return _capped(finding, cusum, alarm=False), chart.state
-    moved = step(chart.state, p_block, parameters)
+    moved = step_scopes(chart.state, evidence, parameters)
+    top = moved.top
+    assert top is not None
+    scopes = len(moved.state.scopes)
     cusum = Statistic(
         name="cusum",
-        value=moved.peak,
+        value=moved.peaks[top],
         test=CUSUM_TEST,
-        p_value=p_block,
-        adjustment="bonferroni",
-        limit=parameters.h,
+        p_value=evidence[top],
+        adjustment="bonferroni within scope",
+        subgroup=top,
+        limit=moved.parameters.h,
         severity=Severity.BREACH if moved.alarm else Severity.INFO,
         n=moved.state.steps,
-        note=f"z={moved.z:.3f}; k={parameters.k:g}, h={parameters.h:.3f}; alarms={moved.state.alarms}",
+        note=(
+            f"z={moved.z[top]:.3f}; k={moved.parameters.k:g}, h={moved.parameters.h:.3f} per scope over {scopes} "
+            f"scope{'s' if scopes != 1 else ''}; alarms={moved.state.alarms}"
+            + (f"; alarmed: {', '.join(s or 'overall' for s in moved.alarmed)}" if moved.alarm else "")
+        ),
     )
     return _capped(finding, cusum, alarm=moved.alarm), moved.state
 
@@ -121,7 +152,8 @@ def judge_block(finding: Finding, chart: Chart) -> tuple[Finding, CusumState]:
 def _capped(finding: Finding, cusum: Statistic, *, alarm: bool) -> Finding:
     if alarm:
         severity = Severity.BREACH
-        summary = f"{finding.summary} [sequential alarm: CUSUM {cusum.value:.2f} > {cusum.limit:.2f}]"
+        where = f" in {cusum.subgroup}" if cusum.subgroup else ""
+        summary = f"{finding.summary} [sequential alarm{where}: CUSUM {cusum.value:.2f} > {cusum.limit:.2f}]"
     else:
         severity = Severity.WARNING if finding.severity is not Severity.INFO else Severity.INFO
         summary = f"{finding.summary} [CUSUM {cusum.value:.2f} of {cusum.limit:.2f}]"

@@ -19,6 +19,8 @@ from governance.domain.model import (
     RolloutStatus,
     RolloutStep,
     RouteState,
+    Version,
+    VersionSpec,
 )
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
@@ -215,3 +217,66 @@ def test_unknown_enum_values_in_filters_are_refused_not_ignored() -> None:
     for function, field in ((kind_name, "kind"), (arm_name, "arm"), (severity_name, "min_severity")):
         with pytest.raises(InvalidArgument, match=f"^{field}: unknown value 999$"):
             function(999)
+
+
+def _registration() -> pb.ModelVersion:
+    from services.cli.governance_commands import version_from_repo
+    from stack.settings import REPO_ROOT
+
+    return version_from_repo(REPO_ROOT / "model_repo", "chest_nodule", 2)
+
+
+def test_the_reference_period_is_recorded_with_the_version_and_shown_with_who_chose_it() -> None:
+    from governance.domain.codec import from_jsonable
+
+    registration = _registration()
+    period = registration.reference_profile.period
+    # The CLI reads the period from metadata.json, written by modeling/reference.py with the profile.
+    assert period.labelled_by == "reads" and period.studies == period.reads > 0
+    assert 0 < period.read_positives < period.reads and "studies 4000000-" in period.description
+    spec = convert.spec_from_proto(registration)
+    assert spec.reference_period is not None
+    assert (spec.reference_period.labelled_by, spec.reference_period.studies) == ("reads", period.studies)
+    # Stored as JSON (the PostgreSQL adapter's document) and back, then answered with the registering caller.
+    stored = from_jsonable(VersionSpec, to_jsonable(spec))
+    assert stored == spec
+    version = Version(
+        stored,
+        State.REGISTERED,
+        "carol@board",
+        datetime(2026, 1, 2, tzinfo=UTC),
+        datetime(2026, 1, 2, tzinfo=UTC),
+        "default@1",
+    )
+    answered = convert.version_to_proto(version).reference_profile.period
+    assert (answered.labelled_by, answered.studies, answered.chosen_by) == ("reads", period.studies, "carol@board")
+
+
+def test_a_version_registered_without_a_period_still_reads_back() -> None:
+    registration = _registration()
+    registration.reference_profile.ClearField("period")
+    spec = convert.spec_from_proto(registration)
+    assert spec.reference_period is None
+    legacy = to_jsonable(spec)
+    del legacy["reference_period"]  # a version stored before periods were recorded
+    from governance.domain.codec import from_jsonable
+
+    assert from_jsonable(VersionSpec, legacy) == spec
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda p: setattr(p, "labelled_by", "guesses"), "version.reference_profile.period.labelled_by"),
+        (lambda p: setattr(p, "reads", p.studies + 1), "version.reference_profile.period.reads"),
+        (lambda p: setattr(p, "read_positives", p.reads + 1), "version.reference_profile.period.read_positives"),
+        (lambda p: setattr(p, "studies", -1), "version.reference_profile.period.studies"),
+        (lambda p: setattr(p, "description", ""), "version.reference_profile.period.description"),
+    ],
+)
+def test_a_bad_reference_period_is_refused_naming_its_field(edit: object, field: str) -> None:
+    registration = _registration()
+    edit(registration.reference_profile.period)  # type: ignore[operator]
+    with pytest.raises(InvalidArgument) as raised:
+        convert.spec_from_proto(registration)
+    assert raised.value.field == field

@@ -59,8 +59,8 @@ def test_artifacts_match_their_hashes_and_the_current_code(version: int) -> None
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
     assert (folder / "model.py").read_text() == Path(modeling.triton_model.__file__).read_text()
     assert (folder / "chest_nodule_logic.py").read_text() == Path(modeling.network.__file__).read_text()
-    # The reads-labelled reference (17,500 studies) is most of it; git stays a few MB per version.
-    assert sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) < 3_000_000
+    # The reads-labelled reference (50,000 studies) is most of it; git stays a few MB per version.
+    assert sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) < 4_000_000
 
 
 @pytest.mark.parametrize("version", sorted(VERSION_SPECS))

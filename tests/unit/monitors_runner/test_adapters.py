@@ -132,6 +132,7 @@ def test_statistics_json_keeps_every_field() -> None:
             "n": 340,
             "note": "",
             "secondary": False,
+            "sequential": False,
         }
     ]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence
+from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence, scoped_parameters
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.calibration.temperature import propose_recalibration
@@ -21,7 +21,7 @@ from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, WindowSpec
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
-from services.monitors.runner.handlers import RunMonitors, build_calculator, judge_block
+from services.monitors.runner.handlers import RunMonitors, build_calculator, chart_evidence, judge_block
 from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget
 from services.monitors.runner.targets import FixedTargets
 from services.monitors.runner.windows import to_window
@@ -80,9 +80,9 @@ async def test_a_shifted_stream_alarms_on_its_first_block_and_only_the_alarm_is_
     drift = [f for f in stable if f.kind is MonitorKind.DRIFT]
     # A 2-SD intensity shift: one block's evidence is far beyond h, so every block alarms and restarts the chart.
     assert [f.severity for f in drift] == [Severity.BREACH] * 3
-    cusum = drift[0].get("cusum")
+    cusum = drift[0].chart
     assert cusum.value > CUSUM.h and cusum.limit == CUSUM.h and cusum.test.startswith("cusum")
-    assert store.charts_held[(STABLE, MonitorKind.DRIFT)].state == CusumState(0.0, 3, 3, 0)
+    assert store.charts_held[(STABLE, MonitorKind.DRIFT)].state == CusumState(0.0, 3, 3, 0, (("", 0.0),))
     assert drift[0].report_uri == f"/reports/{reports.stems[0]}.html" and len(reports.stems) == 3
     canary = [i.finding for i in issued if i.finding.arm == "canary"]
     assert all(f.severity is not Severity.BREACH for f in canary)
@@ -134,7 +134,7 @@ async def test_a_restarted_runner_continues_its_charts_from_the_store() -> None:
     # The chart continued: its value is the recursion from the stored state over the two new blocks.
     expected = before
     for finding in drift:
-        p = finding.get("cusum").p_value
+        p = finding.chart.p_value
         assert p is not None
         peak = max(0.0, expected.statistic + probit_evidence(p) - CUSUM.k)
         expected = CusumState(0.0 if peak > CUSUM.h else peak, expected.steps + 1)
@@ -163,7 +163,7 @@ def test_a_significant_block_without_an_alarm_is_at_most_a_warning() -> None:
     judged, state = judge_block(_finding([0.002, 0.5]), chart)  # Bonferroni p = 0.004, z = 2.65
     assert judged.severity is Severity.WARNING
     assert state.statistic == pytest.approx(probit_evidence(0.004) - 0.5)
-    assert judged.get("cusum").p_value == pytest.approx(0.004)
+    assert judged.chart.p_value == pytest.approx(0.004)
     alarm, after = judge_block(_finding([1e-9, 0.5]), Chart(state, CUSUM))
     assert alarm.severity is Severity.BREACH and after.alarms == 1 and after.statistic == 0.0
     assert "sequential alarm" in alarm.summary
@@ -173,7 +173,7 @@ def test_a_block_without_evidence_leaves_the_chart_where_it_was() -> None:
     chart = Chart(CusumState(statistic=2.0, steps=5), CUSUM)
     judged, state = judge_block(_finding([None, float("nan")], Severity.INFO), chart)
     assert state == chart.state
-    assert judged.severity is Severity.INFO and judged.get("cusum").value == 2.0
+    assert judged.severity is Severity.INFO and judged.chart.value == 2.0
 
 
 def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
@@ -183,9 +183,26 @@ def test_secondary_statistics_are_reported_but_never_feed_the_chart() -> None:
     finding = dataclasses.replace(base, statistics=(*base.statistics, secondary))
     chart = Chart(CusumState(), CUSUM)
     judged, state = judge_block(finding, chart)
-    assert judged.get("cusum").p_value == pytest.approx(0.5)  # the primary statistic alone
+    assert judged.chart.p_value == pytest.approx(0.5)  # the primary statistic alone
     assert state.statistic == 0.0 and state.alarms == 0
     assert judged.get("calibration_in_the_large").p_value == 1e-12  # still reported
+
+
+def test_each_scope_gets_its_own_chart_and_sequential_evidence_replaces_the_rest() -> None:
+    base = _finding([])
+    site = [Statistic(name="ks_statistic", value=0.2, p_value=p, subgroup="site=site-C") for p in (1e-4, 0.3)]
+    overall = [Statistic(name="ks_statistic", value=0.1, p_value=p) for p in (0.2, 0.6)]
+    finding = dataclasses.replace(base, statistics=(*overall, *site))
+    assert chart_evidence(finding) == pytest.approx({"": 0.4, "site=site-C": 2e-4})
+    judged, state = judge_block(finding, Chart(CusumState(), CUSUM))
+    assert judged.chart is not None and judged.chart.subgroup == "site=site-C"
+    assert judged.chart.limit == pytest.approx(scoped_parameters(CUSUM, 2).h)
+    assert [scope for scope, _ in state.scopes] == ["", "site=site-C"]
+    # A bias finding: its window tests (not prevalence-adjusted) are reported, its sequential evidence is judged.
+    window_test = Statistic(name="sensitivity_change", value=-0.1, p_value=1e-9, subgroup="sex=male")
+    evidence = Statistic(name="sensitivity_evidence", value=-0.02, p_value=0.3, subgroup="sex=male", sequential=True)
+    bias = dataclasses.replace(base, kind=MonitorKind.BIAS, statistics=(window_test, evidence))
+    assert chart_evidence(bias) == {"sex=male": 0.3}
 
 
 @pytest.mark.asyncio

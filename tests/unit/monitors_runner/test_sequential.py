@@ -18,8 +18,10 @@ from services.monitors.alerting.sequential import (
     FalseAlarmBudget,
     bonferroni_global,
     probit_evidence,
+    scoped_parameters,
     siegmund_arl,
     step,
+    step_scopes,
     threshold_for_arl0,
 )
 
@@ -146,3 +148,51 @@ def test_the_default_budget_gives_thirty_days_per_target() -> None:
     # Four charts together: the first false alarm comes after ~per-chart / 4 blocks, at 4 blocks a day.
     assert per_chart_blocks / 4 / budget.blocks_per_day >= 30.0 * 0.95
     assert math.isfinite(parameters.h) and 3.0 < parameters.h < 6.0
+
+
+def test_scoped_charts_share_the_monitors_run_length() -> None:
+    base = FalseAlarmBudget(block_size=500).parameters()
+    assert scoped_parameters(base, 1) == base and scoped_parameters(base, 0) == base
+    for scopes in (2, 4, 17):
+        scoped = scoped_parameters(base, scopes)
+        assert scoped.k == base.k and scoped.h > base.h
+        assert siegmund_arl(0.0, scoped) == pytest.approx(scopes * siegmund_arl(0.0, base), rel=1e-6)
+    # h grows with log S: 4 scopes (drift: overall and three sites) and 18 (bias: 17 subgroups and overall).
+    assert scoped_parameters(base, 4).h == pytest.approx(5.023, abs=0.01)
+    assert scoped_parameters(base, 18).h == pytest.approx(6.516, abs=0.01)
+
+
+def test_each_scope_moves_on_its_own_evidence_and_only_an_alarmed_scope_restarts() -> None:
+    base = CusumParameters(k=0.5, h=3.0)
+    first = step_scopes(CusumState(), {"": 0.5, "site=site-C": 0.001}, base)  # z = 0 and 3.09
+    h2 = scoped_parameters(base, 2).h
+    assert first.parameters.h == pytest.approx(h2)
+    assert dict(first.state.scopes) == pytest.approx({"": 0.0, "site=site-C": 3.090232 - 0.5}, abs=1e-5)
+    assert first.alarmed == () and first.top == "site=site-C"
+    # A block with evidence for one scope leaves the other where it was.
+    second = step_scopes(first.state, {"site=site-C": 1e-6}, base)  # z = 4.75
+    assert second.alarmed == ("site=site-C",) and second.alarm
+    assert dict(second.state.scopes) == {"": 0.0, "site=site-C": 0.0}
+    assert (second.state.steps, second.state.alarms, second.state.since_alarm) == (2, 1, 0)
+    third = step_scopes(second.state, {"": 0.01}, base)  # z = 2.33
+    assert dict(third.state.scopes)[""] == pytest.approx(2.326348 - 0.5, abs=1e-5)
+    assert third.state.statistic == pytest.approx(2.326348 - 0.5, abs=1e-5) and third.state.since_alarm == 1
+
+
+def test_the_union_bound_holds_in_simulation() -> None:
+    # Oracle: S independent in-control scopes, each run at S x ARL0, alarm no sooner on average than one
+    # chart at ARL0 (simulated, against the Siegmund target the budget is stated in).
+    base = CusumParameters(k=0.5, h=threshold_for_arl0(40.0))
+    rng = np.random.default_rng(11)
+    runs = []
+    for _ in range(300):
+        state, t = CusumState(), 0
+        while True:
+            t += 1
+            z = rng.standard_normal(4)
+            moved = step_scopes(state, {f"s{i}": float(stats.norm.sf(v)) for i, v in enumerate(z)}, base)
+            if moved.alarm:
+                runs.append(t)
+                break
+            state = moved.state
+    assert np.mean(runs) >= 0.85 * 40.0

@@ -100,12 +100,34 @@ class Calibration(_message.Message):
     def __init__(self, temperature: _Optional[float] = ..., revision: _Optional[int] = ..., fitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., fitted_on: _Optional[str] = ...) -> None: ...
 
 class ReferenceProfile(_message.Message):
-    __slots__ = ("uri", "sha256")
+    __slots__ = ("uri", "sha256", "period")
     URI_FIELD_NUMBER: _ClassVar[int]
     SHA256_FIELD_NUMBER: _ClassVar[int]
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
     uri: str
     sha256: str
-    def __init__(self, uri: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
+    period: ReferencePeriod
+    def __init__(self, uri: _Optional[str] = ..., sha256: _Optional[str] = ..., period: _Optional[_Union[ReferencePeriod, _Mapping]] = ...) -> None: ...
+
+class ReferencePeriod(_message.Message):
+    __slots__ = ("labelled_by", "description", "studies", "reads", "read_positives", "chosen_by", "start_time", "end_time")
+    LABELLED_BY_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    STUDIES_FIELD_NUMBER: _ClassVar[int]
+    READS_FIELD_NUMBER: _ClassVar[int]
+    READ_POSITIVES_FIELD_NUMBER: _ClassVar[int]
+    CHOSEN_BY_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    labelled_by: str
+    description: str
+    studies: int
+    reads: int
+    read_positives: int
+    chosen_by: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, labelled_by: _Optional[str] = ..., description: _Optional[str] = ..., studies: _Optional[int] = ..., reads: _Optional[int] = ..., read_positives: _Optional[int] = ..., chosen_by: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Metric(_message.Message):
     __slots__ = ("name", "value", "ci_low", "ci_high", "ci_level", "support")

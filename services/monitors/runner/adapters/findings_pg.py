@@ -67,7 +67,7 @@ insert into monitor_findings_outbox (event_id, topic, key, payload) values ($1, 
 """
 
 _CHARTS = """
-select kind, statistic, steps, alarms, since_alarm, last_event_time, last_prediction_id
+select kind, statistic, steps, alarms, since_alarm, scopes, last_event_time, last_prediction_id
 from monitor_sequential_state
 where model_name = $1 and model_version = $2 and arm = $3
 """
@@ -75,8 +75,8 @@ where model_name = $1 and model_version = $2 and arm = $3
 _SAVE_CHART = """
 insert into monitor_sequential_state (
     model_name, model_version, arm, kind, statistic, steps, alarms, since_alarm, cusum_k, cusum_h,
-    last_event_time, last_prediction_id
-) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+    last_event_time, last_prediction_id, scopes
+) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)
 on conflict (model_name, model_version, arm, kind) do update set
     statistic = excluded.statistic,
     steps = excluded.steps,
@@ -86,6 +86,7 @@ on conflict (model_name, model_version, arm, kind) do update set
     cusum_h = excluded.cusum_h,
     last_event_time = excluded.last_event_time,
     last_prediction_id = excluded.last_prediction_id,
+    scopes = excluded.scopes,
     updated_at = now()
 """
 
@@ -143,7 +144,13 @@ class PostgresFindingStore:
         except DATABASE_DOWN as error:
             raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
         states = {
-            MonitorKind(row["kind"]): CusumState(row["statistic"], row["steps"], row["alarms"], row["since_alarm"])
+            MonitorKind(row["kind"]): CusumState(
+                row["statistic"],
+                row["steps"],
+                row["alarms"],
+                row["since_alarm"],
+                tuple(sorted((str(scope), float(value)) for scope, value in json.loads(row["scopes"]).items())),
+            )
             for row in rows
         }
         # Every chart of a target moves with the same block, so any row's cursor is the target's; the newest
@@ -184,6 +191,7 @@ class PostgresFindingStore:
                 chart.parameters.h,
                 cursor.last_event_time,
                 cursor.last_prediction_id,
+                json.dumps(dict(chart.state.scopes)),
             )
             for kind, chart in charts.items()
         ]
