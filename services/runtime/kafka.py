@@ -12,9 +12,10 @@ trace. Retriable client failures (broker unreachable, timeouts) surface as
 TLS and SASL: every kafka-python client radguard makes is built by :func:`new_producer`,
 :func:`new_consumer` or :func:`new_admin`, which add the client security of a
 :class:`~services.runtime.kafka_security.KafkaSecuritySettings` (every ``ServiceSettings`` is one) through
-:func:`client_config`. Without settings a client is plaintext, as before. A broker that refuses the
-credentials fails :meth:`AsyncKafkaProducer.start` / :meth:`AsyncKafkaConsumer.start` with
-:class:`KafkaAuthenticationError` within the bootstrap timeout.
+:func:`client_config`. Without settings a client is plaintext, as before. With TLS or SASL, a broker
+that cannot be reached or refuses the credentials fails :meth:`AsyncKafkaProducer.start` /
+:meth:`AsyncKafkaConsumer.start` within the bootstrap timeout with an ``Unavailable`` naming the security
+tried (never the password), or with :class:`KafkaAuthenticationError` when kafka-python reports the refusal.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import kafka.errors
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
@@ -83,7 +84,7 @@ def _unavailable(error: Exception) -> Exception:
     """Translate retriable client failures into the domain error, refused credentials into
     :class:`KafkaAuthenticationError`; leave the others as they are."""
     if isinstance(error, kafka.errors.SaslAuthenticationFailedError | kafka.errors.AuthorizationError):
-        return KafkaAuthenticationError(f"Kafka refused this client: {type(error).__name__}: {error}")
+        return KafkaAuthenticationError(f"Kafka refused this client's credentials or access: {error}")
     if getattr(error, "retriable", False):
         return Unavailable("kafka", f"{type(error).__name__}: {error}")
     return error
@@ -106,19 +107,54 @@ def client_config(security: KafkaSecuritySettings | None, **config: Any) -> dict
     return {**config, **(security or PLAINTEXT).client_kwargs()}
 
 
+_ClientT = TypeVar("_ClientT")
+
+
+def _build(
+    factory: Callable[..., _ClientT], security: KafkaSecuritySettings | None, config: dict[str, Any]
+) -> _ClientT:
+    security = security or PLAINTEXT
+    try:
+        return factory(**client_config(security, **config))
+    except kafka.errors.KafkaTimeoutError as error:
+        if security.kafka_security_protocol == "PLAINTEXT":
+            raise
+        # kafka-python 3.0 retries a refused login until the bootstrap timeout and then reports only the
+        # timeout (the refusal is in its WARNING log); say which security was tried and what to check.
+        servers = config.get("bootstrap_servers")
+        waited = config.get("bootstrap_timeout_ms")
+        raise Unavailable(
+            "kafka",
+            f"no broker at {servers} accepted a {security.describe_kafka_security()} connection within "
+            f"{waited} ms: check the bootstrap servers, the CA file and the credentials ({error})",
+        ) from error
+
+
 def new_producer(security: KafkaSecuritySettings | None, **config: Any) -> KafkaProducer:
-    """Create a kafka-python producer with ``config`` and the client security of ``security`` (blocking)."""
-    return KafkaProducer(**client_config(security, **config))
+    """Create a kafka-python producer with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaProducer, security, config)
 
 
 def new_consumer(security: KafkaSecuritySettings | None, **config: Any) -> KafkaConsumer:
-    """Create a kafka-python consumer with ``config`` and the client security of ``security`` (blocking)."""
-    return KafkaConsumer(**client_config(security, **config))
+    """Create a kafka-python consumer with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaConsumer, security, config)
 
 
 def new_admin(security: KafkaSecuritySettings | None, **config: Any) -> KafkaAdminClient:
-    """Create a kafka-python admin client with ``config`` and the client security of ``security`` (blocking)."""
-    return KafkaAdminClient(**client_config(security, **config))
+    """Create a kafka-python admin client with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaAdminClient, security, config)
 
 
 # --- trace context in headers ------------------------------------------------------------------
