@@ -101,8 +101,9 @@ class KafkaSecuritySettings(BaseSettings):
         """Return the keyword arguments that give a kafka-python client this security.
 
         The same for ``KafkaProducer``, ``KafkaConsumer`` and ``KafkaAdminClient``. Plaintext gives only
-        ``security_protocol="PLAINTEXT"`` (kafka-python's default). The result holds the SASL password in
-        clear: pass it to the client, never log it.
+        ``security_protocol="PLAINTEXT"`` (kafka-python's default). The SASL password is a ``str`` whose
+        ``repr`` is masked, so a logged configuration (kafka-python's admin client logs its own at DEBUG)
+        does not show it; still, never log the result.
 
         Returns:
             ``security_protocol`` plus, for SSL and SASL_SSL, ``ssl_cafile``, ``ssl_certfile``,
@@ -123,7 +124,7 @@ class KafkaSecuritySettings(BaseSettings):
             kwargs.update(
                 sasl_mechanism=self.kafka_sasl_mechanism,
                 sasl_plain_username=self.kafka_sasl_username,
-                sasl_plain_password=self.kafka_sasl_password.get_secret_value(),
+                sasl_plain_password=_MaskedStr(self.kafka_sasl_password.get_secret_value()),
             )
         return kwargs
 
@@ -133,6 +134,15 @@ class KafkaSecuritySettings(BaseSettings):
         if protocol in _SASL_PROTOCOLS:
             return f"{protocol} ({self.kafka_sasl_mechanism} as {self.kafka_sasl_username!r})"
         return protocol
+
+
+class _MaskedStr(str):
+    """A string that prints as ``'**********'`` in ``repr`` (and so inside a printed dict)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
 
 
 def _text(path: Path | None) -> str | None:

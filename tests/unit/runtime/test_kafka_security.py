@@ -139,6 +139,10 @@ def test_the_password_never_shows() -> None:
     assert "s3cret-pw" not in repr(settings)
     assert "s3cret-pw" not in str(settings.model_dump())
     assert "s3cret-pw" not in settings.describe_kafka_security()
+    kwargs = settings.client_kwargs()
+    # kafka-python's admin client logs its configuration dict at DEBUG.
+    assert "s3cret-pw" not in "configuration: %s" % (kwargs,)  # noqa: UP031
+    assert kwargs["sasl_plain_password"].encode() == b"s3cret-pw"
 
 
 def test_every_client_the_wrappers_build_gets_the_security(monkeypatch: pytest.MonkeyPatch) -> None:
