@@ -50,6 +50,7 @@ def provision(settings: ProvisionSettings) -> list[str]:
         replication_factor=settings.kafka_replication_factor,
         bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
         timeout_ms=int(settings.kafka_topics_timeout_s * 1000),
+        security=settings,
     )
     done += [f"created topic {name}" for name in created]
     return done

@@ -120,6 +120,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         client_id=f"gateway-{settings.instance_id}-routes",
         auto_offset_reset="earliest",
         bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+        security=settings,
     )
     follower = RouteFollower(consumer, routes, settings.routes_poll_s)
     answers = AnswerJournal(

@@ -83,6 +83,7 @@ def _controller(
         auto_offset_reset="latest",
         request_timeout_ms=settings.kafka_request_timeout_ms,
         bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+        security=settings,
     )
     controller = RolloutController(
         service,
@@ -167,7 +168,9 @@ async def build_governance(  # noqa: PLR0915 - the composition root wires every 
         policies,
         keyring.keyring,
         SystemClock(),
-        route_revision_floor=RouteRevisionFloor(settings.kafka_bootstrap_servers, settings.routes_topic),
+        route_revision_floor=RouteRevisionFloor(
+            settings.kafka_bootstrap_servers, settings.routes_topic, security=settings
+        ),
     )
 
     producer = AsyncKafkaProducer.from_settings(settings)

@@ -24,6 +24,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from services.runtime.kafka_security import KafkaSecuritySettings
+
 ENV_PREFIX = "RADGUARD_"
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -64,10 +66,11 @@ class _MappingEnvSource(EnvSettingsSource):
         }
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(KafkaSecuritySettings):
     """Settings every radguard process shares; a process subclasses it to add its own.
 
-    Each field ``name`` is read from ``RADGUARD_NAME``. Empty variables count as unset.
+    Each field ``name`` is read from ``RADGUARD_NAME``. Empty variables count as unset. The Kafka TLS/SASL
+    fields (``kafka_security_protocol`` ...) come from :class:`KafkaSecuritySettings`.
     """
 
     model_config = SettingsConfigDict(

@@ -8,6 +8,14 @@ Trace context travels in record headers (W3C ``traceparent`` through the global 
 :meth:`AsyncKafkaProducer.send` injects it and consumers call :func:`extract_context` to continue the
 trace. Retriable client failures (broker unreachable, timeouts) surface as
 :class:`services.runtime.errors.Unavailable`.
+
+TLS and SASL: every kafka-python client radguard makes is built by :func:`new_producer`,
+:func:`new_consumer` or :func:`new_admin`, which add the client security of a
+:class:`~services.runtime.kafka_security.KafkaSecuritySettings` (every ``ServiceSettings`` is one) through
+:func:`client_config`. Without settings a client is plaintext, as before. With TLS or SASL, a broker
+that cannot be reached or refuses the credentials fails :meth:`AsyncKafkaProducer.start` /
+:meth:`AsyncKafkaConsumer.start` within the bootstrap timeout with an ``Unavailable`` naming the security
+tried (never the password), or with :class:`KafkaAuthenticationError` when kafka-python reports the refusal.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, TypeVar
 
 import kafka.errors
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer
@@ -30,6 +38,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from services.runtime.config import ServiceSettings
 from services.runtime.errors import Unavailable
+from services.runtime.kafka_security import PLAINTEXT, KafkaSecuritySettings
 from services.runtime.telemetry import get_logger
 
 __all__ = [
@@ -37,14 +46,19 @@ __all__ = [
     "AsyncKafkaProducer",
     "ConsumedRecord",
     "Headers",
+    "KafkaAuthenticationError",
     "RecordMetadata",
     "TopicPartition",
     "TopicSpecLike",
+    "client_config",
     "describe_topic_config",
     "ensure_topics",
     "extract_context",
     "inject_context",
     "list_topics",
+    "new_admin",
+    "new_consumer",
+    "new_producer",
 ]
 
 #: Record headers as kafka-python takes and returns them.
@@ -62,11 +76,85 @@ RECONNECT_BACKOFF_MAX_MS = 2000
 _log = get_logger(__name__)
 
 
+class KafkaAuthenticationError(Exception):
+    """The broker refused this client's credentials (SASL) or its access; retrying will not help."""
+
+
 def _unavailable(error: Exception) -> Exception:
-    """Translate retriable client failures into the domain error; leave the others as they are."""
+    """Translate retriable client failures into the domain error, refused credentials into
+    :class:`KafkaAuthenticationError`; leave the others as they are."""
+    if isinstance(error, kafka.errors.SaslAuthenticationFailedError | kafka.errors.AuthorizationError):
+        return KafkaAuthenticationError(f"Kafka refused this client's credentials or access: {error}")
     if getattr(error, "retriable", False):
         return Unavailable("kafka", f"{type(error).__name__}: {error}")
     return error
+
+
+# --- building clients ---------------------------------------------------------------------------
+
+
+def client_config(security: KafkaSecuritySettings | None, **config: Any) -> dict[str, Any]:
+    """Return ``config`` plus the client security of ``security``: the one place it is applied.
+
+    Args:
+        security: TLS/SASL settings (any ``ServiceSettings``); None means plaintext without authentication.
+        config: Other kafka-python client arguments; security keys given here are overridden.
+
+    Returns:
+        Keyword arguments for ``KafkaProducer``, ``KafkaConsumer`` or ``KafkaAdminClient``. They may hold
+        the SASL password: never log them.
+    """
+    return {**config, **(security or PLAINTEXT).client_kwargs()}
+
+
+_ClientT = TypeVar("_ClientT")
+
+
+def _build(
+    factory: Callable[..., _ClientT], security: KafkaSecuritySettings | None, config: dict[str, Any]
+) -> _ClientT:
+    security = security or PLAINTEXT
+    try:
+        return factory(**client_config(security, **config))
+    except kafka.errors.KafkaTimeoutError as error:
+        if security.kafka_security_protocol == "PLAINTEXT":
+            raise
+        # kafka-python 3.0 retries a refused login until the bootstrap timeout and then reports only the
+        # timeout (the refusal is in its WARNING log); say which security was tried and what to check.
+        servers = config.get("bootstrap_servers")
+        waited = config.get("bootstrap_timeout_ms")
+        raise Unavailable(
+            "kafka",
+            f"no broker at {servers} accepted a {security.describe_kafka_security()} connection within "
+            f"{waited} ms: check the bootstrap servers, the CA file and the credentials ({error})",
+        ) from error
+
+
+def new_producer(security: KafkaSecuritySettings | None, **config: Any) -> KafkaProducer:
+    """Create a kafka-python producer with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaProducer, security, config)
+
+
+def new_consumer(security: KafkaSecuritySettings | None, **config: Any) -> KafkaConsumer:
+    """Create a kafka-python consumer with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaConsumer, security, config)
+
+
+def new_admin(security: KafkaSecuritySettings | None, **config: Any) -> KafkaAdminClient:
+    """Create a kafka-python admin client with ``config`` and the client security of ``security`` (blocking).
+
+    Raises:
+        Unavailable: With TLS or SASL, no broker accepted the connection before the bootstrap timeout.
+    """
+    return _build(KafkaAdminClient, security, config)
 
 
 # --- trace context in headers ------------------------------------------------------------------
@@ -176,6 +264,7 @@ class AsyncKafkaProducer:
         bootstrap_timeout_ms: int = 10_000,
         compression_type: Literal["gzip", "snappy", "lz4", "zstd"] | None = None,
         tracer_provider: TracerProvider | None = None,
+        security: KafkaSecuritySettings | None = None,
     ) -> None:
         """Configure the producer; :meth:`start` connects.
 
@@ -191,7 +280,9 @@ class AsyncKafkaProducer:
             bootstrap_timeout_ms: Time :meth:`start` waits for the first broker.
             compression_type: Batch compression, none by default.
             tracer_provider: Where PRODUCER spans go; the global provider when None.
+            security: TLS/SASL settings (e.g. the process's ``ServiceSettings``); plaintext when None.
         """
+        self._security = security
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
@@ -231,6 +322,7 @@ class AsyncKafkaProducer:
             max_block_ms=settings.kafka_max_block_ms,
             bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
             tracer_provider=tracer_provider,
+            security=settings,
         )
 
     async def start(self) -> None:
@@ -238,12 +330,15 @@ class AsyncKafkaProducer:
 
         Raises:
             Unavailable: No broker answered within ``bootstrap_timeout_ms``.
+            KafkaAuthenticationError: The broker refused the credentials.
         """
         if self._producer is not None:
             return
         loop = asyncio.get_running_loop()
         try:
-            self._producer = await loop.run_in_executor(self._executor, lambda: KafkaProducer(**self._config))
+            self._producer = await loop.run_in_executor(
+                self._executor, lambda: new_producer(self._security, **self._config)
+            )
         except kafka.errors.KafkaError as error:
             raise _unavailable(error) from error
 
@@ -525,6 +620,7 @@ class AsyncKafkaConsumer:
         metadata_max_age_ms: int = 300_000,
         partitions_wait_s: float = 0.0,
         rejoin_unassigned_after_s: float | None = None,
+        security: KafkaSecuritySettings | None = None,
     ) -> None:
         """Configure the consumer; :meth:`start` connects and subscribes.
 
@@ -558,11 +654,13 @@ class AsyncKafkaConsumer:
             rejoin_unassigned_after_s: In a group, leave and rejoin when no partition has been assigned for
                 this long (None: never). A safety net for the lost assignment above; only for groups that
                 have at least as many partitions as members, where an empty assignment is never right.
+            security: TLS/SASL settings (e.g. the process's ``ServiceSettings``); plaintext when None.
         """
         if not topics:
             raise ValueError("a consumer needs at least one topic")
         self._topics = tuple(topics)
         self._group_id = group_id
+        self._security = security
         self._config: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
@@ -633,6 +731,7 @@ class AsyncKafkaConsumer:
             metadata_max_age_ms=metadata_max_age_ms,
             partitions_wait_s=partitions_wait_s,
             rejoin_unassigned_after_s=rejoin_unassigned_after_s,
+            security=settings,
         )
 
     def _await_partitions(self, consumer: KafkaConsumer) -> None:
@@ -670,6 +769,7 @@ class AsyncKafkaConsumer:
         Raises:
             Unavailable: No broker answered within ``bootstrap_timeout_ms``, or (without a group) a
                 topic has no partitions.
+            KafkaAuthenticationError: The broker refused the credentials.
         """
         if self._consumer is not None:
             return
@@ -678,7 +778,7 @@ class AsyncKafkaConsumer:
         self._listener = listener
 
         def build() -> KafkaConsumer:
-            consumer = KafkaConsumer(**self._config)
+            consumer = new_consumer(self._security, **self._config)
             if self._group_id is not None:
                 consumer.subscribe(list(self._topics), listener=listener)
                 if self._partitions_wait_s > 0:
@@ -878,9 +978,12 @@ class TopicSpecLike(Protocol):
         ...
 
 
-def _admin(bootstrap_servers: str | Sequence[str], bootstrap_timeout_ms: int) -> KafkaAdminClient:
+def _admin(
+    bootstrap_servers: str | Sequence[str], bootstrap_timeout_ms: int, security: KafkaSecuritySettings | None
+) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(
+        return new_admin(
+            security,
             bootstrap_servers=bootstrap_servers,
             client_id="radguard-admin",
             bootstrap_timeout_ms=bootstrap_timeout_ms,
@@ -896,6 +999,7 @@ def ensure_topics(
     replication_factor: int = 1,
     bootstrap_timeout_ms: int = 10_000,
     timeout_ms: int = 30_000,
+    security: KafkaSecuritySettings | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet (blocking; call via ``asyncio.to_thread`` from async code).
 
@@ -907,18 +1011,20 @@ def ensure_topics(
         replication_factor: Replicas per partition (1 on a one-node cluster).
         bootstrap_timeout_ms: Time to wait for the first broker.
         timeout_ms: Time the broker may take to create them.
+        security: TLS/SASL settings (e.g. the process's ``ServiceSettings``); plaintext when None.
 
     Returns:
         Names of the topics created by this call.
 
     Raises:
         Unavailable: The cluster could not be reached.
+        KafkaAuthenticationError: The broker refused the credentials.
         kafka.errors.KafkaError: The broker refused a topic for another reason than existing already.
     """
     wanted = {spec.name: spec for spec in specs}
     if not wanted:
         return []
-    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms, security)
     try:
         existing = set(admin.list_topics())
         missing = {name: spec for name, spec in wanted.items() if name not in existing}
@@ -949,17 +1055,23 @@ def ensure_topics(
         admin.close()
 
 
-def list_topics(bootstrap_servers: str | Sequence[str], *, bootstrap_timeout_ms: int = 10_000) -> list[str]:
+def list_topics(
+    bootstrap_servers: str | Sequence[str],
+    *,
+    bootstrap_timeout_ms: int = 10_000,
+    security: KafkaSecuritySettings | None = None,
+) -> list[str]:
     """Return the cluster's topic names, sorted (blocking).
 
     Args:
         bootstrap_servers: ``host:port`` entries.
         bootstrap_timeout_ms: Time to wait for the first broker.
+        security: TLS/SASL settings; plaintext when None.
 
     Raises:
         Unavailable: The cluster could not be reached.
     """
-    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms, security)
     try:
         return sorted(admin.list_topics())
     except kafka.errors.KafkaError as error:
@@ -969,7 +1081,11 @@ def list_topics(bootstrap_servers: str | Sequence[str], *, bootstrap_timeout_ms:
 
 
 def describe_topic_config(
-    bootstrap_servers: str | Sequence[str], topic: str, *, bootstrap_timeout_ms: int = 10_000
+    bootstrap_servers: str | Sequence[str],
+    topic: str,
+    *,
+    bootstrap_timeout_ms: int = 10_000,
+    security: KafkaSecuritySettings | None = None,
 ) -> dict[str, str]:
     """Return a topic's effective configuration values (blocking).
 
@@ -977,11 +1093,12 @@ def describe_topic_config(
         bootstrap_servers: ``host:port`` entries.
         topic: Topic name.
         bootstrap_timeout_ms: Time to wait for the first broker.
+        security: TLS/SASL settings; plaintext when None.
 
     Returns:
         Config name to value, defaults included (e.g. ``{"cleanup.policy": "compact", ...}``).
     """
-    admin = _admin(bootstrap_servers, bootstrap_timeout_ms)
+    admin = _admin(bootstrap_servers, bootstrap_timeout_ms, security)
     try:
         result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")
     except kafka.errors.KafkaError as error:

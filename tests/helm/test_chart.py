@@ -41,15 +41,8 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "stack.provision": ProvisionSettings,
 }
 #: Variables the chart sets that no settings class reads yet (see the README's "Deploy on Kubernetes"):
-#: Kafka TLS/SASL for every process, the gateway's REST port and the dashboard's HTTP port.
+#: the gateway's REST port and the dashboard's HTTP port.
 NOT_YET_READ = {
-    "RADGUARD_KAFKA_SECURITY_PROTOCOL",
-    "RADGUARD_KAFKA_SSL_CAFILE",
-    "RADGUARD_KAFKA_SSL_CERTFILE",
-    "RADGUARD_KAFKA_SSL_KEYFILE",
-    "RADGUARD_KAFKA_SASL_MECHANISM",
-    "RADGUARD_KAFKA_SASL_USERNAME",
-    "RADGUARD_KAFKA_SASL_PASSWORD",
     "RADGUARD_HTTP_PORT",
 }
 #: Variables whose value is a secret: they must come from a Secret, never be written into the manifest.

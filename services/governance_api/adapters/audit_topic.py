@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC
 
 from google.protobuf.message import DecodeError
-from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 from kafka.structs import TopicPartition
 
@@ -23,7 +22,8 @@ from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.governance_api.adapters.convert import datetime_from, role_to_proto, timestamp
 from services.runtime.errors import Unavailable
-from services.runtime.kafka import OutgoingRecord
+from services.runtime.kafka import OutgoingRecord, new_consumer
+from services.runtime.kafka_security import KafkaSecuritySettings
 
 CHECKPOINT_KEY = b"checkpoint"
 _ROLE_FROM_PROTO = {role_to_proto(role): role for role in Role}
@@ -111,13 +111,16 @@ class AuditTopicContents:
             self.undecodable += 1
 
 
-def read_audit_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> AuditTopicContents:
+def read_audit_topic(
+    bootstrap: str, topic: str, *, timeout_s: float = 30.0, security: KafkaSecuritySettings | None = None
+) -> AuditTopicContents:
     """Read ``topic`` from the beginning up to the end offsets it has now (blocking; for the CLI).
 
     Args:
         bootstrap: Kafka bootstrap servers.
         topic: The audit topic.
         timeout_s: Longest time the whole read may take.
+        security: Kafka TLS/SASL settings; plaintext when None.
 
     Raises:
         Unavailable: Kafka cannot be reached, the topic does not exist, or the read did not finish in time.
@@ -125,7 +128,8 @@ def read_audit_topic(bootstrap: str, topic: str, *, timeout_s: float = 30.0) -> 
     deadline = time.monotonic() + timeout_s
     contents = AuditTopicContents()
     try:
-        consumer = KafkaConsumer(
+        consumer = new_consumer(
+            security,
             bootstrap_servers=bootstrap,
             group_id=None,
             enable_auto_commit=False,

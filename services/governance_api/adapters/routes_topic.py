@@ -11,17 +11,22 @@ from __future__ import annotations
 import asyncio
 import time
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from radguard.events.v1 import events_pb2
 from services.runtime.errors import Unavailable
+from services.runtime.kafka import new_consumer
+from services.runtime.kafka_security import KafkaSecuritySettings
 from services.runtime.telemetry import get_logger
 
 _log = get_logger(__name__)
 
 
-def _latest_revisions(bootstrap: str, topic: str, timeout_s: float) -> dict[str, int]:
-    consumer = KafkaConsumer(
+def _latest_revisions(
+    bootstrap: str, topic: str, timeout_s: float, security: KafkaSecuritySettings | None
+) -> dict[str, int]:
+    consumer = new_consumer(
+        security,
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
@@ -60,8 +65,11 @@ def _latest_revisions(bootstrap: str, topic: str, timeout_s: float) -> dict[str,
 class RouteRevisionFloor:
     """``route_revision_floor`` for GovernanceService, backed by the routes topic."""
 
-    def __init__(self, bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, *, timeout_s: float = 15.0, security: KafkaSecuritySettings | None = None
+    ) -> None:
         self._bootstrap = bootstrap
+        self._security = security
         self._topic = topic
         self._timeout_s = timeout_s
 
@@ -73,7 +81,9 @@ class RouteRevisionFloor:
                 revision gateways would ignore.
         """
         try:
-            latest = await asyncio.to_thread(_latest_revisions, self._bootstrap, self._topic, self._timeout_s)
+            latest = await asyncio.to_thread(
+                _latest_revisions, self._bootstrap, self._topic, self._timeout_s, self._security
+            )
         except Exception as exc:
             raise Unavailable("kafka", f"cannot read the routes topic '{self._topic}': {exc}") from None
         floor = latest.get(model_name, 0)

@@ -184,6 +184,7 @@ async def build_monitor_runner(settings: MonitorRunnerSettings, *, wait_for_rout
             client_id=f"{settings.service_name}-routes",
             auto_offset_reset="earliest",
             bootstrap_timeout_ms=settings.kafka_bootstrap_timeout_ms,
+            security=settings,
         )
         follower = route_follower(consumer, routed, FollowTuning(poll_timeout_s=settings.routes_poll_s))
         await follower.start()

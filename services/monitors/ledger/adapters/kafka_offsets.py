@@ -6,27 +6,32 @@ import asyncio
 from collections.abc import Sequence
 
 import kafka.errors
-from kafka import KafkaConsumer
 
 from services.runtime.errors import Unavailable
-from services.runtime.kafka import TopicPartition
+from services.runtime.kafka import TopicPartition, new_consumer
+from services.runtime.kafka_security import KafkaSecuritySettings
 
 
 class KafkaOffsetReader:
     """OffsetReader with a short-lived group-less kafka-python consumer per call (on a worker thread)."""
 
-    def __init__(self, bootstrap_servers: str, *, timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, bootstrap_servers: str, *, timeout_ms: int = 10_000, security: KafkaSecuritySettings | None = None
+    ) -> None:
         """Create the reader.
 
         Args:
             bootstrap_servers: ``host:port`` entries, comma-separated.
             timeout_ms: Time to reach the cluster and read the offsets.
+            security: Kafka TLS/SASL settings; plaintext when None.
         """
         self._bootstrap = bootstrap_servers
         self._timeout_ms = timeout_ms
+        self._security = security
 
     def _read(self, topics: Sequence[str]) -> dict[TopicPartition, tuple[int, int]]:
-        consumer = KafkaConsumer(
+        consumer = new_consumer(
+            self._security,
             bootstrap_servers=self._bootstrap,
             client_id="radguard-ledger-stats",
             request_timeout_ms=self._timeout_ms,
