@@ -102,7 +102,7 @@ class CalibrationMonitor:
             self._reference = BinTotals.of(reference.probability[rows], reference.label[rows], spec.bins)
             self._reference_line = fit_calibration_line(reference.probability[rows], reference.label[rows])
             self._reference_window = reference
-        self._temperature = _implied_temperature(reference) if reference is not None else None
+        self._temperature = _implied_temperature(reference, spec.map_tolerance) if reference is not None else None
 
     @property
     def spec(self) -> CalibrationSpec:
@@ -373,8 +373,14 @@ def _implied_temperatures(window: Window) -> FloatArray:
     return np.asarray(score[usable][keep] / served_logit[keep], dtype=np.float64)
 
 
-def _implied_temperature(reference: Window) -> float | None:
-    """The reference's temperature (median over its predictions), or None when it cannot be told."""
+def _implied_temperature(reference: Window, tolerance: float) -> float | None:
+    """The reference's temperature (median over its predictions), or None when it cannot be told or when the
+    reference's own probabilities do not follow one temperature (a calibration other than temperature scaling,
+    which this check does not cover)."""
     implied = _implied_temperatures(reference)
     implied = implied[np.isfinite(implied) & (implied > 0.0)]
-    return float(np.median(implied)) if implied.size >= 10 else None
+    if implied.size < 10:
+        return None
+    temperature = float(np.median(implied))
+    off = np.count_nonzero(np.abs(implied / temperature - 1.0) > tolerance)
+    return temperature if off <= _MAP_ALLOWANCE * implied.size else None
