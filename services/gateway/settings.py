@@ -22,6 +22,15 @@ class GatewaySettings(CallerAuthSettings):
     access_log_level: LogLevel = "debug"
     instance_id: str = Field(default="gw-0", description="names this gateway in events (producer)")
     grpc_port: int = Field(default=19061, ge=0, le=65535)
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="REST/HTTP inference protocol port (off when unset)"
+    )
+    processes: int = Field(
+        default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT), each with its own spool"
+    )
+    reuse_port: bool = Field(
+        default=False, description="bind with SO_REUSEPORT (set for the processes a multi-process gateway starts)"
+    )
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
     model_repo: Path = Field(default=_REPO / "model_repo", description="model configs and calibrations")
     pseudonym_key: SecretStr = Field(
