@@ -238,7 +238,6 @@ def _rest_endpoint(
     rest = RestEndpoint(
         oip,
         http_authenticator(interceptors),
-        lambda: server.ready,
         host=settings.grpc_host,
         port=settings.http_port,
         max_body_bytes=settings.grpc_max_receive_message_bytes,

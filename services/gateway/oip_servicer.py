@@ -314,8 +314,10 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         caller_id, request.id = request.id, ""  # the caller's request id goes no further than this call
         requested = [o.name for o in request.outputs]
         if requested:
+            # The event needs the outputs the caller may not have asked for (only those the model has).
+            declared = self.catalog.outputs(request.model_name)
             for name in _EVENT_OUTPUTS:
-                if name not in requested:
+                if name not in requested and name in declared:
                     request.outputs.add().name = name
         holder: list[service_pb2.ModelInferResponse] = []
         model_name = request.model_name

@@ -258,7 +258,6 @@ class RestEndpoint:
         self,
         servicer: OpenInferenceServicer,
         authenticate: Authenticate | None,
-        ready: Callable[[], bool],
         *,
         host: str,
         port: int,
@@ -267,7 +266,6 @@ class RestEndpoint:
     ) -> None:
         self.servicer = servicer
         self._authenticate = authenticate
-        self._ready = ready
         self._host = host
         self._port = port
         self._reuse_port = reuse_port
@@ -360,7 +358,9 @@ class RestEndpoint:
         return web.Response(status=200)
 
     async def _server_ready(self, request: web.Request) -> web.StreamResponse:
-        return web.Response(status=200 if self._ready() else 503)
+        # The gRPC ServerReady's answer (Triton answers), so both doors say the same.
+        reply = await self.servicer.ServerReady(service_pb2.ServerReadyRequest(), None)
+        return web.Response(status=200 if reply.ready else 503)
 
     async def _server_metadata(self, request: web.Request) -> web.StreamResponse:
         reply = await self.servicer.ServerMetadata(service_pb2.ServerMetadataRequest(), None)

@@ -45,6 +45,9 @@ class FakeCatalog:
     def calibration(self, model_name: str, version: str) -> Calibration:
         return Calibration(2.0, 0.6)
 
+    def outputs(self, model_name: str) -> tuple[str, ...]:
+        return ("LOGIT",)
+
 
 class FakeSink:
     def __init__(self) -> None:
