@@ -43,7 +43,7 @@ class GatewaySettings(CallerAuthSettings):
         default=0.02, ge=0, le=1.0, description="group commit: how long a spooled event may wait for its fsync"
     )
     events_publish_interval_s: float = Field(
-        default=0.02, ge=0, le=1.0, description="how long the publisher waits to gather a batch for Kafka"
+        default=0.05, ge=0, le=1.0, description="how long the publisher waits to gather a batch for Kafka"
     )
     infer_timeout_s: float = Field(default=5.0, gt=0)
     shadow_timeout_s: float = Field(default=10.0, gt=0)
