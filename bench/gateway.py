@@ -183,6 +183,12 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--processes", type=int, default=1, help="also measure a gateway with this many processes")
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), help="a subset of the targets")
+    parser.add_argument(
+        "--baseline-repo",
+        type=Path,
+        default=None,
+        help="also measure the gateway of another checkout (e.g. main) as gateway-oip-base: before/after in one run",
+    )
     args = parser.parse_args()
     models = [m for m in args.models if (REPO / "model_repo" / m).exists()]
 
@@ -203,7 +209,8 @@ async def main() -> None:
             route = Route(model, args.version, revision=revision, reason="bench/gateway")
             await publish_route(settings.kafka_bootstrap, route, producer="bench")
 
-    ports = {name: free_port() for name in ("gateway-oip", "proxy", "kserve", "kserve-http", "gateway-oip-2p")}
+    names = ("gateway-oip", "proxy", "kserve", "kserve-http", "gateway-oip-2p", "gateway-oip-base")
+    ports = {name: free_port() for name in names}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     gateway = [sys.executable, "-m", "services.gateway"]
     procs["gateway-oip"] = subprocess.Popen(
@@ -220,6 +227,14 @@ async def main() -> None:
                 settings.triton_grpc_url, settings.kafka_bootstrap, ports["gateway-oip-2p"], args.processes
             ),
             cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    if args.baseline_repo is not None:
+        procs["gateway-oip-base"] = subprocess.Popen(
+            gateway,
+            env=gateway_env(settings.triton_grpc_url, settings.kafka_bootstrap, ports["gateway-oip-base"], 1),
+            cwd=args.baseline_repo,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -252,7 +267,8 @@ async def main() -> None:
         urls["gateway-api"] = urls["gateway-oip"]
         pids = {name: proc.pid for name, proc in procs.items()}
         pids["gateway-api"] = pids["gateway-oip"]
-        targets = [t for t in args.targets if t in urls] + (["gateway-oip-2p"] if args.processes > 1 else [])
+        extra = [t for t in ("gateway-oip-2p", "gateway-oip-base") if t in procs]
+        targets = [t for t in args.targets if t in urls] + extra
         results: dict[tuple[str, str, int], list[RunResult]] = {}
         for model in models:
             results.update(await bench(model, args, targets, urls, pids))
@@ -373,6 +389,13 @@ def report(
             if (model, gw, 16) in results and (model, "kserve", 16) in results:
                 ratio = med(model, gw, 16).rps / med(model, "kserve", 16).rps
                 print(f"  {gw}: c=16 throughput {ratio:.2f}× KServe's (≥ 1): {'met' if ratio >= 1 else 'missed'}")
+        if (model, "gateway-oip-base", 1) in results:
+            for conc in args.concurrency:
+                now, base = med(model, "gateway-oip", conc), med(model, "gateway-oip-base", conc)
+                print(
+                    f"  c={conc}: gateway-oip CPU {now.cpu_ms:.3f} ms/req, before (baseline checkout) "
+                    f"{base.cpu_ms:.3f}; throughput {now.rps / base.rps:.2f}× the baseline's"
+                )
         if (model, "gateway-oip-2p", 16) in results:
             ratio = med(model, "gateway-oip-2p", 16).rps / med(model, "gateway-oip", 16).rps
             print(f"  {args.processes} gateway processes vs 1 at c=16: {ratio:.2f}× the throughput")
