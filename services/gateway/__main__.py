@@ -3,7 +3,8 @@
 With ``RADGUARD_PROCESSES=N`` (N > 1) this process serves as the first of N gateway processes and starts the
 other N - 1 itself: all of them bind the same gRPC (and REST) port with SO_REUSEPORT, so the kernel spreads
 connections over them, and each keeps its own event spool (``<spool_dir>-p<i>``), metrics port
-(``metrics_port + i``) and instance id (``<instance_id>-p<i>``). The first process restarts a worker that
+(``worker_metrics_port_base + i - 1``, or ``metrics_port + i`` when unset)
+and instance id (``<instance_id>-p<i>``). The first process restarts a worker that
 exits and stops them all when it stops; a worker dies with it (parent-death signal), so a killed gateway
 never leaves workers behind to answer on its port.
 """
@@ -29,6 +30,8 @@ _log = get_logger(__name__)
 #: Wait before a worker that exited is started again.
 RESTART_DELAY_S = 1.0
 _PR_SET_PDEATHSIG = 1
+#: Set in a worker's environment: the pid of the first process, which the worker must not outlive.
+PARENT_PID_VARIABLE = "RADGUARD_GATEWAY_PARENT_PID"
 
 
 def worker_env(settings: GatewaySettings, index: int) -> dict[str, str]:
@@ -41,7 +44,8 @@ def worker_env(settings: GatewaySettings, index: int) -> dict[str, str]:
             "RADGUARD_GRPC_PORT": str(settings.grpc_port),
             "RADGUARD_SPOOL_DIR": f"{settings.spool_dir}-p{index}",
             "RADGUARD_INSTANCE_ID": f"{settings.instance_id}-p{index}",
-            "RADGUARD_METRICS_PORT": str(settings.metrics_port + index if settings.metrics_port else 0),
+            "RADGUARD_METRICS_PORT": str(worker_metrics_port(settings, index)),
+            PARENT_PID_VARIABLE: str(os.getpid()),
         }
     )
     if settings.http_port is not None:
@@ -49,10 +53,24 @@ def worker_env(settings: GatewaySettings, index: int) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:
-    """In the worker, before exec: SIGTERM when the first process dies (even by SIGKILL)."""
+def worker_metrics_port(settings: GatewaySettings, index: int) -> int:
+    """Worker ``index``'s metrics port: ``worker_metrics_port_base + index - 1``, or ``metrics_port + index``."""
+    if not settings.metrics_port:
+        return 0
+    if settings.worker_metrics_port_base is not None:
+        return settings.worker_metrics_port_base + index - 1
+    return settings.metrics_port + index
+
+
+def follow_parent() -> None:
+    """In a worker: SIGTERM when the first process dies (even by SIGKILL); exit now if it already has."""
+    parent = os.environ.get(PARENT_PID_VARIABLE)
+    if not parent:
+        return
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):
+        sys.exit(0)  # the first process died before the signal was armed
 
 
 class Workers:
@@ -68,7 +86,6 @@ class Workers:
         self.procs[index] = subprocess.Popen(
             [sys.executable, "-m", "services.gateway"],
             env=worker_env(self.settings, index),
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads are running yet in this process
         )
         _log.info("gateway.worker_started", index=index, pid=self.procs[index].pid)
 
@@ -101,6 +118,7 @@ class Workers:
 
 
 async def _main() -> None:
+    follow_parent()
     settings = load_settings(GatewaySettings)
     workers: Workers | None = None
     if settings.processes > 1:

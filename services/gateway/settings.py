@@ -28,6 +28,12 @@ class GatewaySettings(CallerAuthSettings):
     processes: int = Field(
         default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT), each with its own spool"
     )
+    worker_metrics_port_base: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="metrics port of worker 1 (worker i: base + i - 1); metrics_port + i when unset",
+    )
     reuse_port: bool = Field(
         default=False, description="bind with SO_REUSEPORT (set for the processes a multi-process gateway starts)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 
 import numpy as np
@@ -93,3 +94,7 @@ def test_worker_processes_get_their_own_spool_metrics_port_and_id() -> None:
     assert env["RADGUARD_INSTANCE_ID"] == "gw-a-p2" and env["RADGUARD_PROCESSES"] == "1"
     assert env["RADGUARD_REUSE_PORT"] == "true"
     assert env["RADGUARD_GRPC_PORT"] == "24100" and env["RADGUARD_HTTP_PORT"] == "24101"
+    assert env["RADGUARD_GATEWAY_PARENT_PID"] == str(os.getpid())
+    based = settings.model_copy(update={"worker_metrics_port_base": 24480})
+    assert worker_env(based, 1)["RADGUARD_METRICS_PORT"] == "24480"
+    assert worker_env(based, 2)["RADGUARD_METRICS_PORT"] == "24481"
