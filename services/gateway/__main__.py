@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from services.gateway.app import build_gateway
 from services.gateway.settings import GatewaySettings
@@ -37,8 +39,11 @@ PARENT_PID_VARIABLE = "RADGUARD_GATEWAY_PARENT_PID"
 def worker_env(settings: GatewaySettings, index: int) -> dict[str, str]:
     """The environment of worker ``index`` (1..N-1): the same settings, its own spool, metrics port and id."""
     env = dict(os.environ)
+    own = Path(f"{settings.spool_dir}-p{index}")
+    group = [settings.spool_dir, *(Path(f"{settings.spool_dir}-p{i}") for i in range(1, settings.processes))]
     env.update(
         {
+            "RADGUARD_SIBLING_SPOOL_DIRS": json.dumps([str(p) for p in group if p != own]),
             "RADGUARD_PROCESSES": "1",
             "RADGUARD_REUSE_PORT": "true",
             "RADGUARD_GRPC_PORT": str(settings.grpc_port),
@@ -125,14 +130,17 @@ async def _main() -> None:
         if settings.grpc_port == 0 or settings.http_port == 0:
             raise ConfigError(["RADGUARD_PROCESSES: several processes need fixed ports (not 0)"])
         # Workers start before anything else (threads, sockets) exists in this process.
-        settings = settings.model_copy(update={"reuse_port": True})
+        spools = [settings.spool_dir, *(Path(f"{settings.spool_dir}-p{i}") for i in range(1, settings.processes))]
+        settings = settings.model_copy(
+            update={"reuse_port": True, "sibling_spool_dirs": tuple(p for p in spools if p != settings.spool_dir)}
+        )
         workers = Workers(settings)
         workers.start()
     setup_telemetry(settings)
     gateway = build_gateway(settings)
     if workers is not None:
         gateway.server.add_shutdown_hook(workers.stop, "gateway-workers")
-    gateway.sink.start()
+    gateway.start_background()
     await gateway.follower.start()
     if gateway.rest is not None:
         await gateway.rest.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ from services.runtime.server import RadguardServer
 if TYPE_CHECKING:
     from services.runtime.interceptors import Interceptor
 
+_log = logging.getLogger(__name__)
 _SCORE = frozenset({HOSPITAL_SYSTEM})
 _LOOK = frozenset({HOSPITAL_SYSTEM, OPERATOR})
 _RADIOLOGY = "/radguard.inference.v1.InferenceGateway/"
@@ -93,6 +95,33 @@ class Gateway:
     follower: RouteFollower
     backend: TritonBackend
     rest: RestEndpoint | None = None
+    answers: AnswerJournal | None = None
+
+    def start_background(self) -> None:
+        """Start the parts that run beside the server: the sink, and the sibling-answer follower."""
+        self.sink.start()
+        answers = self.answers
+        if answers is not None and answers.has_siblings:
+            task = asyncio.get_running_loop().create_task(_follow_answers(answers))
+
+            async def stop_following() -> None:
+                task.cancel()
+
+            self.server.add_shutdown_hook(stop_following, "answer-follower")
+
+
+#: How often a multi-process gateway's process reads the answers its siblings gave (a retry that reaches
+#: another process than its first call is answered from there within this lag).
+ANSWER_FOLLOW_INTERVAL_S = 0.05
+
+
+async def _follow_answers(answers: AnswerJournal) -> None:
+    while True:
+        await asyncio.sleep(ANSWER_FOLLOW_INTERVAL_S)
+        try:
+            answers.follow_siblings()
+        except Exception:  # never let the follower die; the next pass retries
+            _log.exception("following the sibling processes' answers failed")
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
@@ -159,6 +188,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         settings.pseudonym_key.get_secret_value().encode(),
         window_s=settings.idempotency_window_s,
         max_entries=settings.idempotency_max_entries,
+        siblings=[folder / ANSWERS_DIRNAME for folder in settings.sibling_spool_dirs],
     )
     handler = PredictHandler(
         backend,
@@ -209,7 +239,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         answers.close()
 
     server.add_shutdown_hook(close_answers, "answer-journal")
-    return Gateway(server, handler, routes, sink, follower, backend, rest)
+    return Gateway(server, handler, routes, sink, follower, backend, rest, answers)
 
 
 def _add_readiness_checks(
@@ -296,7 +326,7 @@ def _export_dead_letters(metrics: Metrics, sink: SpooledKafkaSink) -> None:
 
 async def start_gateway(gateway: Gateway) -> None:
     """Start the background parts, then the server."""
-    gateway.sink.start()
+    gateway.start_background()
     await gateway.follower.start()
     await gateway.server.start()
     if gateway.rest is not None:

@@ -34,6 +34,9 @@ class GatewaySettings(CallerAuthSettings):
         le=65535,
         description="metrics port of worker 1 (worker i: base + i - 1); metrics_port + i when unset",
     )
+    sibling_spool_dirs: tuple[Path, ...] = Field(
+        default=(), description="spool folders of the other processes of a multi-process gateway (set by it)"
+    )
     reuse_port: bool = Field(
         default=False, description="bind with SO_REUSEPORT (set for the processes a multi-process gateway starts)"
     )
