@@ -340,6 +340,7 @@ class Stack:
             **{f"RADGUARD_POSTGRES_{r.component.upper()}_DSN": s.role_dsn(r.name) for r in SERVICE_ROLES},
             "RADGUARD_TRITON_GRPC_URL": s.triton_grpc_url,
             "RADGUARD_GATEWAY_URL": s.gateway_url,
+            "RADGUARD_GATEWAY_HTTP_URL": f"{s.host}:{s.gateway_http_port}",
             "RADGUARD_FEEDBACK_URL": f"{s.host}:{s.feedback_port}",
             **client_tokens(self.settings.state_dir),
         }

@@ -39,6 +39,12 @@ class StackSettings(BaseSettings):
     triton_metrics_port: int = 18002
     gateway_port: int = 19061
     gateway_metrics_port: int = 19461
+    #: The gateway's REST/HTTP form of the inference protocol.
+    gateway_http_port: int = 19065
+    #: Gateway processes sharing its ports (SO_REUSEPORT); worker i (1..N-1) serves metrics on
+    #: gateway_worker_metrics_port + i - 1.
+    gateway_processes: int = Field(default=1, ge=1, le=16)
+    gateway_worker_metrics_port: int = Field(default=19480, ge=1, le=65535 - 16)
     feedback_port: int = 19062
     feedback_metrics_port: int = 19462
     ledger_port: int = 19071
@@ -73,6 +79,7 @@ class StackSettings(BaseSettings):
         "triton_metrics_port",
         "gateway_port",
         "gateway_metrics_port",
+        "gateway_http_port",
         "feedback_port",
         "feedback_metrics_port",
         "ledger_port",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,15 +22,27 @@ from services.gateway.handlers import HandlerLimits, PredictHandler
 from services.gateway.idempotency import ANSWERS_DIRNAME, AnswerJournal
 from services.gateway.oip_servicer import OpenInferenceServicer
 from services.gateway.pseudonym import Pseudonymiser
+from services.gateway.rest import Authenticate, RestEndpoint
 from services.gateway.routing import RouteBook
 from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
 from services.gateway.settings import GatewaySettings
 from services.gateway.spool import Spool, SpooledRecord
-from services.runtime.auth import HOSPITAL_SYSTEM, OPERATOR, AccessPolicy, auth_interceptors
+from services.runtime.auth import (
+    AUTHORIZATION_HEADER,
+    HOSPITAL_SYSTEM,
+    OPERATOR,
+    AccessPolicy,
+    CallerAuthInterceptor,
+    auth_interceptors,
+)
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, OutgoingRecord
 from services.runtime.metrics import Metrics
 from services.runtime.server import RadguardServer
 
+if TYPE_CHECKING:
+    from services.runtime.interceptors import Interceptor
+
+_log = logging.getLogger(__name__)
 _SCORE = frozenset({HOSPITAL_SYSTEM})
 _LOOK = frozenset({HOSPITAL_SYSTEM, OPERATOR})
 _RADIOLOGY = "/radguard.inference.v1.InferenceGateway/"
@@ -46,6 +60,25 @@ ACCESS_POLICY = AccessPolicy(
         f"{_OIP}ModelReady": _LOOK,
         f"{_OIP}ModelMetadata": _LOOK,
         f"{_OIP}ModelConfig": _LOOK,
+        f"{_OIP}ModelStreamInfer": _SCORE,
+        # Read-only administration is forwarded; the rest is refused by the servicer with a reason.
+        **{
+            f"{_OIP}{name}": _LOOK
+            for name in (
+                "ModelStatistics",
+                "RepositoryIndex",
+                "TraceSetting",
+                "LogSettings",
+                "RepositoryModelLoad",
+                "RepositoryModelUnload",
+                "SystemSharedMemoryStatus",
+                "SystemSharedMemoryRegister",
+                "SystemSharedMemoryUnregister",
+                "CudaSharedMemoryStatus",
+                "CudaSharedMemoryRegister",
+                "CudaSharedMemoryUnregister",
+            )
+        },
     },
     open_methods=frozenset({f"{_OIP}ServerLive", f"{_OIP}ServerReady"}),
 )
@@ -61,6 +94,34 @@ class Gateway:
     sink: SpooledKafkaSink
     follower: RouteFollower
     backend: TritonBackend
+    rest: RestEndpoint | None = None
+    answers: AnswerJournal | None = None
+
+    def start_background(self) -> None:
+        """Start the parts that run beside the server: the sink, and the sibling-answer follower."""
+        self.sink.start()
+        answers = self.answers
+        if answers is not None and answers.has_siblings:
+            task = asyncio.get_running_loop().create_task(_follow_answers(answers))
+
+            async def stop_following() -> None:
+                task.cancel()
+
+            self.server.add_shutdown_hook(stop_following, "answer-follower")
+
+
+#: How often a multi-process gateway's process reads the answers its siblings gave (a retry that reaches
+#: another process than its first call is answered from there within this lag).
+ANSWER_FOLLOW_INTERVAL_S = 0.05
+
+
+async def _follow_answers(answers: AnswerJournal) -> None:
+    while True:
+        await asyncio.sleep(ANSWER_FOLLOW_INTERVAL_S)
+        try:
+            answers.follow_siblings()
+        except Exception:  # never let the follower die; the next pass retries
+            _log.exception("following the sibling processes' answers failed")
 
 
 def build_gateway(settings: GatewaySettings) -> Gateway:
@@ -128,6 +189,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         settings.pseudonym_key.get_secret_value().encode(),
         window_s=settings.idempotency_window_s,
         max_entries=settings.idempotency_max_entries,
+        siblings=[folder / ANSWERS_DIRNAME for folder in settings.sibling_spool_dirs],
     )
     handler = PredictHandler(
         backend,
@@ -142,28 +204,26 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
     )
     gateway_servicer = InferenceGatewayServicer(translator, handler, routes)
     oip = OpenInferenceServicer(
-        backend.stub, backend, catalog, handler, pseudonymiser, settings.max_image_bytes, settings.infer_timeout_s
+        backend.stub,
+        backend,
+        catalog,
+        handler,
+        pseudonymiser,
+        settings.max_image_bytes,
+        settings.infer_timeout_s,
+        settings.stream_concurrency,
     )
 
     metrics = Metrics()
-    server = RadguardServer(settings, metrics=metrics, interceptors=auth_interceptors(settings, ACCESS_POLICY, metrics))
+    interceptors = auth_interceptors(settings, ACCESS_POLICY, metrics)
+    server = RadguardServer(settings, metrics=metrics, interceptors=interceptors, reuse_port=settings.reuse_port)
+    rest = _rest_endpoint(settings, oip, server, interceptors)
     _export_gauges(metrics, sink, handler)
     _export_dead_letters(metrics, sink)
     gateway_api.register(server, gateway_servicer)
     oip_api.register(server, oip)
 
-    async def triton_ready() -> bool:
-        return await backend.ready()
-
-    async def spool_ok() -> bool:
-        return sink.accepting()
-
-    async def routes_loaded() -> bool:
-        return routes.loaded
-
-    server.add_readiness_check("triton", triton_ready)
-    server.add_readiness_check("event-spool", spool_ok)
-    server.add_readiness_check("routes", routes_loaded)
+    _add_readiness_checks(server, backend, sink, routes)
 
     async def close_producer() -> None:
         if producer_started:
@@ -180,7 +240,42 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         answers.close()
 
     server.add_shutdown_hook(close_answers, "answer-journal")
-    return Gateway(server, handler, routes, sink, follower, backend)
+    return Gateway(server, handler, routes, sink, follower, backend, rest, answers)
+
+
+def _add_readiness_checks(
+    server: RadguardServer, backend: TritonBackend, sink: SpooledKafkaSink, routes: RouteBook
+) -> None:
+    async def triton_ready() -> bool:
+        return await backend.ready()
+
+    async def spool_ok() -> bool:
+        return sink.accepting()
+
+    async def routes_loaded() -> bool:
+        return routes.loaded
+
+    server.add_readiness_check("triton", triton_ready)
+    server.add_readiness_check("event-spool", spool_ok)
+    server.add_readiness_check("routes", routes_loaded)
+
+
+def _rest_endpoint(
+    settings: GatewaySettings, oip: OpenInferenceServicer, server: RadguardServer, interceptors: list[Interceptor]
+) -> RestEndpoint | None:
+    """The REST/HTTP endpoint when a port is set; it stops first, so no REST call starts once the drain has."""
+    if settings.http_port is None:
+        return None
+    rest = RestEndpoint(
+        oip,
+        http_authenticator(interceptors),
+        host=settings.grpc_host,
+        port=settings.http_port,
+        max_body_bytes=settings.grpc_max_receive_message_bytes,
+        reuse_port=settings.reuse_port,
+    )
+    server.add_shutdown_hook(rest.stop, "rest-endpoint")
+    return rest
 
 
 def _export_gauges(metrics: Metrics, sink: SpooledKafkaSink, handler: PredictHandler) -> None:
@@ -232,6 +327,36 @@ def _export_dead_letters(metrics: Metrics, sink: SpooledKafkaSink) -> None:
 
 async def start_gateway(gateway: Gateway) -> None:
     """Start the background parts, then the server."""
-    gateway.sink.start()
+    gateway.start_background()
     await gateway.follower.start()
     await gateway.server.start()
+    if gateway.rest is not None:
+        await gateway.rest.start()
+
+
+def http_authenticator(interceptors: list[Interceptor]) -> Authenticate | None:
+    """The REST endpoint's caller check: the gRPC interceptor's, with HTTP headers as call metadata."""
+    checks = [i for i in interceptors if isinstance(i, CallerAuthInterceptor)]
+    if not checks:
+        return None  # insecure development mode: nothing is checked
+    check = checks[0].authenticate
+
+    def authenticate(method: str, headers: Mapping[str, str]) -> None:
+        value = headers.get("Authorization")
+        metadata = () if value is None else ((AUTHORIZATION_HEADER, value),)
+        check(method, _HttpCall(metadata))
+
+    return authenticate
+
+
+class _HttpCall:
+    """What the caller check reads from a call, for an HTTP request (headers; no client certificate)."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}

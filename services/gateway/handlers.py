@@ -102,6 +102,10 @@ class PredictHandler:
             pinned_version: A version the caller asked for explicitly (see :meth:`assignment`).
         """
         t0 = received_at if received_at is not None else time.perf_counter()
+        if not command.request_id:
+            # A call without a request id (a plain Open Inference Protocol call) has no retry identity:
+            # it is answered once, with nothing to share or remember.
+            return await self._predict_once(command, t0, runner, pinned_version)
         key = (command.model_name, command.request_id)
         answered = self.answers.lookup(*key)
         if answered is not None:
@@ -126,7 +130,9 @@ class PredictHandler:
     ) -> Prediction:
         if not self.sink.accepting():
             raise ResourceExhausted("prediction events cannot be recorded (spool full); retry later")
-        target = self.assignment(command.model_name, command.study.study_uid, pinned_version)
+        # Sticky by study; a call without a study uid is assigned by its request id, or at random without one.
+        routing_key = command.study.study_uid or command.request_id or uuid7()
+        target = self.assignment(command.model_name, routing_key, pinned_version)
         calibration = self.catalog.calibration(command.model_name, target.version)
         if runner is not None:
             outputs = await runner(target.version)
@@ -138,7 +144,8 @@ class PredictHandler:
             )[0]
         prediction = self._prediction(command, target.version, target.arm, outputs, target.revision, t0, calibration)
         self.sink.record(command, prediction)
-        self.answers.remember(command.model_name, command.request_id, prediction)
+        if command.request_id:
+            self.answers.remember(command.model_name, command.request_id, prediction)
         for version in target.shadows:
             self._start_shadow(command, version, prediction)
         return prediction

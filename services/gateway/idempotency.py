@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -88,6 +88,7 @@ class AnswerJournal:
         window_s: float = 24 * 3600.0,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.time,
+        siblings: Sequence[Path] = (),
     ) -> None:
         """Open (and read back) the journal.
 
@@ -97,6 +98,9 @@ class AnswerJournal:
             window_s: How long an answer is found again.
             max_entries: Most answers kept; the oldest go first.
             clock: Wall-clock seconds (the window must hold across restarts).
+            siblings: The journal folders of the other processes of a multi-process gateway: their
+                answers are read back at start and followed (:meth:`follow_siblings`), so a retry that
+                reaches another process than the first call gets the first answer too.
         """
         self.directory = directory
         self.window_s = window_s
@@ -108,9 +112,12 @@ class AnswerJournal:
         self._file: IO[str] | None = None
         self._file_start = 0.0
         self._file_lines = 0
+        self._siblings = tuple(siblings)
+        self._offsets: dict[Path, int] = {}
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
             self._load()
+        self.follow_siblings()
 
     @property
     def rotate_s(self) -> float:
@@ -148,6 +155,59 @@ class AnswerJournal:
             except OSError as exc:
                 # The answer stands and its event is spooled; only a retry after a restart would miss it.
                 _log.error("writing the answer journal failed: %s", exc.strerror)
+
+    @property
+    def has_siblings(self) -> bool:
+        """Whether other processes' journals are followed."""
+        return bool(self._siblings)
+
+    def follow_siblings(self) -> int:
+        """Take in the answers the sibling processes journaled since the last call; returns how many.
+
+        Only whole lines are read (a sibling may be writing the next one); files already read are not
+        read again, so a call with nothing new costs one ``stat`` per sibling file.
+        """
+        if not self._siblings:
+            return 0
+        oldest = self._clock() - self.window_s
+        taken = 0
+        seen: set[Path] = set()
+        for folder in self._siblings:
+            for path in sorted(folder.glob(f"{_PREFIX}*{_SUFFIX}")):
+                seen.add(path)
+                taken += self._follow_file(path, oldest)
+        for gone in set(self._offsets) - seen:
+            del self._offsets[gone]
+        return taken
+
+    def _follow_file(self, path: Path, oldest: float) -> int:
+        offset = self._offsets.get(path, 0)
+        try:
+            if path.stat().st_size <= offset:
+                return 0
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except OSError:
+            return 0
+        end = data.rfind(b"\n")
+        if end < 0:
+            return 0
+        self._offsets[path] = offset + end + 1
+        taken = 0
+        with self._lock:
+            for line in data[: end + 1].decode("utf-8", "replace").splitlines():
+                try:
+                    key, at, prediction = _from_line(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if at < oldest or key in self._entries:
+                    continue
+                self._entries[key] = (at, prediction)
+                taken += 1
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return taken
 
     def __len__(self) -> int:
         return len(self._entries)

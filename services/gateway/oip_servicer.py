@@ -5,12 +5,16 @@ request parameters (``study_instance_uid``, ``patient_id``, ``sex``, ``age_years
 the gateway strips them (the raw patient id never reaches Triton), routes the call, forwards the
 caller's own ModelInferRequest to Triton (no re-serialisation of the tensor in Python), records the
 prediction and returns Triton's response with the calibrated answer added as response parameters.
+
+Every parameter is optional: a plain ``infer()`` is routed (by its id, or at random without one) and
+recorded without study metadata. The REST/HTTP form of the protocol (:mod:`services.gateway.rest`) runs
+through the same :meth:`OpenInferenceServicer.infer`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,7 +35,14 @@ from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, S
 from services.gateway.handlers import PredictHandler
 from services.gateway.ports import InferenceBackend, ModelCatalog
 from services.gateway.pseudonym import Pseudonymiser
-from services.runtime.errors import InvalidArgument
+from services.runtime.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    bounded_message,
+    internal_error_message,
+    status_for,
+)
 from services.runtime.server import RadguardServer
 
 #: Request parameters that carry radiology context (all removed before the request goes to Triton).
@@ -63,6 +74,21 @@ _SEX = {
     "OTHER": Sex.OTHER,
 }
 _EVENT_OUTPUTS = (OUTPUT_LOGIT, OUTPUT_EMBEDDING, OUTPUT_STATS)
+_NO_STUDY = Study("")
+_NO_ACQUISITION = Acquisition()
+_log = logging.getLogger(__name__)
+
+#: Why model control is refused (PERMISSION_DENIED), on gRPC and REST alike.
+MODEL_CONTROL_REFUSAL = (
+    "the gateway does not load or unload models: what is served is decided by governance "
+    "(radguard governance rollout), not by inference clients"
+)
+#: Why shared-memory registration is refused (UNIMPLEMENTED).
+SHARED_MEMORY_REFUSAL = (
+    "shared memory is not served by the radguard gateway (it runs apart from its callers): send tensors in the request"
+)
+#: Why trace and log settings cannot be changed through the gateway (PERMISSION_DENIED); they can be read.
+SETTINGS_REFUSAL = "trace and log settings can be read through the gateway, not changed"
 
 
 def _param(params: Any, name: str) -> str | int | float | bool | None:
@@ -81,6 +107,16 @@ def _text(params: Any, name: str) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"parameters.{name}", "must be a string parameter")
     return validation.context_text(name, value, f"parameters.{name}")
+
+
+def _optional_text(params: Any, name: str) -> str:
+    """A context string that may be absent (the study uid of a plain call)."""
+    value = _param(params, name)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"parameters.{name}", "must be a string parameter")
+    return validation.bounded(value, f"parameters.{name}", validation.CONTEXT_LIMITS[name])
 
 
 #: Longest text accepted where a number is expected (``"61"``, ``"0.7"``).
@@ -103,7 +139,13 @@ def _number(params: Any, name: str) -> float | None:
 
 
 class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]
-    """OIP over the gateway: health and metadata pass through; ModelInfer is routed and recorded."""
+    """OIP over the gateway: health and read-only admin calls pass through; inference is routed and recorded.
+
+    Model control (load/unload) is refused with PERMISSION_DENIED: what Triton serves is governance's
+    decision (rollouts), never a scoring client's. Shared-memory registration is refused with UNIMPLEMENTED:
+    the gateway and Triton run apart from the caller, so a caller's shared memory cannot reach them; the status
+    calls answer that no region is registered. Trace and log settings can be read (Triton's), not changed.
+    """
 
     def __init__(
         self,
@@ -114,6 +156,7 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         pseudonymiser: Pseudonymiser,
         max_image_bytes: int,
         timeout_s: float,
+        stream_concurrency: int = 8,
     ) -> None:
         self.stub = stub
         self.backend = backend
@@ -122,8 +165,10 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         self.pseudonymiser = pseudonymiser
         self.max_image_bytes = max_image_bytes
         self.timeout_s = timeout_s
+        self.stream_concurrency = stream_concurrency
 
-    async def _forward(self, method: str, request: Any, model_name: str = "", version: str = "") -> Any:
+    async def forward(self, method: str, request: Any, model_name: str = "", version: str = "") -> Any:
+        """Call ``method`` on Triton with ``request``; Triton's errors become the gateway's domain errors."""
         try:
             return await getattr(self.stub, method)(request, timeout=self.timeout_s)
         except grpc.aio.AioRpcError as exc:
@@ -136,21 +181,68 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         return service_pb2.ServerReadyResponse(ready=await self.backend.ready())
 
     async def ServerMetadata(self, request: Any, context: Any) -> service_pb2.ServerMetadataResponse:
-        upstream = await self._forward("ServerMetadata", request)
+        upstream = await self.forward("ServerMetadata", request)
         return service_pb2.ServerMetadataResponse(
             name="radguard-gateway", version=upstream.version, extensions=list(upstream.extensions)
         )
 
     async def ModelReady(self, request: Any, context: Any) -> service_pb2.ModelReadyResponse:
-        return await self._forward("ModelReady", request, request.name, request.version)
+        return await self.forward("ModelReady", request, request.name, request.version)
 
     async def ModelMetadata(self, request: Any, context: Any) -> service_pb2.ModelMetadataResponse:
-        return await self._forward("ModelMetadata", request, request.name, request.version)
+        return await self.forward("ModelMetadata", request, request.name, request.version)
 
     async def ModelConfig(self, request: Any, context: Any) -> service_pb2.ModelConfigResponse:
-        return await self._forward("ModelConfig", request, request.name, request.version)
+        return await self.forward("ModelConfig", request, request.name, request.version)
 
-    def _command(self, request: service_pb2.ModelInferRequest) -> PredictCommand:
+    async def ModelStatistics(self, request: Any, context: Any) -> service_pb2.ModelStatisticsResponse:
+        return await self.forward("ModelStatistics", request, request.name, request.version)
+
+    async def RepositoryIndex(self, request: Any, context: Any) -> service_pb2.RepositoryIndexResponse:
+        return await self.forward("RepositoryIndex", request)
+
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> service_pb2.RepositoryModelLoadResponse:
+        raise PermissionDenied(MODEL_CONTROL_REFUSAL)
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> service_pb2.RepositoryModelUnloadResponse:
+        raise PermissionDenied(MODEL_CONTROL_REFUSAL)
+
+    async def SystemSharedMemoryStatus(
+        self, request: Any, context: Any
+    ) -> service_pb2.SystemSharedMemoryStatusResponse:
+        return service_pb2.SystemSharedMemoryStatusResponse()
+
+    async def SystemSharedMemoryUnregister(
+        self, request: Any, context: Any
+    ) -> service_pb2.SystemSharedMemoryUnregisterResponse:
+        return service_pb2.SystemSharedMemoryUnregisterResponse()  # nothing is ever registered
+
+    async def SystemSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, SHARED_MEMORY_REFUSAL)
+
+    async def CudaSharedMemoryStatus(self, request: Any, context: Any) -> service_pb2.CudaSharedMemoryStatusResponse:
+        return service_pb2.CudaSharedMemoryStatusResponse()
+
+    async def CudaSharedMemoryUnregister(
+        self, request: Any, context: Any
+    ) -> service_pb2.CudaSharedMemoryUnregisterResponse:
+        return service_pb2.CudaSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryRegister(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, SHARED_MEMORY_REFUSAL)
+
+    async def TraceSetting(self, request: Any, context: Any) -> service_pb2.TraceSettingResponse:
+        if request.settings:
+            raise PermissionDenied(SETTINGS_REFUSAL)
+        return await self.forward("TraceSetting", request, request.model_name)
+
+    async def LogSettings(self, request: Any, context: Any) -> service_pb2.LogSettingsResponse:
+        if request.settings:
+            raise PermissionDenied(SETTINGS_REFUSAL)
+        return await self.forward("LogSettings", request)
+
+    def command(self, request: service_pb2.ModelInferRequest) -> PredictCommand:
+        """Validate an inference request and read its radiology context (all of which is optional)."""
         model_name = validation.context_text("model_name", request.model_name, "model_name")
         validation.context_text("model_version", request.model_version, "model_version")
         expected = self.catalog.input_shape(model_name)
@@ -163,7 +255,7 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             )
         if len(request.raw_input_contents) != 1:
             raise InvalidArgument("raw_input_contents", "send the tensor as raw bytes (binary data)")
-        shape = tuple(int(d) for d in tensor.shape)
+        shape = tuple(tensor.shape)
         if shape[:1] != (1,):
             raise InvalidArgument(
                 "inputs[0].shape",
@@ -173,12 +265,16 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             request.raw_input_contents[0], shape, "FLOAT32", expected, self.max_image_bytes, "inputs[0]"
         )
         params = request.parameters
-        request_id = validation.context_text(
-            "request_id",
-            _text(params, "request_id") if "request_id" in params else request.id,
-            "parameters.request_id" if "request_id" in params else "id",
-        )
-        study_uid = _text(params, "study_instance_uid")
+        if "request_id" in params:
+            request_id = validation.context_text("request_id", _text(params, "request_id"), "parameters.request_id")
+        elif request.id:
+            request_id = validation.context_text("request_id", request.id, "id")
+        else:
+            request_id = ""  # a plain call: no retry identity, answered once
+        if not any(name in params for name in CONTEXT_PARAMETERS):
+            # A plain inference call (no radiology context): nothing to read, check or pseudonymise.
+            return PredictCommand(model_name, request_id, _NO_STUDY, "", Sex.UNSPECIFIED, None, _NO_ACQUISITION, image)
+        study_uid = _optional_text(params, "study_instance_uid")
         sex_text = _text(params, "sex").upper()
         if sex_text not in _SEX:
             raise InvalidArgument("parameters.sex", f"must be F, M or O, got {validation.brief(sex_text)}")
@@ -202,47 +298,47 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             image=image,
         )
 
-    async def ModelStreamInfer(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
-        """Not served yet: refused deliberately once the caller has finished sending (use ModelInfer).
+    async def infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
+        """Route, run, record and answer one inference request (gRPC, streamed or REST alike).
 
-        The requests are drained first (for at most a second): a stream refused while the client is still
-        writing can reach the client as INTERNAL ("Internal error from Core") instead of the status sent.
+        The caller's own message is forwarded to Triton with the radiology parameters removed; the reply is
+        Triton's, with the calibrated answer added as response parameters.
         """
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                async for _ in request_iterator:
-                    pass
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, "ModelStreamInfer is not served by the radguard gateway: use ModelInfer"
-        )
-        yield  # pragma: no cover - abort raises; the yield makes this a response stream
-
-    async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: Any) -> service_pb2.ModelInferResponse:
         received = time.perf_counter()
-        command = self._command(request)
-        for name in CONTEXT_PARAMETERS:
-            if name in request.parameters:
-                del request.parameters[name]
+        command = self.command(request)
+        params = request.parameters
+        if params:
+            for name in CONTEXT_PARAMETERS:
+                if name in params:
+                    del params[name]
         caller_id, request.id = request.id, ""  # the caller's request id goes no further than this call
         requested = [o.name for o in request.outputs]
         if requested:
+            # The event needs the outputs the caller may not have asked for (only those the model has).
+            declared = self.catalog.outputs(request.model_name)
             for name in _EVENT_OUTPUTS:
-                if name not in requested:
+                if name not in requested and name in declared:
                     request.outputs.add().name = name
-        holder: dict[str, service_pb2.ModelInferResponse] = {}
+        holder: list[service_pb2.ModelInferResponse] = []
+        model_name = request.model_name
+        model_infer = self.stub.ModelInfer
+        timeout_s = self.timeout_s
 
         async def run(version: str) -> ModelOutputs:
             request.model_version = version
-            upstream = await self._forward("ModelInfer", request, request.model_name, version)
-            holder["response"] = upstream
+            try:
+                upstream = await model_infer(request, timeout=timeout_s)
+            except grpc.aio.AioRpcError as exc:
+                raise map_rpc_error(exc, model_name, version) from None
+            holder.append(upstream)
             return outputs_from_response(upstream)[0]
 
         prediction = await self.handler.predict(command, received, runner=run, pinned_version=request.model_version)
-        if "response" not in holder:
+        if not holder:
             # A retry of an answered request: the recorded prediction stands; the tensors are recomputed
             # on the same version (the model is deterministic) so the reply has the same shape.
             await run(prediction.version)
-        upstream = holder["response"]
+        upstream = holder[-1]
         if requested:
             keep = [i for i, o in enumerate(upstream.outputs) if o.name in requested]
             if len(keep) != len(upstream.outputs):
@@ -252,15 +348,87 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
                 del upstream.raw_output_contents[:]
                 upstream.outputs.extend(outputs)
                 upstream.raw_output_contents.extend(raws)
-        params = upstream.parameters
-        params["prediction_id"].string_param = prediction.prediction_id
-        params["probability"].double_param = prediction.probability
-        params["threshold"].double_param = prediction.threshold
-        params["decision"].string_param = "positive" if prediction.positive else "negative"
-        params["arm"].string_param = prediction.arm.value
-        params["route_revision"].int64_param = prediction.route_revision
+        answer = upstream.parameters
+        answer["prediction_id"].string_param = prediction.prediction_id
+        answer["probability"].double_param = prediction.probability
+        answer["threshold"].double_param = prediction.threshold
+        answer["decision"].string_param = "positive" if prediction.positive else "negative"
+        answer["arm"].string_param = prediction.arm.value
+        answer["route_revision"].int64_param = prediction.route_revision
         upstream.id = caller_id
         return upstream
+
+    async def ModelInfer(self, request: service_pb2.ModelInferRequest, context: Any) -> service_pb2.ModelInferResponse:
+        return await self.infer(request)
+
+    async def _stream_item(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelStreamInferResponse:
+        """One streamed request's answer: the inference, or its error in ``error_message`` (never an exception)."""
+        try:
+            return service_pb2.ModelStreamInferResponse(infer_response=await self.infer(request))
+        except DomainError as exc:
+            message = f"[{status_for(exc).name}] {bounded_message(exc.message)}"
+        except Exception:
+            _log.exception("inference stream item failed unexpectedly")
+            message = f"[INTERNAL] {internal_error_message(None)}"
+        return service_pb2.ModelStreamInferResponse(
+            error_message=message,
+            infer_response=service_pb2.ModelInferResponse(
+                model_name=request.model_name[:128], model_version=request.model_version[:32], id=request.id[:128]
+            ),
+        )
+
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[service_pb2.ModelInferRequest], context: Any
+    ) -> AsyncIterator[service_pb2.ModelStreamInferResponse]:
+        """Bidirectional streaming as tritonclient's ``start_stream`` uses it.
+
+        Each request is answered by one response in the order its inference finishes (match them by id); at
+        most ``stream_concurrency`` run at once. A request that fails is answered with ``error_message`` set
+        and the stream goes on, as Triton does. An undecodable message ends the stream with INVALID_ARGUMENT
+        once the requests before it are answered.
+        """
+        results: asyncio.Queue[service_pb2.ModelStreamInferResponse | DomainError | None] = asyncio.Queue()
+        slots = asyncio.Semaphore(self.stream_concurrency)
+
+        async def one(req: service_pb2.ModelInferRequest) -> None:
+            try:
+                answer = await self._stream_item(req)
+            finally:
+                slots.release()
+            await results.put(answer)
+
+        async def feed() -> None:
+            tasks: set[asyncio.Task[None]] = set()
+            ending: DomainError | None = None
+            received = 0
+            try:
+                async for req in request_iterator:
+                    await slots.acquire()
+                    task = asyncio.create_task(one(req))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    received += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                ending = InvalidArgument(f"requests[{received}]", "could not be decoded as a ModelInferRequest")
+            finally:
+                if tasks:
+                    await asyncio.gather(*list(tasks), return_exceptions=True)
+                await results.put(ending)
+
+        feeder = asyncio.create_task(feed())
+        try:
+            while True:
+                item = await results.get()
+                if item is None:
+                    break
+                if isinstance(item, DomainError):
+                    raise item
+                yield item
+            await feeder
+        finally:
+            feeder.cancel()
 
 
 def register(server: RadguardServer, servicer: OpenInferenceServicer) -> None:

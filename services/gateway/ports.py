@@ -36,6 +36,10 @@ class ModelCatalog(Protocol):
         """Temperature and threshold of a version; NotFound if unknown."""
         ...
 
+    def outputs(self, model_name: str) -> tuple[str, ...]:
+        """Names of the model's outputs; NotFound for unknown models."""
+        ...
+
 
 class PredictionSink(Protocol):
     """Records predictions as events; never waits for the event bus."""

@@ -22,6 +22,24 @@ class GatewaySettings(CallerAuthSettings):
     access_log_level: LogLevel = "debug"
     instance_id: str = Field(default="gw-0", description="names this gateway in events (producer)")
     grpc_port: int = Field(default=19061, ge=0, le=65535)
+    http_port: int | None = Field(
+        default=None, ge=0, le=65535, description="REST/HTTP inference protocol port (off when unset)"
+    )
+    processes: int = Field(
+        default=1, ge=1, le=64, description="processes sharing the ports (SO_REUSEPORT), each with its own spool"
+    )
+    worker_metrics_port_base: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="metrics port of worker 1 (worker i: base + i - 1); metrics_port + i when unset",
+    )
+    sibling_spool_dirs: tuple[Path, ...] = Field(
+        default=(), description="spool folders of the other processes of a multi-process gateway (set by it)"
+    )
+    reuse_port: bool = Field(
+        default=False, description="bind with SO_REUSEPORT (set for the processes a multi-process gateway starts)"
+    )
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
     model_repo: Path = Field(default=_REPO / "model_repo", description="model configs and calibrations")
     pseudonym_key: SecretStr = Field(
@@ -34,7 +52,7 @@ class GatewaySettings(CallerAuthSettings):
         default=0.02, ge=0, le=1.0, description="group commit: how long a spooled event may wait for its fsync"
     )
     events_publish_interval_s: float = Field(
-        default=0.02, ge=0, le=1.0, description="how long the publisher waits to gather a batch for Kafka"
+        default=0.05, ge=0, le=1.0, description="how long the publisher waits to gather a batch for Kafka"
     )
     infer_timeout_s: float = Field(default=5.0, gt=0)
     shadow_timeout_s: float = Field(default=10.0, gt=0)

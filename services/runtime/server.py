@@ -31,7 +31,7 @@ import grpc.aio
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # missing in stubs
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 from opentelemetry.trace import TracerProvider
 
 from services.runtime.config import ServiceSettings
@@ -51,6 +51,30 @@ ShutdownHook = Callable[[], Awaitable[None]]
 HEALTH_SERVICE_NAME = "grpc.health.v1.Health"
 
 _log = get_logger(__name__)
+
+
+#: Server reflection's released name; its messages are field for field those of ``v1alpha``.
+REFLECTION_V1_SERVICE_NAME = "grpc.reflection.v1.ServerReflection"
+
+
+def _reflection_v1(service_names: Sequence[str]) -> grpc.GenericRpcHandler[Any, Any]:
+    """Reflection under its v1 name, answered by grpcio-reflection's v1alpha servicer.
+
+    The two versions' messages have the same fields and numbers, so a v1 client's bytes decode as v1alpha
+    messages and the answers decode as v1 ones; clients that ask only for v1 (grpcurl, Postman, recent
+    grpc_cli) list and describe the services like the others.
+    """
+    servicer = reflection.aio.ReflectionServicer(service_names)  # type: ignore[attr-defined]  # not re-exported
+    return grpc.method_handlers_generic_handler(
+        REFLECTION_V1_SERVICE_NAME,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
 
 
 class ServerStartError(RuntimeError):
@@ -79,6 +103,7 @@ class RadguardServer:
         metrics: Metrics | None = None,
         tracer_provider: TracerProvider | None = None,
         interceptors: Sequence[Interceptor] = (),
+        reuse_port: bool = False,
     ) -> None:
         """Prepare a server; nothing listens until :meth:`start`.
 
@@ -88,11 +113,15 @@ class RadguardServer:
                 one when None.
             tracer_provider: Where server spans go; the global provider when None.
             interceptors: Extra interceptors (e.g. authentication) run inside the error mapping.
+            reuse_port: Bind with SO_REUSEPORT, so that several processes of one service share the port
+                (the kernel spreads connections over them). Off by default: a second process started by
+                mistake must fail to bind, not silently share.
         """
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self._tracer_provider = tracer_provider
         self._extra_interceptors = tuple(interceptors)
+        self._reuse_port = reuse_port
         self._registrations: list[_Registration] = []
         self._checks: dict[str, ReadinessCheck] = {}
         self._hooks: list[tuple[str, ShutdownHook]] = []
@@ -201,7 +230,7 @@ class RadguardServer:
                 ("grpc.max_receive_message_length", settings.grpc_max_receive_message_bytes),
                 ("grpc.max_send_message_length", settings.grpc_max_send_message_bytes),
                 # Without this, a second process can silently share the port on Linux.
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
             ],
             maximum_concurrent_rpcs=settings.grpc_max_concurrent_rpcs,
         )
@@ -214,7 +243,9 @@ class RadguardServer:
         health_pb2_grpc.add_HealthServicer_to_server(health, server)
         for registration in self._registrations:
             registration.register(server)
-        reflection.enable_server_reflection((*self.service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME), server)
+        names = (*self.service_names, HEALTH_SERVICE_NAME, reflection.SERVICE_NAME, REFLECTION_V1_SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        server.add_generic_rpc_handlers((_reflection_v1(names),))
 
         address = _address(settings.grpc_host, settings.grpc_port)
         credentials = server_credentials(settings)

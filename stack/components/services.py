@@ -170,7 +170,20 @@ class Gateway(RadguardService):
             "RADGUARD_PSEUDONYM_KEY": pseudonym_key(root),
             "RADGUARD_AUTH_MODE": "secure",
             "RADGUARD_AUTH_TOKENS_FILE": str(data_plane_tokens(root)),
+            "RADGUARD_HTTP_PORT": str(self.settings.gateway_http_port),
+            "RADGUARD_PROCESSES": str(self.settings.gateway_processes),
+            "RADGUARD_WORKER_METRICS_PORT_BASE": str(self.settings.gateway_worker_metrics_port),
         }
+
+    def ports(self) -> dict[str, int]:
+        s = self.settings
+        extra = {
+            f"RADGUARD_STACK_GATEWAY_WORKER_METRICS_PORT (+{i - 1}, gateway process {i})": (
+                s.gateway_worker_metrics_port + i - 1
+            )
+            for i in range(1, s.gateway_processes)
+        }
+        return {**super().ports(), "RADGUARD_STACK_GATEWAY_HTTP_PORT": s.gateway_http_port, **extra}
 
 
 class Feedback(RadguardService):

@@ -56,7 +56,9 @@ def fuzz_topic(stack: StackEndpoints) -> Iterator[str]:
 async def fuzz_gateway(stack: StackEndpoints, fuzz_topic: str) -> AsyncIterator[Gateway]:
     """An in-process gateway over the real Triton, publishing to the module's topic."""
     spool = Path(tempfile.mkdtemp(prefix="fuzz-gw-spool-"))
-    gateway = build_gateway(gateway_settings(stack, spool, RADGUARD_PREDICTIONS_TOPIC=fuzz_topic))
+    gateway = build_gateway(
+        gateway_settings(stack, spool, RADGUARD_PREDICTIONS_TOPIC=fuzz_topic, RADGUARD_HTTP_PORT="0")
+    )
     await start_gateway(gateway)
     try:
         yield gateway

@@ -19,6 +19,8 @@ class ModelEntry:
     name: str
     input_shape: tuple[int, ...]
     calibrations: dict[str, Calibration]
+    #: Names of the model's outputs, as its config declares them.
+    outputs: tuple[str, ...] = ()
 
 
 class RepositoryCatalog:
@@ -42,7 +44,8 @@ class RepositoryCatalog:
                 for cal in sorted(config_path.parent.glob("*/calibration.json"))
                 if cal.parent.name.isdigit()
             }
-            entries[name] = ModelEntry(name, tuple(int(d) for d in image.dims), calibrations)
+            outputs = tuple(o.name for o in config.output)
+            entries[name] = ModelEntry(name, tuple(int(d) for d in image.dims), calibrations, outputs)
         return cls(entries)
 
     def names(self) -> list[str]:
@@ -62,6 +65,10 @@ class RepositoryCatalog:
     def input_shape(self, model_name: str) -> tuple[int, ...]:
         """Shape of one image, without the batch axis."""
         return self._entry(model_name).input_shape
+
+    def outputs(self, model_name: str) -> tuple[str, ...]:
+        """Names of the model's outputs (from its config)."""
+        return self._entry(model_name).outputs
 
     def calibration(self, model_name: str, version: str) -> Calibration:
         """Temperature and threshold of a version."""

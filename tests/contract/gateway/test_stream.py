@@ -54,6 +54,9 @@ class Catalog:
     def calibration(self, model_name: str, version: str) -> Calibration:
         return Calibration(1.0, 0.5)
 
+    def outputs(self, model_name: str) -> tuple[str, ...]:
+        return ("LOGIT",)
+
 
 class Sink:
     def __init__(self) -> None:

@@ -98,7 +98,7 @@ async def gateway(stack: StackEndpoints, tmp_path_factory: object) -> AsyncItera
     import tempfile
 
     spool = Path(tempfile.mkdtemp(prefix="gw-spool-"))
-    gw = build_gateway(gateway_settings(stack, spool))
+    gw = build_gateway(gateway_settings(stack, spool, RADGUARD_HTTP_PORT="0"))
     await start_gateway(gw)
     await asyncio.wait_for(gw.follower.caught_up.wait(), 30)
     await set_route(gw, stack.kafka_bootstrap, "placeholder", "1")

@@ -52,7 +52,7 @@ def infer_request(**params: Any) -> service_pb2.ModelInferRequest:
 
 def oip_error(**params: Any) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as caught:
-        oip()._command(infer_request(**params))
+        oip().command(infer_request(**params))
     return caught.value
 
 
@@ -67,17 +67,17 @@ def test_both_apis_refuse_oversize_and_control_characters_in_each_context_field(
             validation.context_text(name, bad, f"study.{name}")
         assert caught.value.field == f"study.{name}"
     # the limit itself is accepted on both doors
-    command = oip()._command(infer_request(**{name: "7" * limit}))
+    command = oip().command(infer_request(**{name: "7" * limit}))
     assert command.model_name == "m"
 
 
 def test_the_oip_request_id_falls_back_to_the_request_id_field_and_is_checked_there_too() -> None:
-    command = oip()._command(infer_request())
+    command = oip().command(infer_request())
     assert command.request_id == "r-1"
     req = infer_request()
     req.id = "r\x00"
     with pytest.raises(InvalidArgument, match=r"^id: contains control characters"):
-        oip()._command(req)
+        oip().command(req)
 
 
 @pytest.mark.parametrize("age", [math.nan, math.inf, -math.inf, -1.0, 131.0, 1e300, "nan", "abc", "9" * 40])
@@ -88,9 +88,9 @@ def test_age_years_must_be_a_finite_plausible_number(age: Any) -> None:
 
 
 def test_plausible_ages_pass_as_whole_years() -> None:
-    assert oip()._command(infer_request(age_years=61.9)).age_years == 61
-    assert oip()._command(infer_request(age_years=61)).age_years == 61
-    assert oip()._command(infer_request(age_years="0")).age_years == 0
+    assert oip().command(infer_request(age_years=61.9)).age_years == 61
+    assert oip().command(infer_request(age_years=61)).age_years == 61
+    assert oip().command(infer_request(age_years="0")).age_years == 0
 
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -0.5, 10.0])
@@ -104,7 +104,7 @@ def test_a_huge_shape_is_not_echoed() -> None:
     del req.inputs[0].shape[:]
     req.inputs[0].shape.extend([1] + [2] * 100_000)
     with pytest.raises(InvalidArgument) as caught:
-        oip()._command(req)
+        oip().command(req)
     assert caught.value.field == "inputs[0].shape" and len(str(caught.value)) < 300
     with pytest.raises(InvalidArgument) as caught:
         validation.tensor_image(b"\0" * 64, (3,) * 100_000, "FLOAT32", SHAPE, 1 << 20)

@@ -45,6 +45,9 @@ class FakeCatalog:
     def calibration(self, model_name: str, version: str) -> Calibration:
         return Calibration(2.0, 0.6)
 
+    def outputs(self, model_name: str) -> tuple[str, ...]:
+        return ("LOGIT",)
+
 
 class FakeSink:
     def __init__(self) -> None:
@@ -153,3 +156,17 @@ async def test_an_answer_whose_event_cannot_be_recorded_is_refused_and_not_cache
     sink.room = None
     again = await h.predict(command(request_id="b"))  # the refused request was not remembered as answered
     assert again.arm is Arm.STABLE and [r for r in sink.recorded if r.arm is not Arm.SHADOW][-1] == again
+
+
+@pytest.mark.asyncio
+async def test_a_call_without_request_id_is_answered_each_time_and_without_a_study_split_by_its_id() -> None:
+    h, sink, be = handler(Route("m", "1", "2", BUCKETS // 2, revision=1))
+    first = await h.predict(command(study="", request_id=""))
+    second = await h.predict(command(study="", request_id=""))
+    assert first.prediction_id != second.prediction_id and len(sink.recorded) == 2 and len(be.calls) == 2
+    assert len(h.answers) == 0  # nothing to retry by, so nothing remembered
+    # Without a study uid the request id decides the arm: the same id always lands on the same arm.
+    arms = {(await h.predict(command(study="", request_id=f"id-{i % 40}"))).arm for i in range(80)}
+    assert arms == {Arm.STABLE, Arm.CANARY}
+    again = [(await h.predict(command(study="", request_id="fixed"))).arm for _ in range(3)]
+    assert len(set(again)) == 1

@@ -127,3 +127,22 @@ def test_keys_depend_on_the_secret_and_the_model() -> None:
     a, b = AnswerJournal(None, SECRET), AnswerJournal(None, b"another-secret-0123456789")
     assert a.key("m", "r") != b.key("m", "r") and a.key("m", "r") != a.key("n", "r")
     assert a.key("m|x", "r") != a.key("m", "x|r")
+
+
+def test_a_process_finds_the_answers_its_sibling_processes_gave(tmp_path: Path) -> None:
+    a_dir, b_dir = tmp_path / "a" / "answers", tmp_path / "b" / "answers"
+    a = AnswerJournal(a_dir, SECRET)
+    b = AnswerJournal(b_dir, SECRET, siblings=[a_dir])
+    _, first = prediction(1)
+    a.remember("m", "r1", first)
+    assert b.lookup("m", "r1") is None  # not followed yet
+    assert b.follow_siblings() == 1 and b.follow_siblings() == 0  # whole lines, each read once
+    found = b.lookup("m", "r1")
+    assert found is not None and found.prediction_id == first.prediction_id
+    # A process that starts later reads its siblings' journals back at once, and never answers from
+    # its own journal with a sibling's line twice.
+    _, second = prediction(2)
+    a.remember("m", "r2", second)
+    a.close()
+    late = AnswerJournal(tmp_path / "c" / "answers", SECRET, siblings=[a_dir, b_dir])
+    assert {late.lookup("m", r).prediction_id for r in ("r1", "r2")} == {first.prediction_id, second.prediction_id}  # type: ignore[union-attr]

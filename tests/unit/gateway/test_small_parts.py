@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import uuid
 
 import numpy as np
@@ -68,3 +69,32 @@ def test_uuid7_is_version_7_and_time_ordered() -> None:
     stamps = np.array([u.int >> 80 for u in parsed])
     assert (np.diff(stamps) >= 0).all()
     assert len(set(ids)) == len(ids)
+
+
+def test_worker_processes_get_their_own_spool_metrics_port_and_id() -> None:
+    from services.gateway.__main__ import worker_env
+    from services.gateway.settings import GatewaySettings
+    from services.runtime.config import load_settings
+
+    settings = load_settings(
+        GatewaySettings,
+        {
+            "RADGUARD_PSEUDONYM_KEY": "unit-test-key-0123456789",
+            "RADGUARD_AUTH_MODE": "insecure-dev",
+            "RADGUARD_GRPC_PORT": "24100",
+            "RADGUARD_HTTP_PORT": "24101",
+            "RADGUARD_METRICS_PORT": "24400",
+            "RADGUARD_SPOOL_DIR": "/tmp/gw-spool",
+            "RADGUARD_INSTANCE_ID": "gw-a",
+            "RADGUARD_PROCESSES": "3",
+        },
+    )
+    env = worker_env(settings, 2)
+    assert env["RADGUARD_SPOOL_DIR"] == "/tmp/gw-spool-p2" and env["RADGUARD_METRICS_PORT"] == "24402"
+    assert env["RADGUARD_INSTANCE_ID"] == "gw-a-p2" and env["RADGUARD_PROCESSES"] == "1"
+    assert env["RADGUARD_REUSE_PORT"] == "true"
+    assert env["RADGUARD_GRPC_PORT"] == "24100" and env["RADGUARD_HTTP_PORT"] == "24101"
+    assert env["RADGUARD_GATEWAY_PARENT_PID"] == str(os.getpid())
+    based = settings.model_copy(update={"worker_metrics_port_base": 24480})
+    assert worker_env(based, 1)["RADGUARD_METRICS_PORT"] == "24480"
+    assert worker_env(based, 2)["RADGUARD_METRICS_PORT"] == "24481"
