@@ -68,6 +68,7 @@ class DemoResult:
     findings: list[dict[str, str]] = field(default_factory=list)
     by_site: dict[str, dict[str, float]] = field(default_factory=dict)
     sent: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
     answered: int = 0
     reads: int = 0
     ledger_predictions: int = 0
@@ -361,6 +362,9 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         merged = _merge(all_stats)
         predicted, read = await wait_for_ledger(settings.postgres_dsn, merged, timeout_s=60)
         result.sent = sum(s.sent for s in all_stats)
+        for s in all_stats:
+            for name, count in s.errors.items():
+                result.errors[name] = result.errors.get(name, 0) + count
         result.answered, result.reads = len(prediction_ids), len(read_ids)
         result.ledger_predictions, result.ledger_reads = len(predicted), len(read)
         result.missing_predictions = len(set(prediction_ids) - predicted)
@@ -396,6 +400,14 @@ def _merge(all_stats: list[DriverStats]) -> DriverStats:
     return merged
 
 
+def worst_canary_scanner(result: DemoResult, min_reads: int = 20) -> str | None:
+    """The canary's (site, scanner) with the largest calibration gap among those with ``min_reads`` reads."""
+    assessed = {
+        key: row for key, row in result.by_site.items() if key.startswith("canary ") and row["reads"] >= min_reads
+    }
+    return max(assessed, key=lambda key: assessed[key]["calibration_gap"]) if assessed else None
+
+
 def summary_table(result: DemoResult) -> Table:
     """The board's one table."""
     table = Table(title="radguard demo: summary", show_header=False, title_justify="left")
@@ -414,10 +426,11 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row("after the decision", ", ".join(f"{k}: {v}" for k, v in sorted(result.after_answers.items())))
     for item in result.findings:
         table.add_row(f"finding ({item['kind']})", f"{item['severity']}: {item['summary']}")
-    if result.by_site:
-        worst = max(result.by_site.items(), key=lambda kv: kv[1]["calibration_gap"] if kv[1]["reads"] >= 20 else -1)
-        table.add_row("worst calibrated", f"{worst[0]} (gap {worst[1]['calibration_gap']:.3f})")
+    if (worst := worst_canary_scanner(result)) is not None:
+        gap = result.by_site[worst]["calibration_gap"]
+        table.add_row("canary's worst scanner", f"{worst.removeprefix('canary v2 ')} (calibration gap {gap:.3f})")
     table.add_row("studies", f"{result.sent} sent, {result.answered} answered, {result.reads} reads recorded")
+    table.add_row("errors", ", ".join(f"{k} {v}" for k, v in sorted(result.errors.items())) or "none")
     lost = result.missing_predictions + result.missing_reads
     table.add_row(
         "ledger",

@@ -37,7 +37,7 @@ class LazyCommand:
             module_name, _, attribute = self.target.partition(":")
             obj = getattr(importlib.import_module(module_name), attribute)
             if isinstance(obj, typer.Typer):
-                command = typer.main.get_command(obj)
+                command = typer.main.get_group(obj)
             else:
                 single = typer.Typer(add_completion=False)
                 single.command(name)(obj)
@@ -54,7 +54,8 @@ class LazyCommand:
 #: name → where it is defined and its one-line help. Adding a command group is one line here.
 COMMANDS: dict[str, LazyCommand] = {
     "stack": LazyCommand(
-        "services.cli.stack_commands:app", "Run the local stack: Kafka, PostgreSQL, Triton and radguard's processes."
+        "services.cli.stack_commands:app",
+        "Run the local stack: Kafka (KRaft), PostgreSQL and Triton on loopback, and radguard's supervised processes.",
     ),
     "demo": LazyCommand(
         "services.cli.demo_commands:demo",

@@ -128,8 +128,6 @@ async def drive(
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGINT)
-        if driver.reads is not None:
-            await driver.reads.close()
 
 
 def simulate(
@@ -183,7 +181,11 @@ def simulate(
             next_index=start_index,
         )
         title = f"simulating {place.scenario.name} (seed {seed})"
-        return await drive(driver, studies=studies, duration_s=duration, rate=rate or None, title=title)
+        try:
+            return await drive(driver, studies=studies, duration_s=duration, rate=rate or None, title=title)
+        finally:
+            if driver.reads is not None:
+                await driver.reads.close()
 
     stats = asyncio.run(main())
     heading = "interrupted: summary" if stats.interrupted else "summary"
