@@ -43,6 +43,10 @@ def read(
     key: Annotated[
         str | None, typer.Option("--key", help="idempotency key (default: a fresh one); repeat it to retry safely")
     ] = None,
+    read_time: Annotated[
+        datetime | None,
+        typer.Option("--read-time", help="when the reader signed, UTC (default: now); give it when retrying a --key"),
+    ] = None,
     feedback: Annotated[
         str | None, typer.Option("--feedback", help="feedback service host:port (default: the stack's)")
     ] = None,
@@ -64,7 +68,7 @@ def read(
         reader_pseudonym=reader,
         outcome=common_pb2.Outcome.Value(f"OUTCOME_{outcome.value.upper()}"),
         ground_truth=common_pb2.LABEL_POSITIVE if label is LabelChoice.POSITIVE else common_pb2.LABEL_NEGATIVE,
-        read_time=stamp(datetime.now(UTC)),
+        read_time=stamp(datetime.now(UTC) if read_time is None else read_time.replace(tzinfo=read_time.tzinfo or UTC)),
     )
     if label is LabelChoice.POSITIVE and category:
         request.finding.category_code = category
