@@ -97,7 +97,7 @@ class Governance:
         return (("authorization", f"Bearer {self.tokens[who]}"),)
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 def _rid(tag: str) -> str:
@@ -118,7 +118,7 @@ def _principals(run: str) -> dict[str, str]:
     return {who: add_token(tokens_file, f"demo-{run}-{who}", role) for who, role in roles.items()}
 
 
-async def _move(gov: Governance, version: str, state: int, signer: str = "") -> Any:
+async def _move(gov: Governance, version: str, state: Any, signer: str = "") -> Any:
     from radguard.common.v1 import common_pb2
     from radguard.governance.v1 import governance_pb2 as pb
 

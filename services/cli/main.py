@@ -18,8 +18,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import click
 import typer
+from typer import _click as click
 from typer.core import TyperCommand, TyperGroup
 
 
@@ -36,6 +36,7 @@ class LazyCommand:
         if self.loaded is None:
             module_name, _, attribute = self.target.partition(":")
             obj = getattr(importlib.import_module(module_name), attribute)
+            command: click.Command
             if isinstance(obj, typer.Typer):
                 command = typer.main.get_group(obj)
             else:

@@ -66,7 +66,7 @@ def read(
         idempotency_key=key or f"cli-{uuid.uuid4()}",
         prediction_id=prediction_id,
         reader_pseudonym=reader,
-        outcome=common_pb2.Outcome.Value(f"OUTCOME_{outcome.value.upper()}"),
+        outcome=f"OUTCOME_{outcome.value.upper()}",
         ground_truth=common_pb2.LABEL_POSITIVE if label is LabelChoice.POSITIVE else common_pb2.LABEL_NEGATIVE,
         read_time=stamp(datetime.now(UTC) if read_time is None else read_time.replace(tzinfo=read_time.tzinfo or UTC)),
     )

@@ -122,7 +122,7 @@ class FeedbackReads:
         return None
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
 
 def read_event(prediction_id: str, read: Read, producer: str = "feedback/sim") -> events_pb2.ReadEvent:
