@@ -107,8 +107,9 @@ async def drive(
     rate: float | None,
     title: str,
     console: Console = _out,
+    announce: bool = False,
 ) -> DriverStats:
-    """Run ``driver`` with a live display; SIGINT stops it cleanly."""
+    """Run ``driver`` with a live display; SIGINT stops it cleanly (``announce``: say so on stderr first)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     try:
@@ -116,6 +117,8 @@ async def drive(
         handled = True
     except (NotImplementedError, RuntimeError):  # not the main thread (tests)
         handled = False
+    if announce:
+        Console(stderr=True).print(f"{title}: Ctrl-C stops and prints the summary", highlight=False)
     run = asyncio.create_task(driver.run(studies, duration_s=duration_s, rate=rate, stop=stop))
     try:
         with Live(
@@ -182,7 +185,9 @@ def simulate(
         )
         title = f"simulating {place.scenario.name} (seed {seed})"
         try:
-            return await drive(driver, studies=studies, duration_s=duration, rate=rate or None, title=title)
+            return await drive(
+                driver, studies=studies, duration_s=duration, rate=rate or None, title=title, announce=True
+            )
         finally:
             if driver.reads is not None:
                 await driver.reads.close()

@@ -110,8 +110,11 @@ def test_an_interrupted_simulation_summary_matches_the_ledger(stack: StackEndpoi
          "--start-index", "9000", "--read-delay-scale", "0.05", "--summary-json", str(out)],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 90
-    time.sleep(8)
+    deadline = time.monotonic() + 180
+    assert process.stderr is not None
+    started = process.stderr.readline()  # printed once Ctrl-C is handled
+    assert "Ctrl-C stops" in started, started
+    time.sleep(5)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     assert process.returncode == 0, stdout + stderr
