@@ -151,6 +151,9 @@ def simulate(
         float,
         typer.Option("--read-delay-scale", min=0.0, help="wall seconds per simulated minute of a read's delay"),
     ] = 0.01,
+    dicom: Annotated[
+        bool, typer.Option("--dicom", help="send each study as a DICOM file (default: pixels plus metadata)")
+    ] = False,
     reads: Annotated[bool, typer.Option("--reads/--no-reads", help="send the radiologists' reads")] = True,
     model: Annotated[str, typer.Option("--model", help="model name")] = "chest_nodule",
     gateway: Annotated[str | None, typer.Option("--gateway", help="gateway host:port (default: the stack's)")] = None,
@@ -182,6 +185,7 @@ def simulate(
             concurrency=concurrency,
             read_delay_scale=read_delay_scale,
             next_index=start_index,
+            dicom=dicom,
         )
         title = f"simulating {place.scenario.name} (seed {seed})"
         try:

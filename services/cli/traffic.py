@@ -56,8 +56,15 @@ def bearer(token: str) -> tuple[tuple[str, str], ...] | None:
     return (("authorization", f"Bearer {token}"),) if token else None
 
 
-def predict_request(study: Study, model: str = MODEL) -> inference_pb2.PredictRequest:
-    """The gateway request a hospital system sends for ``study`` (pixels plus its DICOM metadata)."""
+def predict_request(study: Study, model: str = MODEL, *, dicom: bool = False) -> inference_pb2.PredictRequest:
+    """The gateway request a hospital system sends for ``study``: pixels plus its DICOM metadata, or (``dicom``)
+    the study as a DICOM Part-10 file."""
+    if dicom:
+        from sim import to_dicom
+
+        return inference_pb2.PredictRequest(
+            model_name=model, request_id=uuid.uuid4().hex, dicom=inference_pb2.DicomInstance(data=to_dicom(study))
+        )
     image = np.ascontiguousarray(study.image, dtype=np.float32)
     return inference_pb2.PredictRequest(
         model_name=model,
@@ -238,6 +245,7 @@ class HospitalDriver:
         concurrency: Predictions in flight at once.
         read_delay_scale: Wall-clock seconds per simulated minute of read delay (0: read at once).
         next_index: The next study's index (a driver can be run again and continues).
+        dicom: Send each study as a DICOM Part-10 file instead of pixels plus metadata.
     """
 
     hospital: Hospital
@@ -249,6 +257,7 @@ class HospitalDriver:
     read_delay_scale: float = 0.0
     timeout_s: float = 30.0
     next_index: int = 0
+    dicom: bool = False
     stats: DriverStats = field(default_factory=DriverStats)
     on_answer: Callable[[Study, inference_pb2.PredictResponse], None] | None = None
 
@@ -335,7 +344,7 @@ class HospitalDriver:
     ) -> None:
         try:
             answer: inference_pb2.PredictResponse = await stub.Predict(
-                predict_request(study, self.model), timeout=self.timeout_s, metadata=metadata
+                predict_request(study, self.model, dicom=self.dicom), timeout=self.timeout_s, metadata=metadata
             )
         except Exception as exc:
             self.stats.errors[f"predict {_status(exc)}"] += 1

@@ -135,10 +135,10 @@ def test_a_bad_prediction_id_names_the_feedback_services_error(stack: StackEndpo
     assert "feedback service at" in lines[0] and "INVALID_ARGUMENT" in lines[0] and "prediction_id" in lines[0]
 
 
-def test_a_read_by_hand_is_recorded_once(stack: StackEndpoints, tmp_path: Path) -> None:
+def test_a_read_by_hand_of_a_dicom_study_is_recorded_once(stack: StackEndpoints, tmp_path: Path) -> None:
     ensure_route()
     out = tmp_path / "summary.json"
-    sent = radguard("simulate", "--studies", "1", "--seed", "9", "--no-reads", "--summary-json", str(out))
+    sent = radguard("simulate", "--studies", "1", "--seed", "9", "--dicom", "--no-reads", "--summary-json", str(out))
     assert sent.returncode == 0, sent.stderr
     (prediction_id,) = json.loads(out.read_text(encoding="utf-8"))["prediction_ids"]
     args = (
