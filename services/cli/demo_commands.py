@@ -207,6 +207,16 @@ async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int) -> 
     return list(issued)
 
 
+def most_shifted_subgroup(statistics: Any) -> str:
+    """The subgroup (e.g. ``site=site-C``) with the largest statistic (KS D for drift), or "" for none."""
+    per_subgroup = [st for st in statistics if st.subgroup]
+    ks = [st for st in per_subgroup if st.name == "ks_statistic"]
+    per_subgroup = ks or per_subgroup
+    if not per_subgroup:
+        return ""
+    return str(max(per_subgroup, key=lambda st: st.value).subgroup)
+
+
 async def _current_route(bootstrap: str) -> Any:
     from services.gateway.adapters.routes import read_routes
 
@@ -319,10 +329,18 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
                 monitored = True
                 for item in issued:
                     f = item.finding
+                    where = most_shifted_subgroup(f.statistics)
                     result.findings.append(
-                        {"kind": str(f.kind.value), "severity": str(f.severity.value), "summary": f.summary}
+                        {
+                            "kind": str(f.kind.value),
+                            "severity": str(f.severity.value),
+                            "summary": f.summary,
+                            "subgroup": where,
+                        }
                     )
                     _say("finding", f"{f.kind.value} {f.severity.value}: {f.summary}")
+                    if where:
+                        _say("  where", f"the largest shift is in the subgroup {where}")
             step = await gov.stub.GetRollout(
                 pb.GetRolloutRequest(rollout_id=rollout.rollout_id), metadata=gov.md("operator")
             )
@@ -425,7 +443,8 @@ def summary_table(result: DemoResult) -> Table:
     )
     table.add_row("after the decision", ", ".join(f"{k}: {v}" for k, v in sorted(result.after_answers.items())))
     for item in result.findings:
-        table.add_row(f"finding ({item['kind']})", f"{item['severity']}: {item['summary']}")
+        where = f" [largest shift: {item['subgroup']}]" if item.get("subgroup") else ""
+        table.add_row(f"finding ({item['kind']})", f"{item['severity']}: {item['summary']}{where}")
     if (worst := worst_canary_scanner(result)) is not None:
         gap = result.by_site[worst]["calibration_gap"]
         table.add_row("canary's worst scanner", f"{worst.removeprefix('canary v2 ')} (calibration gap {gap:.3f})")
