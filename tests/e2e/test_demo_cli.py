@@ -60,7 +60,9 @@ def test_demo_fast_tells_the_rollback_story(stack: StackEndpoints, tmp_path: Pat
     assert result["routes"]["stable"] == "1" and result["routes"]["canary"] == ""
     assert result["after_answers"] == {"stable v1": 12}
     # The monitors raised a breach, and the canary's trouble is at the changed site's scanner.
-    assert any(f["severity"] == "breach" for f in result["findings"]), result["findings"]
+    breaches = [f for f in result["findings"] if f["severity"] == "breach"]
+    assert breaches, result["findings"]
+    assert any("site-C" in f["subgroup"] or "CR-90" in f["subgroup"] for f in breaches), breaches
     canary = {k: v for k, v in result["by_site"].items() if k.startswith("canary ") and v["reads"] >= 20}
     worst = max(canary, key=lambda key: canary[key]["calibration_gap"])
     assert worst == "canary v2 site-C CR-90", canary
