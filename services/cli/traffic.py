@@ -40,6 +40,8 @@ OUTCOMES = {
     ReadOutcome.CORRECT: common_pb2.OUTCOME_CORRECT,
 }
 _SEX = {"F": common_pb2.SEX_FEMALE, "M": common_pb2.SEX_MALE}
+#: Retries of a Predict answered UNAVAILABLE.
+_RETRIES = 3
 #: Studies generated together (rendering is CPU work, done off the event loop).
 _BATCH = 16
 
@@ -334,6 +336,26 @@ class HospitalDriver:
             self.stats.errors[f"read {_status(exc)}"] += 1
             raise
 
+    async def _predict(
+        self,
+        stub: inference_pb2_grpc.InferenceGatewayStub,
+        request: inference_pb2.PredictRequest,
+        metadata: tuple[tuple[str, str], ...] | None,
+    ) -> inference_pb2.PredictResponse:
+        """Predict, retrying UNAVAILABLE (e.g. a version being unloaded) with the same request id, as a
+        hospital system would: the gateway answers a repeated request id from its memory, never twice."""
+        for attempt in range(_RETRIES + 1):
+            try:
+                answer: inference_pb2.PredictResponse = await stub.Predict(
+                    request, timeout=self.timeout_s, metadata=metadata
+                )
+                return answer
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == _RETRIES:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
     async def _one(
         self,
         stub: inference_pb2_grpc.InferenceGatewayStub,
@@ -342,10 +364,9 @@ class HospitalDriver:
         limit: asyncio.Semaphore,
         hurry: asyncio.Event,
     ) -> None:
+        request = predict_request(study, self.model, dicom=self.dicom)
         try:
-            answer: inference_pb2.PredictResponse = await stub.Predict(
-                predict_request(study, self.model, dicom=self.dicom), timeout=self.timeout_s, metadata=metadata
-            )
+            answer = await self._predict(stub, request, metadata)
         except Exception as exc:
             self.stats.errors[f"predict {_status(exc)}"] += 1
             return
