@@ -18,10 +18,12 @@ missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql-15)
+command -v promtool >/dev/null || missing+=(prometheus)  # promtool checks the Helm chart's alert rules
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${missing[@]}"
 fi
 
 # --- Python environment from uv.lock ---------------------------------------------------------
@@ -33,6 +35,20 @@ if [ "$("$PY" -m uv --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" 
 fi
 log "creating .venv from uv.lock (uv cache: ${UV_CACHE_DIR:-~/.cache/uv})"
 UV_PROJECT_ENVIRONMENT="$PWD/.venv" "$PY" -m uv sync --frozen --python "$PY" --quiet
+
+# --- Helm (for tests/helm), built once from the Go module proxy into ~/.cache/radguard/bin -------------
+HELM_VERSION=v3.21.4
+HELM="$HOME/.cache/radguard/bin/helm"
+GO=$(command -v go || echo /usr/local/go/bin/go)
+helm_current() {  # the cached binary is this version (go install stamps its module version into it)
+  [ -x "$HELM" ] && { [ ! -x "$GO" ] || "$GO" version -m "$HELM" | grep -Eq "helm.sh/helm/v3[[:space:]]+${HELM_VERSION}"; }
+}
+if ! helm_current; then
+  [ -x "$GO" ] || { echo "[setup] error: Go is needed to install helm ${HELM_VERSION} (go install)" >&2; exit 1; }
+  log "installing helm ${HELM_VERSION} into $(dirname "$HELM") (go install, a few minutes once)"
+  mkdir -p "$(dirname "$HELM")"
+  (cd /tmp && GOBIN="$(dirname "$HELM")" "$GO" install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}")
+fi
 
 # --- Kafka jars (cached by the pom's hash) ------------------------------------------------------
 log "resolving Kafka jars"

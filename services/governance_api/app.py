@@ -145,7 +145,8 @@ async def build_governance(  # noqa: PLR0915 - the composition root wires every 
     pool = await create_pool_from_settings(settings)
     signal = CommitSignal()
     inner_store = store if store is not None else PostgresGovernanceStore(pool)
-    notifying = NotifyingStore(inner_store, signal)
+    aborted = metrics.counter("governance_rollouts_aborted", "Rollouts aborted (committed), by model", ["model"])
+    notifying = NotifyingStore(inner_store, signal, on_abort=lambda model: aborted.labels(model).inc())
     triton_control = triton
     owned_triton: TritonModelControl | None = None
     if triton_control is None:

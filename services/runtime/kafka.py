@@ -588,6 +588,9 @@ class AsyncKafkaConsumer:
         # KafkaConsumer is not thread-safe: every call to it happens on this one thread.
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: KafkaConsumer | None = None
+        # Next offset to hand out per partition, and the records behind the high watermarks (see lag_records).
+        self._next_offsets: dict[TopicPartition, int] = {}
+        self._lag_records = 0
         self._closed = False
 
     @classmethod
@@ -720,6 +723,7 @@ class AsyncKafkaConsumer:
             batches = consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
             if self._rejoin_unassigned_after_s is not None and self._group_id is not None:
                 self._rejoin_if_unassigned(consumer)
+            self._note_lag(consumer, batches)
             return [
                 ConsumedRecord(
                     topic=record.topic,
@@ -736,6 +740,31 @@ class AsyncKafkaConsumer:
 
         result: list[ConsumedRecord] = await self._run(poll)
         return result
+
+    def _note_lag(self, consumer: KafkaConsumer, batches: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        # Runs on the consumer's thread after each poll. The high watermark comes with every fetch response
+        # (no extra request); partitions not fetched yet, or never handed out, do not count.
+        for partition, records in batches.items():
+            if records:
+                self._next_offsets[partition] = records[-1].offset + 1
+        assigned = consumer.assignment()
+        for partition in [p for p in self._next_offsets if p not in assigned]:
+            del self._next_offsets[partition]
+        lag = 0
+        for partition, next_offset in self._next_offsets.items():
+            highwater = consumer.highwater(partition)
+            if highwater is not None:
+                lag += max(0, highwater - next_offset)
+        self._lag_records = lag
+
+    @property
+    def lag_records(self) -> int:
+        """Records on the assigned partitions not yet handed out by :meth:`getmany`, as of the last poll.
+
+        High watermark minus the next offset, summed over the partitions this consumer has read from; a
+        transaction's commit marker counts as one record, so a caught-up transactional topic reads a few.
+        """
+        return self._lag_records
 
     def _rejoin_if_unassigned(self, consumer: KafkaConsumer) -> None:
         # Worker thread only. Leaving resets the member's generation, so the next poll joins afresh.
@@ -779,10 +808,13 @@ class AsyncKafkaConsumer:
             partition: An assigned partition.
             offset: The offset of the next record to read.
         """
+        self._next_offsets[partition] = offset
         await self._run(lambda consumer: consumer.seek(partition, offset))
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> None:
         """Read the given partitions (all assigned ones by default) from their first offset."""
+        for partition in partitions or tuple(self._next_offsets):
+            self._next_offsets.pop(partition, None)
         await self._run(lambda consumer: consumer.seek_to_beginning(*partitions))
 
     async def at_end(self) -> bool:

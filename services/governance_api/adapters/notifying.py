@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-from governance.domain.model import OutboxMessage
+from governance.domain.model import OutboxMessage, Rollout, RolloutStatus
 from governance.ports import GovernanceStore, GovernanceTx
 from services.runtime.telemetry import get_logger
 
@@ -62,15 +62,23 @@ class CommitSignal:
 
 
 class _WatchedTx:
-    """Forwards everything to the real transaction, noting whether it queued outbox messages."""
+    """Forwards everything to the real transaction, noting whether it queued outbox messages and which
+    rollouts it aborted (their models)."""
 
     def __init__(self, inner: GovernanceTx) -> None:
         self._inner = inner
         self.enqueued = False
+        self.aborted: list[str] = []
 
     async def enqueue(self, message: OutboxMessage) -> None:
         self.enqueued = True
         await self._inner.enqueue(message)
+
+    async def update_rollout(self, rollout: Rollout, expected_row_version: int) -> Rollout:
+        stored = await self._inner.update_rollout(rollout, expected_row_version)
+        if rollout.status is RolloutStatus.ABORTED:
+            self.aborted.append(rollout.model_name)
+        return stored
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -83,10 +91,17 @@ class NotifyingStore:
     each other in a loop.
     """
 
-    def __init__(self, inner: GovernanceStore, signal: CommitSignal) -> None:
-        """Wrap ``inner``; ``signal`` fires after each of its transactions commits."""
+    def __init__(
+        self, inner: GovernanceStore, signal: CommitSignal, on_abort: Callable[[str], None] | None = None
+    ) -> None:
+        """Wrap ``inner``; ``signal`` fires after each of its transactions commits.
+
+        ``on_abort`` is called with the model's name for each rollout a committed transaction aborted
+        (an operator's AbortRollout, a breach finding, a failed gate), e.g. to count it for an alert.
+        """
         self.inner = inner
         self.signal = signal
+        self.on_abort = on_abort
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[GovernanceTx]:
@@ -94,5 +109,8 @@ class NotifyingStore:
         async with self.inner.transaction() as tx:
             watched = _WatchedTx(tx)
             yield cast(GovernanceTx, watched)
+        if self.on_abort is not None:
+            for model in watched.aborted:
+                self.on_abort(model)
         if watched.enqueued:
             self.signal.fire()

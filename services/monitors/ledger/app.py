@@ -105,6 +105,9 @@ async def build_ledger_writer(settings: LedgerSettings, *, metrics: Metrics | No
         partitions_wait_s=settings.ledger_partitions_wait_s,
         rejoin_unassigned_after_s=settings.ledger_rejoin_unassigned_after_s,
     )
+    metrics.gauge(
+        "ledger_lag_records", "records on Kafka's predictions and reads topics not yet taken by this writer"
+    ).set_function(lambda: consumer.lag_records)
     server = RadguardServer(settings, metrics=metrics)
     process = LedgerProcess(server, writer, consumer, pool)
 

@@ -20,12 +20,14 @@ from services.monitors.runner.adapters.outbox import FindingsOutboxRelay
 from services.monitors.runner.adapters.reports import EvidentlyReportFolder, ModelRepoReferences
 from services.monitors.runner.adapters.routes import route_follower
 from services.monitors.runner.handlers import RunMonitors
+from services.monitors.runner.metrics import MonitorPassMetrics
 from services.monitors.runner.ports import IssuedFinding, MonitorTarget, TargetSource
 from services.monitors.runner.settings import MonitorRunnerSettings
 from services.monitors.runner.specs import load_specs
 from services.monitors.runner.targets import FixedTargets, RoutedTargets
 from services.runtime.errors import Unavailable
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer
+from services.runtime.metrics import Metrics
 from services.runtime.outbox import RelayTuning
 from services.runtime.postgres import DATABASE_DOWN, create_pool_from_settings, is_ready
 from services.runtime.routes_follower import FollowTuning, TopicFollower
@@ -60,6 +62,8 @@ class MonitorRunner:
     status_file: Path | None = None
     #: Longest wait at stop for pending findings to reach Kafka.
     drain_timeout_s: float = 5.0
+    #: Where each pass is counted for Prometheus, or None.
+    pass_metrics: MonitorPassMetrics | None = None
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     async def run_once(self) -> list[IssuedFinding]:
@@ -76,9 +80,13 @@ class MonitorRunner:
                 findings = await self.run_once()
                 _log.info("monitors.pass", findings=len(findings))
                 self._record({"findings": len(findings), **_by_severity(findings)})
+                if self.pass_metrics is not None:
+                    self.pass_metrics.completed(findings)
             except Unavailable as error:
                 _log.warning("monitors.pass_skipped", error=error.message)
                 self._record({"skipped": error.message})
+                if self.pass_metrics is not None:
+                    self.pass_metrics.skipped()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.interval_s)
 
@@ -219,7 +227,9 @@ async def run_monitor_process(settings: MonitorRunnerSettings, *, once: bool) ->
             return len(await runner.run_once())
         finally:
             await runner.close()
-    server = RadguardServer(settings)
+    metrics = Metrics()
+    runner.pass_metrics = MonitorPassMetrics(metrics)
+    server = RadguardServer(settings, metrics=metrics)
     task = asyncio.get_running_loop().create_task(runner.run_forever(), name="monitor-runner")
     stopping: list[asyncio.Future[None]] = []
 

@@ -250,6 +250,9 @@ async def test_register_approve_shadow_canary_and_refusals(
     assert after.status == pb.ROLLOUT_STATUS_ABORTED and after.weight_bp == 0
     v2 = await gov.stub.GetVersion(pb.GetVersionRequest(model=V2), metadata=gov.md("olga"))
     assert v2.state == pb.LIFECYCLE_STATE_ROLLED_BACK
+    # The abort is counted once for the Kubernetes alert RadguardRolloutAborted.
+    exported = gov.app.server.metrics.render().decode()
+    assert f'radguard_governance_rollouts_aborted_total{{model="{MODEL}"}} 1.0' in exported
     final = await gov.stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=gov.md("olga"))
     assert final.ok and final.entries_checked > head.entries_checked
 

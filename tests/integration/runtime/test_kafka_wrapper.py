@@ -232,3 +232,30 @@ def test_ensure_topics_creates_a_compacted_topic_once(stack: Any) -> None:
 
     topics = list_topics(stack.kafka_bootstrap)
     assert {spec.name, other.name} <= set(topics)
+
+
+@pytest.mark.asyncio
+async def test_lag_records_counts_what_is_left_behind_the_high_watermark(stack: Any) -> None:
+    topic = _unique("lag")
+    await asyncio.to_thread(ensure_topics, stack.kafka_bootstrap, [Spec(topic, 1)])
+    async with AsyncKafkaProducer(stack.kafka_bootstrap, linger_ms=0) as producer:
+        for index in range(50):
+            await producer.send(topic, f"value-{index}".encode(), key=b"k")
+    consumer = AsyncKafkaConsumer([topic], bootstrap_servers=stack.kafka_bootstrap, group_id=_unique("group"))
+    await consumer.start()
+    try:
+        assert consumer.lag_records == 0  # nothing fetched yet: nothing known
+        first: list[ConsumedRecord] = []
+        deadline = time.monotonic() + 60
+        while not first and time.monotonic() < deadline:
+            first = await consumer.getmany(timeout_s=1.0, max_records=10)
+        assert [r.offset for r in first] == list(range(10))
+        assert consumer.lag_records == 40
+        rest = await _consume(consumer, 40)
+        assert len(rest) == 40
+        assert consumer.lag_records == 0
+        await consumer.seek(TopicPartition(topic, 0), 45)
+        await consumer.getmany(timeout_s=1.0, max_records=1)
+        assert consumer.lag_records == 4
+    finally:
+        await consumer.close()
