@@ -207,6 +207,23 @@ async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int) -> 
     return list(issued)
 
 
+#: The smallest canary window the demo's monitor pass looks at.
+_MIN_MONITOR_BLOCK = 30
+
+
+def _report_findings(issued: list[Any], result: DemoResult) -> None:
+    """Print the monitors' findings and keep them in the result."""
+    for item in issued:
+        f = item.finding
+        where = most_shifted_subgroup(f.statistics)
+        result.findings.append(
+            {"kind": str(f.kind.value), "severity": str(f.severity.value), "summary": f.summary, "subgroup": where}
+        )
+        _say("finding", f"{f.kind.value} {f.severity.value}: {f.summary}")
+        if where:
+            _say("  where", f"the largest shift is in the subgroup {where}")
+
+
 def most_shifted_subgroup(statistics: Any) -> str:
     """The subgroup (e.g. ``site=site-C``) with the largest statistic (KS D for drift), or "" for none."""
     per_subgroup = [st for st in statistics if st.subgroup]
@@ -327,25 +344,20 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
                     settings.postgres_dsn, settings.kafka_bootstrap, reports, size.monitor_block
                 )
                 monitored = True
-                for item in issued:
-                    f = item.finding
-                    where = most_shifted_subgroup(f.statistics)
-                    result.findings.append(
-                        {
-                            "kind": str(f.kind.value),
-                            "severity": str(f.severity.value),
-                            "summary": f.summary,
-                            "subgroup": where,
-                        }
-                    )
-                    _say("finding", f"{f.kind.value} {f.severity.value}: {f.summary}")
-                    if where:
-                        _say("  where", f"the largest shift is in the subgroup {where}")
+                _report_findings(issued, result)
             step = await gov.stub.GetRollout(
                 pb.GetRolloutRequest(rollout_id=rollout.rollout_id), metadata=gov.md("operator")
             )
             _say("canary", f"v2 at {step.weight_bp / 100:.0f}%, {canary.stats.answered} studies answered")
         all_stats.append(canary.stats)
+        # A gate stopped the canary first: the monitors still look at the window v2 served (a block of at most
+        # three quarters of its predictions, so that the ledger surely holds one).
+        block = min(size.monitor_block, canary.stats.answered_by_arm.get(("canary", "2"), 0) * 3 // 4)
+        if not healthy and not monitored and block >= _MIN_MONITOR_BLOCK:
+            await asyncio.sleep(2.0)
+            _report_findings(
+                await _monitor_pass(settings.postgres_dsn, settings.kafka_bootstrap, reports, block), result
+            )
         final = await gov.stub.GetRollout(
             pb.GetRolloutRequest(rollout_id=rollout.rollout_id), metadata=gov.md("operator")
         )
