@@ -40,9 +40,6 @@ from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
 from services.cli import channels
-from services.governance_api.adapters.audit_topic import audit_from_proto, read_audit_topic
-from services.governance_api.adapters.checkpoint_file import CheckpointFile
-from services.governance_api.adapters.keyring import enrol
 from services.governance_api.auth import ROLES, TokenFileError, add_token
 from services.governance_api.settings import AUDIT_TOPIC
 from services.runtime.errors import Unavailable
@@ -729,6 +726,8 @@ def _verifying_keys(given: list[Path] | None, local_stack: bool) -> dict[str, Ed
 
 
 def _all_entries(target: str | None, token: str | None) -> list[AuditRecord]:
+    from services.governance_api.adapters.audit_topic import audit_from_proto
+
     records: list[AuditRecord] = []
     page = ""
     while True:
@@ -852,6 +851,9 @@ def audit_verify(
     # Witnesses first, then the database: whatever they hold was committed before the chain is read.
     servers = bootstrap or load_stack_settings().kafka_bootstrap
     try:
+        from services.governance_api.adapters.audit_topic import read_audit_topic
+        from services.governance_api.adapters.checkpoint_file import CheckpointFile
+
         topic = read_audit_topic(servers, audit_topic, timeout_s=kafka_timeout_s)
     except Unavailable as exc:
         raise StackError(f"cannot read the audit topic: {exc.message}") from None
@@ -934,6 +936,8 @@ def tokens_add(
 
     Board members and clinicians sign approvals: they also get a signing key in the keyring.
     """
+    from services.governance_api.adapters.keyring import enrol
+
     path = file or default_tokens_file()
     try:
         token = add_token(path, principal, role)

@@ -1,48 +1,210 @@
-"""Entry point of the ``radguard`` command: one typer app with a sub-app per area."""
+"""Entry point of the ``radguard`` command: one typer app whose command groups load on first use.
+
+Every command group or top-level command is one line of :data:`COMMANDS`: its name, the ``module:attribute``
+that defines it (a ``typer.Typer`` sub-app or a command function) and the one-line help ``radguard --help``
+lists. Nothing of a command's module is imported until that command runs (or its own ``--help`` is asked
+for), so ``radguard --help`` and ``radguard <group> --help`` do not pay for torch, scipy, evidently or the
+Kafka client. A command module keeps its own heavy imports inside the functions that need them when its
+group holds both light and heavy commands (see docs/ARCHITECTURE.md, "The CLI").
+
+Logging goes to standard error at warning and above (``-v``: info, ``-vv``: debug), never to standard output.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
 import sys
+from dataclasses import dataclass, field
+from typing import Annotated
 
 import typer
-from rich.console import Console
+from typer import _click as click
+from typer.core import TyperCommand, TyperGroup
 
-from modeling.cli import app as model_app
-from services.cli.deadletter_commands import app as deadletter_app
-from services.cli.governance_commands import register as register_governance_commands
-from services.cli.ledger_commands import app as ledger_app
-from services.cli.monitor_commands import register as register_monitor_commands
-from services.cli.predict_commands import predict
-from services.cli.routes_commands import app as routes_app
-from services.cli.stack_commands import app as stack_app
-from stack.processes import StackError
-from stack.settings import StackConfigError
+
+@dataclass
+class LazyCommand:
+    """A command group (``typer.Typer``) or a command (function) named by ``module:attribute``."""
+
+    target: str
+    help: str
+    loaded: click.Command | None = field(default=None, repr=False)
+
+    def load(self, name: str) -> click.Command:
+        """Import the module and build the click command (once)."""
+        if self.loaded is None:
+            module_name, _, attribute = self.target.partition(":")
+            obj = getattr(importlib.import_module(module_name), attribute)
+            command: click.Command
+            if isinstance(obj, typer.Typer):
+                command = typer.main.get_group(obj)
+            else:
+                single = typer.Typer(add_completion=False)
+                single.command(name)(obj)
+                command = typer.main.get_command(single)
+            command.name = name
+            self.loaded = command
+        return self.loaded
+
+    def placeholder(self, name: str) -> click.Command:
+        """What ``radguard --help`` lists: the name and the one-line help, nothing imported."""
+        return self.loaded or TyperCommand(name, help=self.help, short_help=self.help)
+
+
+#: name → where it is defined and its one-line help. Adding a command group is one line here.
+COMMANDS: dict[str, LazyCommand] = {
+    "stack": LazyCommand(
+        "services.cli.stack_commands:app",
+        "Run the local stack: Kafka (KRaft), PostgreSQL and Triton on loopback, and radguard's supervised processes.",
+    ),
+    "demo": LazyCommand(
+        "services.cli.demo_commands:demo",
+        "The governance story end to end on the running stack: canary, protocol change, rollback.",
+    ),
+    "simulate": LazyCommand(
+        "services.cli.simulate_commands:simulate",
+        "Drive the stack with a seeded simulated hospital: studies and radiologists' reads.",
+    ),
+    "predict": LazyCommand(
+        "services.cli.predict_commands:predict",
+        "Score one study and print the gateway's answer (simulated unless --dicom is given).",
+    ),
+    "read": LazyCommand(
+        "services.cli.read_commands:read", "Record one radiologist's read of a prediction through the feedback service."
+    ),
+    "routes": LazyCommand(
+        "services.cli.routes_commands:app", "Show and set model route tables (stable / canary / shadow)."
+    ),
+    "model": LazyCommand(
+        "modeling.cli:app", "Train the chest-nodule CNN versions on simulated studies and export them for Triton."
+    ),
+    "models": LazyCommand(
+        "services.cli.governance_commands:models_app",
+        "The model registry: register, list and show versions, move them.",
+    ),
+    "approve": LazyCommand(
+        "services.cli.governance_commands:approve", "Sign an approval of a pending transition as the token's identity."
+    ),
+    "rollout": LazyCommand(
+        "services.cli.governance_commands:rollout_app",
+        "Gated canary rollouts: start, status, pause, resume, abort, promote.",
+    ),
+    "rollback": LazyCommand(
+        "services.cli.governance_commands:rollback", "Put a previous version back into production."
+    ),
+    "audit": LazyCommand(
+        "services.cli.governance_commands:audit_app", "The hash-chained audit trail: verify it, read it."
+    ),
+    "governance": LazyCommand("services.cli.governance_commands:governance_app", "Governance administration (tokens)."),
+    "monitor": LazyCommand("services.cli.monitor_commands:app", "The monitors: drift, calibration, bias, performance."),
+    "findings": LazyCommand(
+        "services.cli.monitor_commands:findings", "List the latest findings of the monitors, newest first."
+    ),
+    "ledger": LazyCommand(
+        "services.cli.ledger_commands:app", "The event ledger: row counts, consumer lag, orphan reads."
+    ),
+    "deadletter": LazyCommand(
+        "services.cli.deadletter_commands:app", "Dead letters: records Kafka refused for good, from every producer."
+    ),
+}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists :data:`COMMANDS` without importing them, loads one when it is invoked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        lazy = COMMANDS.get(cmd_name)
+        if lazy is None:
+            return super().get_command(ctx, cmd_name)
+        return lazy.placeholder(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and (lazy := COMMANDS.get(args[0])) is not None:
+            lazy.load(args[0])
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     name="radguard",
+    cls=LazyGroup,
     help="radguard: keeps radiology AI models honest in clinical use.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(stack_app, name="stack")
-app.add_typer(routes_app, name="routes")
-app.add_typer(model_app, name="model")
-app.add_typer(ledger_app, name="ledger")
-app.add_typer(deadletter_app, name="deadletter")
-app.command("predict")(predict)
-register_monitor_commands(app)
-register_governance_commands(app)
 
-_err = Console(stderr=True)
+
+#: "own" is True in a ``radguard`` process (``main``); False when a test invokes ``app`` in its own process.
+_PROCESS = {"own": False}
+
+
+def configure_structlog(verbosity: int) -> None:
+    """radguard's structured log lines go to standard error too, filtered like the standard library's."""
+    import structlog
+
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def configure_logging(verbosity: int) -> None:
+    """Library and radguard log records go to standard error: warning and above, ``-v`` info, ``-vv`` debug."""
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="log info (-v) or debug (-vv) to stderr")
+    ] = 0,
+) -> None:
+    """radguard: keeps radiology AI models honest in clinical use."""
+    configure_logging(verbose)
+    asking_help = any(arg in ("--help", "-h") for arg in sys.argv[1:])
+    if _PROCESS["own"] and not asking_help:
+        configure_structlog(verbose)
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from stack.processes import StackError
+    from stack.settings import StackConfigError
+
+    return (StackError, StackConfigError)
 
 
 def main() -> None:
     """Run the CLI; expected failures print one line naming the problem and exit 1."""
+    _PROCESS["own"] = True
+    configure_logging(0)
     try:
         app()
-    except (StackError, StackConfigError) as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    except Exception as exc:
+        if not isinstance(exc, _expected_errors()):
+            raise
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -3,35 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import asyncpg
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.monitors.core.findings import Severity
-from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
-from services.monitors.runner.app import run_monitor_process
-from services.monitors.runner.ports import StoredFinding
-from services.monitors.runner.settings import MonitorRunnerSettings
-from services.runtime.config import ConfigError, load_settings
-from services.runtime.errors import Unavailable
-from services.runtime.postgres import create_pool
 from stack.processes import StackError
 from stack.settings import load_stack_settings
+
+if TYPE_CHECKING:
+    from services.monitors.runner.ports import StoredFinding
+    from services.monitors.runner.settings import MonitorRunnerSettings
+
+# The monitors' packages import scipy, evidently and the Kafka client: they are imported inside the commands.
 
 app = typer.Typer(help="The monitors: drift, calibration, bias, performance.", no_args_is_help=True)
 _out = Console()
 _DSN, _BOOTSTRAP = "RADGUARD_POSTGRES_DSN", "RADGUARD_KAFKA_BOOTSTRAP_SERVERS"
-_SEVERITY_STYLE = {Severity.INFO: "green", Severity.WARNING: "yellow", Severity.BREACH: "bold red"}
+_SEVERITY_STYLE = {"info": "green", "warning": "yellow", "breach": "bold red"}
+
+
+class SeverityChoice(enum.StrEnum):
+    """The ``--severity`` values (those of ``services.monitors.core.findings.Severity``)."""
+
+    INFO = "info"
+    WARNING = "warning"
+    BREACH = "breach"
 
 
 def register(root: typer.Typer) -> None:
     """Add ``monitor`` (sub-app) and ``findings`` (command) to the root CLI."""
     root.add_typer(app, name="monitor")
     root.command("findings")(findings)
+
+
+async def run_monitor_process(settings: MonitorRunnerSettings, *, once: bool) -> int:
+    """The monitor process (imported here: it brings scipy, evidently and the Kafka client)."""
+    from services.monitors.runner.app import run_monitor_process as run_process
+
+    return await run_process(settings, once=once)
 
 
 @app.command("run")
@@ -43,6 +56,10 @@ def run(
     ] = None,
 ) -> None:
     """Run the monitors over the ledger (settings from RADGUARD_MONITOR_* variables) once or until stopped."""
+    from services.monitors.runner.settings import MonitorRunnerSettings
+    from services.runtime.config import ConfigError, load_settings
+    from services.runtime.errors import Unavailable
+
     env = dict(os.environ)
     if dsn:
         env[_DSN] = dsn
@@ -63,10 +80,16 @@ def run(
         _out.print(f"{issued} findings issued")
 
 
-async def _recent(dsn: str, model: str | None, severity: Severity | None, limit: int) -> list[StoredFinding]:
+async def _recent(dsn: str, model: str | None, severity: SeverityChoice | None, limit: int) -> list[StoredFinding]:
+    from services.monitors.core.findings import Severity
+    from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
+    from services.runtime.postgres import create_pool
+
     pool = await create_pool(dsn, min_size=1, max_size=1, instrument=False)
     try:
-        return await PostgresFindingStore(pool).recent(model_name=model, severity=severity, limit=limit)
+        return await PostgresFindingStore(pool).recent(
+            model_name=model, severity=Severity(severity.value) if severity else None, limit=limit
+        )
     finally:
         await pool.close()
 
@@ -77,7 +100,7 @@ def findings_table(rows: list[StoredFinding]) -> Table:
     for column in ("created", "kind", "model", "version", "arm", "severity", "window", "summary", "report"):
         table.add_column(column, justify="right" if column == "window" else "left")
     for row in rows:
-        style = _SEVERITY_STYLE[row.severity]
+        style = _SEVERITY_STYLE[row.severity.value]
         table.add_row(
             row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             row.kind.value,
@@ -94,11 +117,15 @@ def findings_table(rows: list[StoredFinding]) -> Table:
 
 def findings(
     model: Annotated[str | None, typer.Option("--model", help="only this model")] = None,
-    severity: Annotated[Severity | None, typer.Option("--severity", help="only this severity")] = None,
+    severity: Annotated[SeverityChoice | None, typer.Option("--severity", help="only this severity")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="most findings to list")] = 20,
     dsn: Annotated[str | None, typer.Option("--dsn", help="database (default: the local stack's)")] = None,
 ) -> None:
     """List the latest findings of the monitors, newest first."""
+    import asyncpg
+
+    from services.runtime.errors import Unavailable
+
     if dsn is None:
         dsn = load_stack_settings().postgres_dsn
     try:

@@ -6,17 +6,16 @@ Governance owns routes once it exists; until then an operator publishes a defaul
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.gateway.adapters.routes import publish_route, read_routes
-from services.gateway.routing import BUCKETS, Route
-from services.runtime.errors import Unavailable
 from stack.processes import StackError
-from stack.settings import load_stack_settings
+
+if TYPE_CHECKING:
+    from services.gateway.routing import Route
 
 app = typer.Typer(help="Show and set model route tables (stable / canary / shadow).", no_args_is_help=True)
 _out = Console()
@@ -27,6 +26,8 @@ BootstrapOption = Annotated[
 
 
 def _bootstrap(value: str | None) -> str:
+    from stack.settings import load_stack_settings
+
     return value or load_stack_settings().kafka_bootstrap
 
 
@@ -43,6 +44,10 @@ def set_route(
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Publish a new route table for MODEL (its revision is the current one plus one)."""
+    from services.gateway.adapters.routes import publish_route, read_routes
+    from services.gateway.routing import BUCKETS, Route
+    from services.runtime.errors import Unavailable
+
     servers = _bootstrap(bootstrap)
     try:
         current = asyncio.run(read_routes(servers)).get(model)
@@ -72,6 +77,9 @@ def set_route(
 @app.command("show")
 def show(bootstrap: BootstrapOption = None) -> None:
     """Print every model's current route table."""
+    from services.gateway.adapters.routes import read_routes
+    from services.runtime.errors import Unavailable
+
     try:
         book = asyncio.run(read_routes(_bootstrap(bootstrap)))
     except Unavailable as exc:
@@ -84,6 +92,8 @@ def show(bootstrap: BootstrapOption = None) -> None:
 
 
 def _print(routes: list[Route]) -> None:
+    from services.gateway.routing import BUCKETS
+
     table = Table()
     for col in ("model", "revision", "stable", "canary", "canary share", "shadows", "reason"):
         table.add_column(col)
