@@ -13,6 +13,7 @@ from services.cli.governance_commands import register as register_governance_com
 from services.cli.ledger_commands import app as ledger_app
 from services.cli.monitor_commands import register as register_monitor_commands
 from services.cli.predict_commands import predict
+from services.cli.report_commands import app as report_app
 from services.cli.routes_commands import app as routes_app
 from services.cli.stack_commands import app as stack_app
 from stack.processes import StackError
@@ -30,6 +31,7 @@ app.add_typer(routes_app, name="routes")
 app.add_typer(model_app, name="model")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(deadletter_app, name="deadletter")
+app.add_typer(report_app, name="report")
 app.command("predict")(predict)
 register_monitor_commands(app)
 register_governance_commands(app)

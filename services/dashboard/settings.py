@@ -15,7 +15,7 @@ class DashboardSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RADGUARD_DASHBOARD_", extra="ignore")
 
     host: str = "127.0.0.1"
-    port: int = Field(default=19080, ge=1, le=65535)
+    port: int = Field(default=19080, ge=0, le=65535)
     #: ``host:port`` of the governance API (radguard.governance.v1).
     governance_target: str = "127.0.0.1:19063"
     #: ``host:port`` of the monitor service's query API (radguard.monitoring.v1).
