@@ -39,6 +39,7 @@ MONITORING = web.AppKey("monitoring", MonitoringApi)
 SESSIONS = web.AppKey("sessions", SessionStore)
 JINJA = web.AppKey("jinja", jinja2.Environment)
 PLOTLY_JS = web.AppKey("plotly_js", Path)
+SESSION = web.RequestKey("session", Session)
 
 
 class FormError(Exception):
@@ -58,7 +59,7 @@ def plotly_js_path() -> Path:
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-    session: Session | None = request.get("session")
+    session: Session | None = request.get(SESSION)
     body = (
         request.app[JINJA]
         .get_template(template)
@@ -114,7 +115,8 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Attach the live session; pages other than sign-in, health and static files need one."""
     store = request.app[SESSIONS]
     session = store.get(request.cookies.get(COOKIE))
-    request["session"] = session
+    if session is not None:
+        request[SESSION] = session
     public = request.path in ("/signin", "/healthz") or request.path.startswith("/static/")
     if session is None and not public:
         target = "/signin?next=" + quote(request.path_qs if request.method == "GET" else "/", safe="")
@@ -145,7 +147,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 def _session(request: web.Request) -> Session:
-    session: Session | None = request.get("session")
+    session: Session | None = request.get(SESSION)
     if session is None:
         raise web.HTTPSeeOther("/signin")
     return session

@@ -14,22 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc.aio
 from aiohttp import web
 
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
-from radguard.monitoring.v1 import monitoring_pb2_grpc
 from services.cli.governance_commands import version_from_repo
 from services.dashboard.adapters.apis import GovernanceApi, MonitoringApi
 from services.dashboard.app import build_app
 from services.dashboard.settings import DashboardSettings
 from services.gateway.app import Gateway
-from services.monitors.query.servicer import MonitoringQueryServicer
-from services.monitors.query.store import FindingsReader
+from services.monitors.query.servicer import register_query_service
 from services.monitors.runner.app import build_monitor_runner
 from services.monitors.runner.settings import MonitorRunnerSettings
-from services.runtime.config import load_settings
+from services.runtime.config import ServiceSettings, load_settings
+from services.runtime.server import RadguardServer
 from stack.settings import REPO_ROOT
 from tests.e2e.traffic import MODEL, Traffic, wait_ledger
 from tests.integration.governance_api.conftest import GovHarness
@@ -58,7 +56,12 @@ async def wait_revision(gateways: list[Gateway], revision: int, timeout_s: float
 
 async def move(gov: GovHarness, ref: common_pb2.ModelRef, state: int, signer: str = "") -> pb.Transition:
     """Request a transition as the operator; sign it as ``signer`` when it waits for a signature."""
-    request = pb.RequestTransitionRequest(model=ref, to_state=state, reason="board demo", request_id=rid("tr"))
+    request = pb.RequestTransitionRequest(
+        model=ref,
+        to_state=state,  # type: ignore[arg-type]
+        reason="board demo",
+        request_id=rid("tr"),
+    )
     transition: pb.Transition = await gov.stub.RequestTransition(request, metadata=gov.md("olga"))
     if transition.status == pb.TRANSITION_STATUS_PENDING and signer:
         approve = pb.ApproveRequest(
@@ -129,21 +132,25 @@ class Served:
 async def serve_dashboard(governance_target: str, dsn: str, reports: Path) -> AsyncIterator[Served]:
     """The monitor query API over ``dsn`` and the dashboard over it and governance, both on free ports."""
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-    server = grpc.aio.server()
-    monitoring_pb2_grpc.add_MonitoringQueryServicer_to_server(
-        MonitoringQueryServicer(FindingsReader(pool), reports), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
+    # The monitor service's server as its process builds it (interceptors map errors to status codes).
+    env = {
+        "RADGUARD_SERVICE_NAME": "monitor-query",
+        "RADGUARD_GRPC_HOST": "127.0.0.1",
+        "RADGUARD_GRPC_PORT": "0",
+        "RADGUARD_METRICS_ENABLED": "false",
+        "RADGUARD_LOG_LEVEL": "warning",
+    }
+    server = RadguardServer(load_settings(ServiceSettings, env))
+    register_query_service(server, pool, reports)
     await server.start()
-    target = f"127.0.0.1:{port}"
+    target = f"127.0.0.1:{server.port}"
     settings = DashboardSettings(governance_target=governance_target, monitoring_target=target, port=0)
     app = build_app(settings, GovernanceApi(governance_target, 10.0), MonitoringApi(target, 10.0))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-    http_port = sockets[0].getsockname()[1]
+    http_port = int(runner.addresses[0][1])
     try:
         yield Served(f"http://127.0.0.1:{http_port}", target, app)
     finally:

@@ -77,10 +77,11 @@ async def test_the_board_works_in_the_browser(
     hospital = Hospital("baseline", seed=23)
     traffic = Traffic(hospital, f"127.0.0.1:{gateways[0].server.port}", stack.kafka_bootstrap, e2e_topics.reads)
     rollout = await governed_canary(gov, gateways, traffic, gov_dsn)
-    await traffic.send(160)
-    await wait_ledger(gov_dsn, "canary", "2", 20)
+    # The monitors judge blocks of 200 (calibration wants at least 200 reads): one block per arm at least.
+    await traffic.send(480)
+    await wait_ledger(gov_dsn, "canary", "2", 200)
     reports = tmp_path / "reports"
-    issued = await monitor_pass(gov_dsn, stack.kafka_bootstrap, findings_topic, reports, block_size=20)
+    issued = await monitor_pass(gov_dsn, stack.kafka_bootstrap, findings_topic, reports, block_size=200)
     assert issued > 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     patient_ids = {s.patient_id for s in hospital.studies(traffic.next_index, 0)}
@@ -94,13 +95,14 @@ async def test_the_board_works_in_the_browser(
         await sign_in(olga, url, gov.tokens["olga"])
         await olga.goto(url + "/")
         section = olga.locator(f"[data-testid=model-{MODEL}]")
-        assert "canary 2 at 20%" in (await section.inner_text())
+        assert "canary 2 at 50%" in (await section.inner_text())
         await olga.screenshot(path=str(ARTIFACTS / "inventory.png"), full_page=True)
         seen_html.append(await olga.content())
 
         await olga.goto(f"{url}/models/{MODEL}/versions/2")
+        await asyncio.to_thread((ARTIFACTS / "version.html").write_text, await olga.content(), encoding="utf-8")
         drawn = await charts_drawn(olga)
-        for chart in ("ece", "reliability", "forest", "drift_stable"):
+        for chart in ("ece", "reliability", "override", "forest", "drift_canary"):
             assert drawn.get(chart, 0) > 0, f"chart {chart} not drawn: {drawn}"
         assert "chest" in (await olga.locator("[data-testid=model-card]").inner_text()).lower()
         assert await olga.locator("[data-testid=validation] tr").count() > 1
@@ -125,7 +127,7 @@ async def test_the_board_works_in_the_browser(
         await wait_revision(gateways, before)
         for gw in gateways:
             route = gw.routes.get(MODEL)
-            assert route is not None and (route.canary_version, route.canary_weight_bp) == ("2", 2000)
+            assert route is not None and (route.canary_version, route.canary_weight_bp) == ("2", 5000)
 
         # --- a clinician: no buttons; a forged POST is refused by governance and audited --------------
         clara = await browser.new_page()
