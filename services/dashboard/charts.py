@@ -167,7 +167,8 @@ def forest_plot(title: str, rows: Sequence[Interval], reference: float | None = 
             }
         )
     height = max(320, 28 * len({r.label for r in rows}) + 120)
-    return {"data": data, "layout": _layout(title, height=height, xaxis={"range": [0, 1.05]}, shapes=shapes)}
+    layout = _layout(title, height=height, xaxis={"range": [0, 1.05]}, yaxis={"automargin": True}, shapes=shapes)
+    return {"data": data, "layout": layout}
 
 
 def drift_bars(title: str, features: Sequence[tuple[str, float, bool]]) -> dict[str, Any]:
@@ -192,7 +193,13 @@ def drift_bars(title: str, features: Sequence[tuple[str, float, bool]]) -> dict[
     ]
     return {
         "data": data,
-        "layout": _layout(title, height=height, xaxis={"title": "-log10 adjusted p (dashed: 0.05)"}, shapes=shapes),
+        "layout": _layout(
+            title,
+            height=height,
+            xaxis={"title": "-log10 adjusted p (dashed: 0.05)"},
+            yaxis={"automargin": True},
+            shapes=shapes,
+        ),
     }
 
 
