@@ -94,7 +94,9 @@ async def governed_canary(gov: GovHarness, gateways: list[Gateway], traffic: Tra
     return rollout
 
 
-async def monitor_pass(dsn: str, bootstrap: str, findings_topic: str, reports: Path, block_size: int) -> int:
+async def monitor_pass(
+    dsn: str, bootstrap: str, findings_topic: str, reports: Path, block_size: int, blocks_per_pass: int = 8
+) -> int:
     """One pass of the real monitor runner over the test's ledger (every kind, every arm of v1 and v2)."""
     env = {
         "RADGUARD_POSTGRES_DSN": dsn,
@@ -108,6 +110,7 @@ async def monitor_pass(dsn: str, bootstrap: str, findings_topic: str, reports: P
         "RADGUARD_MONITOR_BLOCK_SIZE": str(block_size),
         "RADGUARD_MONITOR_FOLLOW_ROUTES": "false",
         "RADGUARD_MONITOR_BLOCK_SETTLE_S": "0",
+        "RADGUARD_MONITOR_MAX_BLOCKS_PER_PASS": str(blocks_per_pass),
         "RADGUARD_GRPC_PORT": "0",
         "RADGUARD_METRICS_ENABLED": "false",
         "RADGUARD_LOG_LEVEL": "warning",
