@@ -159,6 +159,7 @@ async def browser_times(url: str, token: str, runs: int) -> dict[str, tuple[floa
         for name, path in PAGES.items():
             paints, loads = [], []
             for _ in range(runs):
+                await page.goto("about:blank")
                 await page.goto(url + path, wait_until="load")
                 # The paint entry can be recorded after the load event: wait for it (2 s at most; -1 if none).
                 timing = await page.evaluate(
@@ -168,8 +169,9 @@ async def browser_times(url: str, token: str, runs: int) -> dict[str, tuple[floa
                            const n = performance.getEntriesByType('navigation')[0];
                            resolve([p ? p.startTime : -1, n.loadEventEnd]);
                          };
-                         new PerformanceObserver((list, observer) => { observer.disconnect(); done(); })
-                           .observe({type: 'paint', buffered: true});
+                         new PerformanceObserver((list, observer) => {
+                           if (list.getEntriesByName('first-contentful-paint').length) { observer.disconnect(); done(); }
+                         }).observe({type: 'paint', buffered: true});
                          setTimeout(done, 2000);
                        })"""
                 )

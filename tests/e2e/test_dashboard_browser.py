@@ -106,6 +106,10 @@ async def test_the_board_works_in_the_browser(
             assert drawn.get(chart, 0) > 0, f"chart {chart} not drawn: {drawn}"
         assert "chest" in (await olga.locator("[data-testid=model-card]").inner_text()).lower()
         assert await olga.locator("[data-testid=validation] tr").count() > 1
+        report_link = await olga.locator("a:has-text('Evidently report of this window')").first.get_attribute("href")
+        assert report_link is not None
+        report = await olga.request.get(url + report_link)
+        assert report.status == 200 and "evidently" in (await report.text()).lower()
         await olga.screenshot(path=str(ARTIFACTS / "version.png"), full_page=True)
         seen_html.append(await olga.content())
 

@@ -145,7 +145,7 @@ class MonitoringApi:
 
     def __init__(self, target: str, timeout_s: float) -> None:
         self._channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 8 * 1024 * 1024)]
+            target, options=[("grpc.max_receive_message_length", 32 * 1024 * 1024)]
         )
         self._stub = monitoring_pb2_grpc.MonitoringQueryStub(self._channel)
         self._timeout = timeout_s

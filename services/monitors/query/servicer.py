@@ -32,8 +32,8 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 500
 DEFAULT_SERIES = 500
 MAX_SERIES = 5000
-#: Reports above this size are refused (gRPC's default receive limit is 4 MiB).
-MAX_REPORT_BYTES = 3_500_000
+#: Reports above this size are refused (an Evidently page is about 5 MB; clients must accept that much).
+MAX_REPORT_BYTES = 16_000_000
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 _TEXT_LIMIT = 200
 
