@@ -170,7 +170,10 @@ async def browser_times(url: str, token: str, runs: int) -> dict[str, tuple[floa
                            resolve([p ? p.startTime : -1, n.loadEventEnd]);
                          };
                          new PerformanceObserver((list, observer) => {
-                           if (list.getEntriesByName('first-contentful-paint').length) { observer.disconnect(); done(); }
+                           if (list.getEntriesByName('first-contentful-paint').length) {
+                             observer.disconnect();
+                             done();
+                           }
                          }).observe({type: 'paint', buffered: true});
                          setTimeout(done, 2000);
                        })"""
