@@ -228,7 +228,7 @@ async def inventory(request: web.Request) -> web.Response:
             gov.rollout(session.token, name),
             mon.findings(model_name=name, min_severity="breach", page_size=1, omit_statistics=True),
         )
-        routes = await gov.audit(session.token, subject=f"routes/{name}", action="routes.update", page_size=1000)
+        routes = await gov.audit_all(session.token, subject=f"routes/{name}", action="routes.update")
         revisions = evidence.route_revisions(routes)
         return {
             "name": name,

@@ -130,3 +130,32 @@ async def test_reliability_bins_and_missing_things(stub: tuple) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await client.GetWindowReport(pb.GetWindowReportRequest(finding_id="not-a-uuid"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "finding_id" in (caught.value.details() or "")
+
+
+async def test_a_report_inside_the_reports_folder_is_sent(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    page = reports / "drift.html"
+    page.write_text("<html>evidently</html>")
+
+    class WithReport(FakeReader):
+        async def finding(self, finding_id: str) -> StoredFinding | None:
+            found = _finding("drift")
+            return StoredFinding(**{**found.__dict__, "report_uri": str(page)})
+
+    env = {"RADGUARD_GRPC_HOST": "127.0.0.1", "RADGUARD_GRPC_PORT": "0", "RADGUARD_METRICS_ENABLED": "false"}
+    server = RadguardServer(load_settings(ServiceSettings, env))
+    servicer = MonitoringQueryServicer(WithReport(), reports)  # type: ignore[arg-type]
+    server.add_service(
+        "radguard.monitoring.v1.MonitoringQuery",
+        lambda s: monitoring_pb2_grpc.add_MonitoringQueryServicer_to_server(servicer, s),
+    )
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            reply = await monitoring_pb2_grpc.MonitoringQueryStub(channel).GetWindowReport(
+                pb.GetWindowReportRequest(finding_id=FID)
+            )
+    finally:
+        await server.stop(0)
+    assert (reply.media_type, reply.content) == ("text/html", b"<html>evidently</html>")
