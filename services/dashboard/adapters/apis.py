@@ -7,7 +7,6 @@ role, policy and audit; the dashboard holds no authority of its own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -99,13 +98,6 @@ class GovernanceApi:
         reply = await self._call("ListTransitions", request, token)
         return list(reply.transitions)
 
-    async def audit(
-        self, token: str, *, subject: str = "", action: str = "", from_seq: int = 0, page_size: int = 200
-    ) -> list[events_pb2.AuditEntry]:
-        request = gpb.QueryAuditRequest(subject=subject, action=action, from_seq=from_seq, page_size=page_size)
-        reply = await self._call("QueryAudit", request, token)
-        return list(reply.entries)
-
     async def audit_all(self, token: str, *, subject: str = "", action: str = "") -> list[events_pb2.AuditEntry]:
         out: list[events_pb2.AuditEntry] = []
         page = ""
@@ -178,8 +170,3 @@ class MonitoringApi:
     async def report(self, finding_id: str) -> bytes:
         reply = await self._call("GetWindowReport", mpb.GetWindowReportRequest(finding_id=finding_id))
         return bytes(reply.content)
-
-
-def names(values: Sequence[int], table: dict[int, str]) -> list[str]:
-    """Enum values as lower-case names."""
-    return [table.get(v, "unspecified") for v in values]
