@@ -13,7 +13,15 @@ from pathlib import Path
 from stack.components.base import Component, Layout
 from stack.components.kafka import Kafka
 from stack.components.postgres import Postgres
-from stack.components.services import Feedback, Gateway, GovernanceService, LedgerWriter, MonitorRunner, client_tokens
+from stack.components.services import (
+    Dashboard,
+    Feedback,
+    Gateway,
+    GovernanceService,
+    LedgerWriter,
+    MonitorRunner,
+    client_tokens,
+)
 from stack.components.triton import Triton
 from stack.processes import (
     ProcessRecord,
@@ -89,6 +97,7 @@ class Stack:
             LedgerWriter(settings, self.layout),
             MonitorRunner(settings, self.layout),
             GovernanceService(settings, self.layout),
+            Dashboard(settings, self.layout),
         ]
 
     def component(self, name: str) -> Component:
@@ -342,6 +351,7 @@ class Stack:
             "RADGUARD_GATEWAY_URL": s.gateway_url,
             "RADGUARD_GATEWAY_HTTP_URL": f"{s.host}:{s.gateway_http_port}",
             "RADGUARD_FEEDBACK_URL": f"{s.host}:{s.feedback_port}",
+            "RADGUARD_DASHBOARD_URL": s.dashboard_url,
             **client_tokens(self.settings.state_dir),
         }
 

@@ -55,6 +55,8 @@ class StackSettings(BaseSettings):
     monitor_interval_s: float = Field(default=60.0, gt=0)
     governance_port: int = 19063
     governance_metrics_port: int = 19463
+    #: The board's web dashboard (HTTP).
+    dashboard_port: int = 19080
     ready_timeout_s: float = Field(default=120.0, gt=0)
     #: Seconds between the supervisor's looks at radguard's processes.
     supervisor_poll_s: float = Field(default=0.25, gt=0)
@@ -88,6 +90,7 @@ class StackSettings(BaseSettings):
         "monitor_metrics_port",
         "governance_port",
         "governance_metrics_port",
+        "dashboard_port",
     )
     @classmethod
     def _port_range(cls, value: int) -> int:
@@ -123,6 +126,11 @@ class StackSettings(BaseSettings):
         return f"{self.host}:{self.gateway_port}"
 
     @property
+    def dashboard_url(self) -> str:
+        """The board's dashboard."""
+        return f"http://{self.host}:{self.dashboard_port}/"
+
+    @property
     def kafka_pom(self) -> Path:
         """The pom that declares the broker's jars."""
         return REPO_ROOT / "stack" / "kafka" / "pom.xml"
@@ -152,6 +160,7 @@ class StackSettings(BaseSettings):
                 "ledger_metrics_port",
                 "monitor_port",
                 "monitor_metrics_port",
+                "dashboard_port",
             )
         }
 

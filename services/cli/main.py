@@ -107,6 +107,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "deadletter": LazyCommand(
         "services.cli.deadletter_commands:app", "Dead letters: records Kafka refused for good, from every producer."
     ),
+    "report": LazyCommand("services.cli.report_commands:app", "Reports for the governance board."),
 }
 
 

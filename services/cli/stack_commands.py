@@ -45,6 +45,7 @@ def up() -> None:
         "RADGUARD_FEEDBACK_TOKEN and RADGUARD_OPERATOR_TOKEN",
         highlight=False,
     )
+    _out.print(f"the board's dashboard: {stack.settings.dashboard_url}", highlight=False)
     _print_status(stack)
 
 

@@ -284,6 +284,19 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         findings, token = await self._findings.query(query)
         return pb.QueryFindingsResponse(findings=findings, next_page_token=token)
 
+    async def ListTransitions(self, request: pb.ListTransitionsRequest, context: Any) -> pb.ListTransitionsResponse:
+        """A model's transitions (or one version's), oldest first, with their approvals."""
+        current_identity()
+        model = convert.require_name(request.model_name, "model_name")
+        version = convert.optional_name(request.model_version, "model_version")
+        transitions = await self._service.list_transitions(model, version)
+        return pb.ListTransitionsResponse(transitions=[convert.transition_to_proto(t) for t in transitions])
+
+    async def WhoAmI(self, request: pb.WhoAmIRequest, context: Any) -> pb.WhoAmIResponse:
+        """The caller's principal and role."""
+        actor = caller()
+        return pb.WhoAmIResponse(principal=actor.principal, role=convert.role_to_proto(actor.role))  # type: ignore[arg-type]
+
 
 def register(server: RadguardServer, servicer: GovernanceServicer) -> None:
     """Add the Governance service to a server."""

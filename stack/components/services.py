@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import sys
+import urllib.request
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -299,3 +300,50 @@ class GovernanceService(RadguardService):
             "RADGUARD_GOVERNANCE_TOKENS_FILE": str(self.tokens_file),
             "RADGUARD_GOVERNANCE_KEYRING_FILE": str(self.keyring_file),
         }
+
+
+class Dashboard(RadguardService):
+    """The governance board's web dashboard (HTTP), reading the governance and monitoring APIs.
+
+    Started after the other services (it only reads through their APIs); ready when ``/healthz`` answers.
+    """
+
+    name = "dashboard"
+    module = "services.dashboard"
+    port_field = "dashboard_port"
+
+    def ports(self) -> dict[str, int]:
+        return {"RADGUARD_STACK_DASHBOARD_PORT": self.settings.dashboard_port}
+
+    def start(self) -> ProcessRecord:
+        s = self.settings
+        env = dict(os.environ)
+        env.pop("RADGUARD_POSTGRES_DSN", None)  # reads through APIs only
+        env.update(
+            {
+                "RADGUARD_SERVICE_NAME": self.name,
+                "RADGUARD_DASHBOARD_HOST": s.host,
+                "RADGUARD_DASHBOARD_PORT": str(s.dashboard_port),
+                "RADGUARD_DASHBOARD_GOVERNANCE_TARGET": f"{s.host}:{s.governance_port}",
+                "RADGUARD_DASHBOARD_MONITORING_TARGET": f"{s.host}:{s.monitor_port}",
+            }
+        )
+        marker = f"radguard_stack={self.home}"
+        argv = [sys.executable, "-X", marker, "-m", self.module]
+        return spawn(self.name, argv, log_path=self.layout.log(self.name), marker=marker, env=env, cwd=_REPO)
+
+    @property
+    def postgres_dsn(self) -> str | None:
+        return None
+
+    def is_ready(self) -> bool:
+        if not port_open(self.settings.host, self.settings.dashboard_port):
+            return False
+        try:
+            with urllib.request.urlopen(f"{self.settings.dashboard_url}healthz", timeout=2) as reply:  # noqa: S310
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    def detail(self) -> str:
+        return self.settings.dashboard_url

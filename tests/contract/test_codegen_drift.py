@@ -52,7 +52,7 @@ def test_every_source_yields_its_three_modules(generator: ModuleType, fresh_tree
         for source in generator.proto_sources(PROTO_ROOT)
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
     )
-    assert len(expected) == 15  # five areas
+    assert len(expected) == 18  # six areas
     assert generator.generated_files(fresh_tree) == expected
 
 
@@ -125,7 +125,7 @@ def test_in_place_generation_removes_orphans_and_keeps_hand_written_files(
 
     assert not orphan.exists()
     assert marker.read_bytes() == marker_before
-    assert len(written) == 15
+    assert len(written) == 18
     assert generator.diff_trees(checkout, PROTO_ROOT) == []
 
 

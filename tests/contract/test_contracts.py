@@ -17,6 +17,7 @@ from radguard.events.v1 import events_pb2
 from radguard.feedback.v1 import feedback_pb2
 from radguard.governance.v1 import governance_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
+from radguard.monitoring.v1 import monitoring_pb2
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
 FILES: tuple[FileDescriptor, ...] = (
@@ -25,6 +26,7 @@ FILES: tuple[FileDescriptor, ...] = (
     feedback_pb2.DESCRIPTOR,
     governance_pb2.DESCRIPTOR,
     events_pb2.DESCRIPTOR,
+    monitoring_pb2.DESCRIPTOR,
 )
 
 # Kafka topic -> payload message. Must stay in step with the topic table in events.proto.
@@ -63,9 +65,15 @@ SERVICES = {
                 "QueryAudit",
                 "VerifyAudit",
                 "QueryFindings",
+                "ListTransitions",
+                "WhoAmI",
             )
         },
         "WatchRoutes": (False, True),
+    },
+    "radguard.monitoring.v1.MonitoringQuery": {
+        name: (False, False)
+        for name in ("QueryFindings", "GetMetricSeries", "GetReliabilityDiagram", "GetWindowReport")
     },
 }
 

@@ -15,6 +15,7 @@ import asyncpg
 
 from services.monitors.alerting.sequential import FalseAlarmBudget
 from services.monitors.ledger.adapters.postgres_queries import PostgresLedgerQueries
+from services.monitors.query.servicer import register_query_service
 from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
 from services.monitors.runner.adapters.outbox import FindingsOutboxRelay
 from services.monitors.runner.adapters.reports import EvidentlyReportFolder, ModelRepoReferences
@@ -231,6 +232,7 @@ async def run_monitor_process(settings: MonitorRunnerSettings, *, once: bool) ->
     metrics = Metrics()
     runner.pass_metrics = MonitorPassMetrics(metrics)
     server = RadguardServer(settings, metrics=metrics)
+    register_query_service(server, runner.pool, settings.monitor_reports_dir)
     task = asyncio.get_running_loop().create_task(runner.run_forever(), name="monitor-runner")
     stopping: list[asyncio.Future[None]] = []
 

@@ -90,7 +90,7 @@ async def stack_gateway_revision(real_stack: Stack, model: str, at_least: int, w
             await asyncio.sleep(0.05)
         return None
     finally:
-        await channel.close()
+        await channel.close(None)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -110,7 +110,7 @@ async def gateway(stack: StackEndpoints, tmp_path_factory: object) -> AsyncItera
 async def gateway_stub(gateway: Gateway) -> AsyncIterator[inference_pb2_grpc.InferenceGatewayStub]:
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{gateway.server.port}")
     yield inference_pb2_grpc.InferenceGatewayStub(channel)
-    await channel.close()
+    await channel.close(None)
 
 
 async def end_offsets(bootstrap: str, topic: str = PREDICTIONS_TOPIC) -> dict[TopicPartition, int]:

@@ -161,7 +161,7 @@ async def running_governance(
     try:
         yield GovHarness(app, target, tokens, channel, governance_pb2_grpc.GovernanceStub(channel), state)
     finally:
-        await channel.close()
+        await channel.close(None)
         await app.server.stop(0)
         shutil.rmtree(state, ignore_errors=True)
 

@@ -23,7 +23,7 @@ from stack.settings import StackSettings
 
 RADGUARD = str(Path(sys.executable).parent / "radguard")
 SERVERS = ("postgres", "kafka", "triton")
-SUPERVISED = ("gateway", "feedback", "ledger", "monitor", "governance")
+SUPERVISED = ("gateway", "feedback", "ledger", "monitor", "governance", "dashboard")
 COMPONENTS = SERVERS + SUPERVISED
 PORT_VARS = (
     "RADGUARD_STACK_KAFKA_PORT",
@@ -42,6 +42,7 @@ PORT_VARS = (
     "RADGUARD_STACK_MONITOR_METRICS_PORT",
     "RADGUARD_STACK_GOVERNANCE_PORT",
     "RADGUARD_STACK_GOVERNANCE_METRICS_PORT",
+    "RADGUARD_STACK_DASHBOARD_PORT",
 )
 
 
@@ -109,7 +110,7 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     state = Path(iso_env["RADGUARD_STACK_STATE_DIR"])
     first = run_cli(iso_env, "stack", "up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "started: postgres, kafka, triton, gateway, feedback, ledger, monitor, governance" in first.stdout
+    assert "started: postgres, kafka, triton, gateway, feedback, ledger, monitor, governance, dashboard" in first.stdout
     started = pids(state)
     assert set(started) == set(COMPONENTS)
 
@@ -130,6 +131,7 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
         ("ledger", "RADGUARD_STACK_LEDGER_PORT"),
         ("monitor", "RADGUARD_STACK_MONITOR_PORT"),
         ("governance", "RADGUARD_STACK_GOVERNANCE_PORT"),
+        ("dashboard", "RADGUARD_STACK_DASHBOARD_PORT"),
     ):
         line = next(ln for ln in status.stdout.splitlines() if f" {comp} " in ln)
         assert "ready" in line and iso_env[port_var] in line
@@ -186,7 +188,7 @@ def test_up_twice_status_kill_restart_down(iso_env: dict[str, str]) -> None:
     supervisor = json.loads((state / "pids" / "supervisor.json").read_text())["pid"]
     down = run_cli(iso_env, "stack", "down")
     assert down.returncode == 0, down.stderr
-    assert "stopped: supervisor, governance" in down.stdout  # the supervisor first: it restarts nothing
+    assert "stopped: supervisor, dashboard, governance" in down.stdout  # the supervisor first: it restarts nothing
     assert pids(state) == {} and not (state / "pids" / "supervisor.json").exists()
     for pid in [*final.values(), supervisor]:
         assert process_cmdline(pid) is None

@@ -34,7 +34,7 @@ def default_stack_ports() -> dict[str, int]:
 
 def test_every_default_stack_port_is_below_the_ephemeral_range() -> None:
     ports = default_stack_ports()
-    assert len(ports) == 18
+    assert len(ports) == 19
     assert {name: port for name, port in ports.items() if port >= LINUX_DEFAULT_LOW} == {}
     here = ephemeral_port_range()
     if here is not None:

@@ -116,6 +116,16 @@ class GovernanceStub:
                 request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsRequest.SerializeToString,
                 response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsResponse.FromString,
                 _registered_method=True)
+        self.ListTransitions = channel.unary_unary(
+                '/radguard.governance.v1.Governance/ListTransitions',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsResponse.FromString,
+                _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/radguard.governance.v1.Governance/WhoAmI',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class GovernanceServicer:
@@ -238,6 +248,20 @@ class GovernanceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTransitions(self, request, context):
+        """Lists a model's transitions (or one version's), oldest first, with their approvals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WhoAmI(self, request, context):
+        """The caller's identity as the service authenticated it (for clients that show only what a role may do).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GovernanceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -320,6 +344,16 @@ def add_GovernanceServicer_to_server(servicer, server):
                     servicer.QueryFindings,
                     request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsRequest.FromString,
                     response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsResponse.SerializeToString,
+            ),
+            'ListTransitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTransitions,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -755,6 +789,60 @@ class Governance:
             '/radguard.governance.v1.Governance/QueryFindings',
             radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsRequest.SerializeToString,
             radguard_dot_governance_dot_v1_dot_governance__pb2.QueryFindingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTransitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/ListTransitions',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ListTransitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/WhoAmI',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,
