@@ -113,6 +113,7 @@ async def test_reflection_lists_registered_services(running: Running) -> None:
     assert names == {
         echo_service.SERVICE,
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
 
