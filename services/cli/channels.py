@@ -15,11 +15,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
 
 from services.runtime.tls import channel_credentials
+
+if TYPE_CHECKING:
+    from services.runtime.kafka_security import KafkaSecuritySettings
 from stack.processes import StackError
 
 TLS_ENV = "RADGUARD_CLI_TLS"
@@ -87,3 +91,22 @@ def aio_channel(address: str, env: Mapping[str, str] | None = None) -> grpc.aio.
     if tls is None:
         return grpc.aio.insecure_channel(address)
     return grpc.aio.secure_channel(address, tls.credentials())
+
+
+def kafka_security() -> KafkaSecuritySettings:
+    """The Kafka TLS/SASL settings from ``RADGUARD_KAFKA_*`` (plaintext when unset), as the services read them.
+
+    Raises:
+        StackError: A setting is invalid (one line naming the variable).
+    """
+    from pydantic import ValidationError
+
+    from services.runtime.kafka_security import KafkaSecuritySettings
+
+    try:
+        return KafkaSecuritySettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "_".join(str(part) for part in first.get("loc", ())).upper()
+        name = f"RADGUARD_KAFKA_{where}" if where else "RADGUARD_KAFKA_*"
+        raise StackError(f"{name}: {first.get('msg', 'invalid')}") from None

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from services.runtime.kafka import OutgoingRecord
+    from services.runtime.kafka_security import KafkaSecuritySettings
 
 app = typer.Typer(help="Dead letters: records Kafka refused for good, from every producer.", no_args_is_help=True)
 _out = Console()
@@ -270,7 +271,7 @@ async def replay(letters: Sequence[DeadLetter], dsn: str, bootstrap: str, spool_
     from services.runtime.kafka import AsyncKafkaProducer
 
     outcomes: list[ReplayOutcome] = []
-    producer = AsyncKafkaProducer(bootstrap)
+    producer = AsyncKafkaProducer(bootstrap, security=_kafka_security())
     try:
         await producer.start()
     except Unavailable as error:
@@ -446,3 +447,9 @@ def replay_command(
     _out.print(f"{len(outcomes) - failed} replayed, {failed} failed again")
     if failed:
         raise typer.Exit(1)
+
+
+def _kafka_security() -> KafkaSecuritySettings:
+    from services.cli.channels import kafka_security
+
+    return kafka_security()

@@ -40,6 +40,7 @@ from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from radguard.governance.v1 import governance_pb2_grpc
 from services.cli import channels
+from services.cli.channels import kafka_security
 from services.governance_api.auth import ROLES, TokenFileError, add_token
 from services.governance_api.settings import AUDIT_TOPIC
 from services.runtime.errors import Unavailable
@@ -854,7 +855,7 @@ def audit_verify(
         from services.governance_api.adapters.audit_topic import read_audit_topic
         from services.governance_api.adapters.checkpoint_file import CheckpointFile
 
-        topic = read_audit_topic(servers, audit_topic, timeout_s=kafka_timeout_s)
+        topic = read_audit_topic(servers, audit_topic, timeout_s=kafka_timeout_s, security=kafka_security())
     except Unavailable as exc:
         raise StackError(f"cannot read the audit topic: {exc.message}") from None
     file_contents = CheckpointFile(checkpoints_file).read() if checkpoints_file is not None else None

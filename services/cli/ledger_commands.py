@@ -6,10 +6,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import typer
+
+if TYPE_CHECKING:
+    from services.runtime.kafka_security import KafkaSecuritySettings
 from rich.console import Console
 from rich.table import Table
 
@@ -43,7 +46,7 @@ async def _gather(
 ) -> tuple[LedgerStats, list[OrphanRead], str | None]:
     lag_problem = None
     try:
-        bounds = await KafkaOffsetReader(bootstrap, timeout_ms=5_000).offsets(topics)
+        bounds = await KafkaOffsetReader(bootstrap, timeout_ms=5_000, security=_kafka_security()).offsets(topics)
     except Unavailable as exc:
         bounds, lag_problem = {}, exc.message
     pool = await create_pool(dsn, min_size=1, max_size=2, instrument=False)
@@ -135,3 +138,9 @@ def stats(
                 orphan.read_id, orphan.prediction_id, orphan.read_time.isoformat(), orphan.recorded_at.isoformat()
             )
         _out.print(orphan_table)
+
+
+def _kafka_security() -> KafkaSecuritySettings:
+    from services.cli.channels import kafka_security
+
+    return kafka_security()

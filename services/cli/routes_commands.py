@@ -16,6 +16,7 @@ from stack.processes import StackError
 
 if TYPE_CHECKING:
     from services.gateway.routing import Route
+    from services.runtime.kafka_security import KafkaSecuritySettings
 
 app = typer.Typer(help="Show and set model route tables (stable / canary / shadow).", no_args_is_help=True)
 _out = Console()
@@ -50,7 +51,7 @@ def set_route(
 
     servers = _bootstrap(bootstrap)
     try:
-        current = asyncio.run(read_routes(servers)).get(model)
+        current = asyncio.run(read_routes(servers, security=_kafka_security())).get(model)
     except Unavailable as exc:
         raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     revision = (current.revision if current else 0) + 1
@@ -67,7 +68,7 @@ def set_route(
     except ValueError as exc:
         raise StackError(str(exc)) from None
     try:
-        asyncio.run(publish_route(servers, route))
+        asyncio.run(publish_route(servers, route, security=_kafka_security()))
     except Unavailable as exc:
         raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     _out.print(f"route for {model} is now revision {revision}")
@@ -81,7 +82,7 @@ def show(bootstrap: BootstrapOption = None) -> None:
     from services.runtime.errors import Unavailable
 
     try:
-        book = asyncio.run(read_routes(_bootstrap(bootstrap)))
+        book = asyncio.run(read_routes(_bootstrap(bootstrap), security=_kafka_security()))
     except Unavailable as exc:
         raise StackError(f"{exc.message} (is `radguard stack up` running?)") from None
     routes = [r for name in book.models() if (r := book.get(name)) is not None]
@@ -108,3 +109,9 @@ def _print(routes: list[Route]) -> None:
             r.reason,
         )
     _out.print(table)
+
+
+def _kafka_security() -> KafkaSecuritySettings:
+    from services.cli.channels import kafka_security
+
+    return kafka_security()

@@ -12,6 +12,7 @@ from services.gateway.routing import Route, RouteBook
 from services.runtime.errors import Unavailable
 from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
+from services.runtime.kafka_security import KafkaSecuritySettings
 from services.runtime.routes_follower import ROUTES_TOPIC, FollowTuning, TopicFollower
 
 _log = logging.getLogger(__name__)
@@ -99,8 +100,8 @@ class RouteFollower(TopicFollower):
         self.book = book
 
 
-async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
-    """Read the routes topic from the beginning until it goes quiet."""
+async def read_routes(bootstrap: str, idle_s: float = 1.0, security: KafkaSecuritySettings | None = None) -> RouteBook:
+    """Read the routes topic from the beginning until it goes quiet (TLS/SASL per ``security``)."""
     book = RouteBook()
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],
@@ -108,6 +109,7 @@ async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
         group_id=None,
         client_id="radguard-routes-reader",
         bootstrap_timeout_ms=5000,
+        security=security,
     )
     try:
         await consumer.start()
@@ -126,9 +128,11 @@ async def read_routes(bootstrap: str, idle_s: float = 1.0) -> RouteBook:
     return book
 
 
-async def publish_route(bootstrap: str, route: Route, producer: str = "cli") -> None:
+async def publish_route(
+    bootstrap: str, route: Route, producer: str = "cli", security: KafkaSecuritySettings | None = None
+) -> None:
     """Publish one route table (keyed by model name) and wait for the broker's acknowledgement."""
-    kafka = AsyncKafkaProducer(bootstrap, client_id="radguard-routes", bootstrap_timeout_ms=5000)
+    kafka = AsyncKafkaProducer(bootstrap, client_id="radguard-routes", bootstrap_timeout_ms=5000, security=security)
     try:
         await kafka.start()
     except Exception as exc:
