@@ -25,25 +25,9 @@ RADGUARD = str(Path(sys.executable).parent / "radguard")
 SERVERS = ("postgres", "kafka", "triton")
 SUPERVISED = ("gateway", "feedback", "ledger", "monitor", "governance", "dashboard")
 COMPONENTS = SERVERS + SUPERVISED
-PORT_VARS = (
-    "RADGUARD_STACK_KAFKA_PORT",
-    "RADGUARD_STACK_KAFKA_CONTROLLER_PORT",
-    "RADGUARD_STACK_POSTGRES_PORT",
-    "RADGUARD_STACK_TRITON_GRPC_PORT",
-    "RADGUARD_STACK_TRITON_HTTP_PORT",
-    "RADGUARD_STACK_TRITON_METRICS_PORT",
-    "RADGUARD_STACK_GATEWAY_PORT",
-    "RADGUARD_STACK_GATEWAY_METRICS_PORT",
-    "RADGUARD_STACK_FEEDBACK_PORT",
-    "RADGUARD_STACK_FEEDBACK_METRICS_PORT",
-    "RADGUARD_STACK_LEDGER_PORT",
-    "RADGUARD_STACK_LEDGER_METRICS_PORT",
-    "RADGUARD_STACK_MONITOR_PORT",
-    "RADGUARD_STACK_MONITOR_METRICS_PORT",
-    "RADGUARD_STACK_GOVERNANCE_PORT",
-    "RADGUARD_STACK_GOVERNANCE_METRICS_PORT",
-    "RADGUARD_STACK_DASHBOARD_PORT",
-)
+#: Every port setting of the stack (derived, so a port added later cannot fall back to a default the suite's own
+#: stack holds).
+PORT_VARS = tuple(f"RADGUARD_STACK_{name.upper()}" for name in StackSettings.model_fields if name.endswith("_port"))
 
 
 def free_ports(n: int) -> list[int]:
