@@ -80,6 +80,8 @@ class DemoResult:
     audit_reason: str = ""
     wall_s: float = 0.0
     reports_dir: str = ""
+    dashboard_url: str = ""
+    review_pack: str = ""
 
 
 class Governance:
@@ -407,11 +409,43 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
             verdict.reason,
         )
         result.reports_dir = str(reports) if reports.exists() else ""
+        result.dashboard_url = settings.dashboard_url
+        result.review_pack = await _review_pack(
+            f"{settings.host}:{settings.governance_port}",
+            f"{settings.host}:{settings.monitor_port}",
+            gov.tokens["operator"],
+            "2",
+            settings.state_dir / "demo" / run / "review-chest_nodule-2.html",
+        )
     finally:
         await gov.close()
         await reads.close()
     result.wall_s = time.monotonic() - started
     return result
+
+
+async def _review_pack(governance: str, monitoring: str, token: str, version: str, out: Path) -> str:
+    """The board's review pack of ``version`` (as `radguard report review` writes it), or "" with the reason said."""
+    from services.dashboard.adapters.apis import GovernanceApi, MonitoringApi
+    from services.dashboard.review import render_review_pack
+
+    gov, mon = GovernanceApi(governance, 30.0), MonitoringApi(monitoring, 30.0)
+    try:
+        html = await render_review_pack(gov, mon, token, MODEL, version)
+        await asyncio.to_thread(_write, out, html)
+    except Exception as error:  # the pack is a pointer for the reader; the story itself is already told
+        _say("review pack", f"not written: {type(error).__name__}: {str(error)[:200]}")
+        return ""
+    finally:
+        await gov.close()
+        await mon.close()
+    _say("review pack", f"v{version}'s review pack for the board: {out}")
+    return str(out)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def _ref(version: str) -> Any:
@@ -476,6 +510,8 @@ def summary_table(result: DemoResult) -> Table:
         "audit chain", (ok if result.audit_ok else f"{no} {result.audit_reason}") + f" ({result.audit_entries} entries)"
     )
     table.add_row("monitor reports", result.reports_dir or "-")
+    table.add_row("dashboard", result.dashboard_url or "-")
+    table.add_row("review pack (v2)", result.review_pack or "-")
     table.add_row("wall time", f"{result.wall_s:.0f} s")
     return table
 

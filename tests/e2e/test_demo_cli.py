@@ -76,6 +76,11 @@ def test_demo_fast_tells_the_rollback_story(stack: StackEndpoints, tmp_path: Pat
     assert result["reads"] == result["answered"] == result["ledger_reads"]
     assert result["missing_predictions"] == 0 and result["missing_reads"] == 0
     assert result["audit_ok"] and result["audit_entries"] > 0
+    # Where the board looks next: the dashboard and v2's review pack (one self-contained HTML file).
+    assert result["dashboard_url"].startswith("http://127.0.0.1:")
+    pack = Path(result["review_pack"]).read_text(encoding="utf-8")
+    assert pack.startswith("<!DOCTYPE html>") or pack.lstrip().lower().startswith("<!doctype html>")
+    assert "chest_nodule" in pack and '<script src="http' not in pack
     assert "radguard demo: summary" in done.stdout
 
 
