@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,12 @@ import pytest_asyncio
 from services.feedback.app import Feedback, build_feedback, start_feedback
 from services.feedback.settings import FeedbackSettings
 from services.gateway.app import Gateway, build_gateway, start_gateway
-from services.runtime.config import load_settings
+from services.monitors.query.servicer import register_query_service
+from services.runtime.config import ServiceSettings, load_settings
 from services.runtime.kafka import ensure_topics
 from services.runtime.migrate import FOUNDATION_MIGRATIONS
+from services.runtime.postgres import create_pool
+from services.runtime.server import RadguardServer
 from stack.settings import REPO_ROOT
 from stack.topics import TopicSpec
 from tests.integration.conftest import StackEndpoints, real_stack, scratch_database, stack
@@ -96,3 +100,28 @@ async def fuzz_governance(stack: StackEndpoints, fuzz_dsn: str, fuzz_topic: str)
     """An in-process governance service on the module's database (controller idle: calls drive it)."""
     async with running_governance(stack, fuzz_dsn, fuzz_topic, name="fuzz-gov", controller_interval_s=3600) as gov:
         yield gov
+
+
+@dataclass(frozen=True)
+class MonitoringHarness:
+    """The monitor runner's query API (radguard.monitoring.v1) over the module's scratch database."""
+
+    server: RadguardServer
+    reports: Path
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def fuzz_monitoring(fuzz_dsn: str) -> AsyncIterator[MonitoringHarness]:
+    """MonitoringQuery as the runner serves it: its own pool, its reports folder, a real grpc.aio server."""
+    reports = Path(tempfile.mkdtemp(prefix="fuzz-reports-"))
+    pool = await create_pool(fuzz_dsn, min_size=1, max_size=4)
+    env = {"RADGUARD_GRPC_HOST": "127.0.0.1", "RADGUARD_GRPC_PORT": "0", "RADGUARD_METRICS_ENABLED": "false"}
+    server = RadguardServer(load_settings(ServiceSettings, env))
+    register_query_service(server, pool, reports)
+    await server.start()
+    try:
+        yield MonitoringHarness(server, reports)
+    finally:
+        await server.stop(0)
+        await pool.close()
+        shutil.rmtree(reports, ignore_errors=True)

@@ -1,10 +1,11 @@
 """Hostile messages over every RPC of every radguard service, on the real stack.
 
-For each method of the gateway (radiology API and Open Inference Protocol), feedback, governance and the
-health service, the suite sends undecodable bytes, an empty message, seeded random hostile messages and
-an oversized one, through generic calls with raw bytes (so nothing on the client side validates). Every
-answer must come within the time limit with a status that is not INTERNAL or UNKNOWN; stream items'
-errors likewise; and afterwards every service must still report SERVING.
+For each method of the gateway (radiology API and Open Inference Protocol), feedback, governance, the
+monitor runner's query API (radguard.monitoring.v1) and the health service, the suite sends undecodable
+bytes, an empty message, seeded random hostile messages and an oversized one, through generic calls with
+raw bytes (so nothing on the client side validates). Every answer must come within the time limit with a
+status that is not INTERNAL or UNKNOWN; stream items' errors likewise; and afterwards every service must
+still report SERVING.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from tritonclient.grpc import service_pb2
 from radguard.feedback.v1 import feedback_pb2
 from radguard.governance.v1 import governance_pb2
 from radguard.inference.v1 import inference_pb2
+from radguard.monitoring.v1 import monitoring_pb2
 from services.feedback.app import Feedback
 from services.gateway.app import Gateway
+from tests.fuzz.conftest import MonitoringHarness
 from tests.fuzz.messages import UNDECODABLE, MessageFuzzer, oversized
 from tests.integration.governance_api.conftest import GovHarness
 
@@ -41,6 +44,7 @@ GATEWAY = inference_pb2.DESCRIPTOR.services_by_name["InferenceGateway"]
 OIP = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 FEEDBACK = feedback_pb2.DESCRIPTOR.services_by_name["Feedback"]
 GOVERNANCE = governance_pb2.DESCRIPTOR.services_by_name["Governance"]
+MONITORING = monitoring_pb2.DESCRIPTOR.services_by_name["MonitoringQuery"]
 HEALTH = health_pb2.DESCRIPTOR.services_by_name["Health"]
 
 
@@ -61,9 +65,11 @@ METHODS = _methods(
     ("gateway", OIP),
     ("feedback", FEEDBACK),
     ("governance", GOVERNANCE),
+    ("monitoring", MONITORING),
     ("gateway", HEALTH),
     ("feedback", HEALTH),
     ("governance", HEALTH),
+    ("monitoring", HEALTH),
 )
 KINDS = ("undecodable", "empty", "random", "oversized")
 
@@ -89,8 +95,11 @@ def _params() -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def targets(fuzz_gateway: Gateway, fuzz_feedback: Feedback, fuzz_governance: GovHarness) -> dict[str, Target]:
+def targets(
+    fuzz_gateway: Gateway, fuzz_feedback: Feedback, fuzz_governance: GovHarness, fuzz_monitoring: MonitoringHarness
+) -> dict[str, Target]:
     return {
+        "monitoring": Target(f"127.0.0.1:{fuzz_monitoring.server.port}"),
         "gateway": Target(f"127.0.0.1:{fuzz_gateway.server.port}"),
         "feedback": Target(f"127.0.0.1:{fuzz_feedback.server.port}"),
         "governance": Target(fuzz_governance.target, fuzz_governance.md("olga")),
