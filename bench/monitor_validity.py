@@ -43,6 +43,7 @@ from numpy.typing import NDArray
 
 from services.monitors.alerting.sequential import CusumState, FalseAlarmBudget
 from services.monitors.bias.spec import BiasSpec
+from services.monitors.calibration.calculator import implied_temperatures
 from services.monitors.calibration.spec import CalibrationSpec
 from services.monitors.core.findings import MonitorKind, Severity
 from services.monitors.core.reference import load_reference_profile
@@ -138,9 +139,7 @@ def subgroup_sensitivity(pool: Window, _: NDArray[Any], rng: np.random.Generator
     score[flip] = -np.abs(score[flip]) - 0.5
     # Served through the version's own calibration (its temperature, read off the unchanged rows): the model
     # changed, the calibration in service did not.
-    usable = (np.abs(rows.score) > 0.5) & (rows.probability > 1e-4) & (rows.probability < 1 - 1e-4)
-    served_logit = np.log(rows.probability[usable] / (1.0 - rows.probability[usable]))
-    temperature = float(np.median(rows.score[usable] / served_logit))
+    temperature = float(np.median(implied_temperatures(pool)))
     probability[flip] = 1.0 / (1.0 + np.exp(-score[flip] / temperature))
     return Rows(score, probability, rows.truth, rows.features, rows.attributes)
 

@@ -13,7 +13,6 @@ through the same :meth:`OpenInferenceServicer.infer`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -35,6 +34,7 @@ from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, S
 from services.gateway.handlers import PredictHandler
 from services.gateway.ports import InferenceBackend, ModelCatalog
 from services.gateway.pseudonym import Pseudonymiser
+from services.gateway.streams import answer_each
 from services.runtime.errors import (
     DomainError,
     InvalidArgument,
@@ -387,48 +387,13 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         and the stream goes on, as Triton does. An undecodable message ends the stream with INVALID_ARGUMENT
         once the requests before it are answered.
         """
-        results: asyncio.Queue[service_pb2.ModelStreamInferResponse | DomainError | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(self.stream_concurrency)
+        async for item in answer_each(request_iterator, self._stream_item, self.stream_concurrency, _unreadable):
+            yield item
 
-        async def one(req: service_pb2.ModelInferRequest) -> None:
-            try:
-                answer = await self._stream_item(req)
-            finally:
-                slots.release()
-            await results.put(answer)
 
-        async def feed() -> None:
-            tasks: set[asyncio.Task[None]] = set()
-            ending: DomainError | None = None
-            received = 0
-            try:
-                async for req in request_iterator:
-                    await slots.acquire()
-                    task = asyncio.create_task(one(req))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    received += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                ending = InvalidArgument(f"requests[{received}]", "could not be decoded as a ModelInferRequest")
-            finally:
-                if tasks:
-                    await asyncio.gather(*list(tasks), return_exceptions=True)
-                await results.put(ending)
-
-        feeder = asyncio.create_task(feed())
-        try:
-            while True:
-                item = await results.get()
-                if item is None:
-                    break
-                if isinstance(item, DomainError):
-                    raise item
-                yield item
-            await feeder
-        finally:
-            feeder.cancel()
+def _unreadable(_: Exception, index: int) -> DomainError:
+    """The status a stream ends with when message ``index`` cannot be read."""
+    return InvalidArgument(f"requests[{index}]", "could not be decoded as a ModelInferRequest")
 
 
 def register(server: RadguardServer, servicer: OpenInferenceServicer) -> None:

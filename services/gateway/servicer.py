@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from services.gateway.handlers import PredictHandler
 from services.gateway.ports import ModelCatalog
 from services.gateway.pseudonym import Pseudonymiser
 from services.gateway.routing import Arm, RouteBook
+from services.gateway.streams import answer_each
 from services.runtime.errors import (
     DomainError,
     InvalidArgument,
@@ -237,49 +237,10 @@ class InferenceGatewayServicer(inference_pb2_grpc.InferenceGatewayServicer):
         request_iterator: AsyncIterator[inference_pb2.PredictRequest],
         context: grpc.aio.ServicerContext[object, object],
     ) -> AsyncIterator[inference_pb2.PredictResponse]:
-        results: asyncio.Queue[inference_pb2.PredictResponse | DomainError | None] = asyncio.Queue()
-        slots = asyncio.Semaphore(self.translator.limits.stream_concurrency)
-
-        async def one(req: inference_pb2.PredictRequest) -> None:
-            try:
-                answer = await self._answer_item(req)
-            finally:
-                slots.release()
-            await results.put(answer)
-
-        async def feed() -> None:
-            tasks: set[asyncio.Task[None]] = set()
-            ending: DomainError | None = None
-            received = 0
-            try:
-                async for req in request_iterator:
-                    await slots.acquire()
-                    task = asyncio.create_task(one(req))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                    received += 1
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # An undecodable message: answer what came before it, then end with a status naming it.
-                ending = _unreadable(exc, received)
-            finally:
-                if tasks:
-                    await asyncio.gather(*list(tasks), return_exceptions=True)
-                await results.put(ending)
-
-        feeder = asyncio.create_task(feed())
-        try:
-            while True:
-                item = await results.get()
-                if item is None:
-                    break
-                if isinstance(item, DomainError):
-                    raise item
-                yield item
-            await feeder
-        finally:
-            feeder.cancel()
+        async for item in answer_each(
+            request_iterator, self._answer_item, self.translator.limits.stream_concurrency, _unreadable
+        ):
+            yield item
 
     async def GetRoute(
         self, request: inference_pb2.GetRouteRequest, context: grpc.aio.ServicerContext[object, object]

@@ -7,7 +7,6 @@ here with a default that works on a developer machine.
 
 from __future__ import annotations
 
-import os
 import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from pydantic_settings import (
 )
 
 from services.runtime.kafka_security import KafkaSecuritySettings
+from services.runtime.validators import readable_file
 
 ENV_PREFIX = "RADGUARD_"
 
@@ -158,15 +158,7 @@ class ServiceSettings(KafkaSecuritySettings):
     @field_validator("tls_cert_file", "tls_key_file", "tls_ca_file")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        if not value.exists():
-            raise ValueError(f"must be a readable file, got '{value}' (no such file)")
-        if not value.is_file():
-            raise ValueError(f"must be a readable file, got '{value}' (not a regular file)")
-        if not os.access(value, os.R_OK):
-            raise ValueError(f"must be a readable file, got '{value}' (permission denied)")
-        return value
+        return readable_file(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -11,12 +11,13 @@ The defaults are today's behaviour: plaintext, no authentication.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.runtime.validators import readable_file
 
 __all__ = ["PLAINTEXT", "KafkaSecuritySettings", "SaslMechanism", "SecurityProtocol"]
 
@@ -59,15 +60,7 @@ class KafkaSecuritySettings(BaseSettings):
     @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        if not value.exists():
-            raise ValueError(f"must be a readable file, got '{value}' (no such file)")
-        if not value.is_file():
-            raise ValueError(f"must be a readable file, got '{value}' (not a regular file)")
-        if not os.access(value, os.R_OK):
-            raise ValueError(f"must be a readable file, got '{value}' (permission denied)")
-        return value
+        return readable_file(value)
 
     @model_validator(mode="after")
     def _consistent_kafka_security(self) -> Self:

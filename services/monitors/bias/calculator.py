@@ -98,6 +98,7 @@ class BiasMonitor:
         self._reference = reference
         self._spec = spec
         self._groups: dict[Subgroup, _ReferenceGroup] = {}
+        self._evidence_rows: dict[Subgroup | None, NDArray[np.bool_]] = {}
 
     @property
     def spec(self) -> BiasSpec:
@@ -156,6 +157,14 @@ class BiasMonitor:
             MonitorKind.BIAS, window, finding_statistics, _summary(finding_statistics, len(subgroups)), spec.ref
         )
 
+    def _reference_rows(self, subgroup: Subgroup | None) -> NDArray[np.bool_]:
+        """The reference's read and decided rows of ``subgroup`` (all of them for None), computed once."""
+        if subgroup not in self._evidence_rows:
+            reference = self._reference
+            rows = reference.labelled & np.isfinite(reference.decision)
+            self._evidence_rows[subgroup] = rows if subgroup is None else rows & subgroup.rows(reference)
+        return self._evidence_rows[subgroup]
+
     def _sequential_evidence(self, window: Window, subgroups: list[Subgroup]) -> list[Statistic]:
         """Per subgroup and breach metric: the block's one-sided z against the prevalence-adjusted reference."""
         spec = self._spec
@@ -168,10 +177,9 @@ class BiasMonitor:
         for subgroup in [None, *subgroups]:
             name = "" if subgroup is None else subgroup.name
             window_rows = window.labelled & np.isfinite(window.decision)
-            reference_rows = reference.labelled & np.isfinite(reference.decision)
+            reference_rows = self._reference_rows(subgroup)
             if subgroup is not None:
                 window_rows &= subgroup.rows(window)
-                reference_rows &= subgroup.rows(reference)
             for metric in metrics:
                 label, success = _SEQUENTIAL[metric]
                 current = window_rows & (window.label == label)

@@ -172,7 +172,7 @@ class CalibrationMonitor:
         reference_temperature = self._temperature
         if reference_temperature is None:
             return None
-        implied = _implied_temperatures(window)
+        implied = implied_temperatures(window)
         n = int(implied.size)
         if n < self._spec.map_min_predictions:
             return None
@@ -357,8 +357,9 @@ _MAP_MIN_LOGIT = 0.5
 _MAP_MIN_PROBABILITY = 1e-4
 
 
-def _implied_temperatures(window: Window) -> FloatArray:
-    """``logit / log(p / (1 - p))`` of every prediction where both pin the temperature down."""
+def implied_temperatures(window: Window) -> FloatArray:
+    """The temperature each prediction was served at, ``logit / log(p / (1 - p))``, over the predictions where
+    both pin it down (logit away from 0, probability away from 0 and 1)."""
     score, probability = window.score, window.probability
     usable = (
         np.isfinite(score)
@@ -377,7 +378,7 @@ def _implied_temperature(reference: Window, tolerance: float) -> float | None:
     """The reference's temperature (median over its predictions), or None when it cannot be told or when the
     reference's own probabilities do not follow one temperature (a calibration other than temperature scaling,
     which this check does not cover)."""
-    implied = _implied_temperatures(reference)
+    implied = implied_temperatures(reference)
     implied = implied[np.isfinite(implied) & (implied > 0.0)]
     if implied.size < 10:
         return None
