@@ -44,12 +44,12 @@ def ledger_of(ids: list[str], read_ids: list[str]) -> tuple[set[str], set[str]]:
     return asyncio.run(wait_for_ledger(load_stack_settings().postgres_dsn, stats, timeout_s=60))
 
 
-def run_demo(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_demo(out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     started = time.monotonic()
-    done = radguard("demo", "--fast", *extra, "--result-json", str(out), timeout_s=400)
+    done = radguard("demo", "--fast", "--result-json", str(out), timeout_s=400)
     print(done.stdout[-6000:])
     assert done.returncode == 0, done.stderr[-3000:]
-    print(f"demo --fast {' '.join(extra)} wall {time.monotonic() - started:.0f} s")
+    print(f"demo --fast wall {time.monotonic() - started:.0f} s")
     return done, json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -79,12 +79,20 @@ async def answers_under(model: str) -> int:
 
 
 @pytest.mark.timeout(840)
-def test_demo_fast_tells_the_rollback_story_and_runs_again(stack: StackEndpoints, tmp_path: Path) -> None:
+def test_demo_fast_tells_the_rollback_story_twice_on_one_stack(stack: StackEndpoints, tmp_path: Path) -> None:
     """CR-90 protocol change: findings, automatic rollback, gateway on stable, ledger complete, audit verifies.
 
-    Then again on the same stack, the healthy variant: a model of its own, v2 promoted, its own books.
+    Told twice on the same stack: the second run has a model of its own, the same story and its own books.
     """
-    done, result = run_demo(tmp_path / "demo.json")
+    first = tell_the_rollback_story(tmp_path / "demo.json")
+    again = tell_the_rollback_story(tmp_path / "again.json")
+    assert again["model_name"] != first["model_name"]
+    assert again["audit_entries"] > first["audit_entries"]  # one chain, appended to, never reset
+
+
+def tell_the_rollback_story(out: Path) -> dict[str, Any]:
+    """Run ``radguard demo --fast`` and check its story and books; returns its result."""
+    done, result = run_demo(out)
     # The story: the canary was stopped and v2 rolled back by the controller, every study now on v1.
     assert result["rollout_status"] == "aborted"
     assert any("aborted by rollout-controller" in reason for reason in result["rollout_reasons"])
@@ -111,17 +119,7 @@ def test_demo_fast_tells_the_rollback_story_and_runs_again(stack: StackEndpoints
     assert pack.startswith("<!DOCTYPE html>") or pack.lstrip().lower().startswith("<!doctype html>")
     assert "chest_nodule" in pack and '<script src="http' not in pack
     assert "radguard demo: summary" in done.stdout
-
-    # Again, on the same stack: its own registrations, its own story (v2 healthy, promoted), its own books.
-    again_done, again = run_demo(tmp_path / "again.json", "--healthy")
-    assert again["model_name"] != result["model_name"]
-    assert again["model_name"].startswith("chest_nodule-demo-")
-    assert again["rollout_status"] == "completed" and again["v2_state"] == "production"
-    assert again["routes"]["stable"] == "2" and again["routes"]["canary"] == ""
-    assert again["after_answers"] == {"stable v2": 12}
-    assert_books_are_its_own(again)
-    assert again["audit_entries"] > result["audit_entries"]  # one chain, appended to, never reset
-    assert "radguard demo: summary" in again_done.stdout
+    return result
 
 
 def ensure_route() -> None:
