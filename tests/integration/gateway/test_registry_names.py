@@ -96,6 +96,17 @@ async def test_a_registry_name_is_served_by_its_triton_target_and_recorded_under
         response = reply.get_response()
         assert (response.model_name, response.model_version) == (name, "7")
         assert float(reply.as_numpy("LOGIT")[0, 0]) == pytest.approx(float(logic.score_batch(img)[0, 0]), abs=1e-5)
+        # The admin calls resolve the registry's name and label too: label 8 is Triton's placeholder 2.
+        assert await client.is_model_ready(name, "8")
+        assert await client.is_model_ready(name)
+        metadata = await client.get_model_metadata(name, "8")
+        assert metadata.name == name
+        assert "2" in list(metadata.versions)
+        config = await client.get_model_config(name, "8")
+        assert config.config.name == "placeholder"
+        stats = await client.get_inference_statistics(name, "8")
+        assert [(s.name, s.version) for s in stats.model_stats] == [("placeholder", "2")]
+        assert not await client.is_model_ready(f"{name}-unrouted")
     finally:
         await client.close()
     await _route(
