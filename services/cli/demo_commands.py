@@ -48,17 +48,27 @@ CHANGED_SITE, CHANGED_SCANNER = "site-C", "CR-90"
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much traffic each act sends."""
+    """How much traffic each act sends.
+
+    The canary phase is paced (``canary_rate`` studies per second): governance's controller evaluates the gates
+    every 10 s on the reads that have arrived since the step began, so traffic sent as fast as the gateway
+    answers would reach any cap between two evaluations and leave each step a single look at its evidence.
+    """
 
     shadow_studies: int
     batch: int
     max_canary_studies: int
     monitor_block: int
     after_studies: int
+    canary_rate: float
 
 
-FULL = DemoSize(shadow_studies=60, batch=48, max_canary_studies=2400, monitor_block=120, after_studies=24)
-FAST = DemoSize(shadow_studies=30, batch=32, max_canary_studies=1200, monitor_block=120, after_studies=12)
+FULL = DemoSize(
+    shadow_studies=60, batch=48, max_canary_studies=4800, monitor_block=120, after_studies=24, canary_rate=16.0
+)
+FAST = DemoSize(
+    shadow_studies=30, batch=32, max_canary_studies=2400, monitor_block=120, after_studies=12, canary_rate=24.0
+)
 
 
 def demo_model_name(run: str) -> str:
@@ -357,7 +367,7 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
                 break
             if canary.stats.sent >= size.max_canary_studies:
                 raise StackError(f"the rollout still runs after {canary.stats.sent} canary-phase studies")
-            await drive(canary, studies=size.batch, duration_s=None, rate=None, title="canary traffic")
+            await drive(canary, studies=size.batch, duration_s=None, rate=size.canary_rate, title="canary traffic")
             canary_answers = canary.stats.answered_by_arm.get(("canary", "2"), 0)
             if not healthy and not monitored and canary_answers >= size.monitor_block:
                 await asyncio.sleep(2.0)

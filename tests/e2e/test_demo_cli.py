@@ -44,12 +44,12 @@ def ledger_of(ids: list[str], read_ids: list[str]) -> tuple[set[str], set[str]]:
     return asyncio.run(wait_for_ledger(load_stack_settings().postgres_dsn, stats, timeout_s=60))
 
 
-def run_demo(out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+def run_demo(out: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     started = time.monotonic()
-    done = radguard("demo", "--fast", "--result-json", str(out), timeout_s=400)
+    done = radguard("demo", "--fast", *flags, "--result-json", str(out), timeout_s=400)
     print(done.stdout[-6000:])
     assert done.returncode == 0, done.stderr[-3000:]
-    print(f"demo --fast wall {time.monotonic() - started:.0f} s")
+    print(f"demo --fast {' '.join(flags)} wall {time.monotonic() - started:.0f} s")
     return done, json.loads(out.read_text(encoding="utf-8"))
 
 
@@ -79,15 +79,32 @@ async def answers_under(model: str) -> int:
 
 
 @pytest.mark.timeout(840)
-def test_demo_fast_tells_the_rollback_story_twice_on_one_stack(stack: StackEndpoints, tmp_path: Path) -> None:
+def test_demo_fast_tells_both_stories_on_one_stack(stack: StackEndpoints, tmp_path: Path) -> None:
     """CR-90 protocol change: findings, automatic rollback, gateway on stable, ledger complete, audit verifies.
+    Then, on the same stack, the healthy variant: v2 passes every step and becomes production.
 
-    Told twice on the same stack: the second run has a model of its own, the same story and its own books.
+    The second run has a model of its own, its own story and its own books.
     """
     first = tell_the_rollback_story(tmp_path / "demo.json")
-    again = tell_the_rollback_story(tmp_path / "again.json")
+    again = tell_the_healthy_story(tmp_path / "again.json")
     assert again["model_name"] != first["model_name"]
     assert again["audit_entries"] > first["audit_entries"]  # one chain, appended to, never reset
+
+
+def tell_the_healthy_story(out: Path) -> dict[str, Any]:
+    """Run ``radguard demo --fast --healthy``: the canary passes each step's gates and v2 is promoted."""
+    done, result = run_demo(out, "--healthy")
+    assert result["rollout_status"] == "completed", result["rollout_reasons"]
+    assert any("completed by rollout-controller" in reason for reason in result["rollout_reasons"])
+    assert sum("promoted by rollout-controller" in reason for reason in result["rollout_reasons"]) == 2
+    assert result["v2_state"] == "production"
+    assert result["routes"]["stable"] == "2" and result["routes"]["canary"] == ""
+    assert result["after_answers"] == {"stable v2": 12}
+    assert result["findings"] == []
+    assert result["model_name"].startswith("chest_nodule-demo-")
+    assert_books_are_its_own(result)
+    assert "healthy v2 promoted" in done.stdout
+    return result
 
 
 def tell_the_rollback_story(out: Path) -> dict[str, Any]:
