@@ -69,7 +69,7 @@ async def test_policy_explicit_rule_and_fallbacks():
     assert free.reference_renewal_rule() is None
     bare = parse_policy({**base, "approvals": {}}, "fast-test.yaml")
     assert bare.reference_renewal_rule() == DEFAULT_REFERENCE_RENEWAL_RULE
-    with pytest.raises(Exception, match="reference_renewal.roles: must not repeat a role"):
+    with pytest.raises(Exception, match=r"reference_renewal\.roles: must not repeat a role"):
         parse_policy({**base, "reference_renewal": {"count": 1, "roles": ["board", "board"]}}, "fast-test.yaml")
 
 
@@ -144,7 +144,10 @@ async def test_validation_names_the_field(world):
         ({"period": ReferencePeriod("ground_truth", "x", 1, 1, 0)}, "profile.period.labelled_by"),
         ({"period": ReferencePeriod("reads", "x", -1, 0, 0, PERIOD.start, PERIOD.end)}, "profile.period.studies"),
         ({"period": ReferencePeriod("reads", "x", 10, 11, 0, PERIOD.start, PERIOD.end)}, "profile.period.reads"),
-        ({"period": ReferencePeriod("reads", "x", 10, 5, 6, PERIOD.start, PERIOD.end)}, "profile.period.read_positives"),
+        (
+            {"period": ReferencePeriod("reads", "x", 10, 5, 6, PERIOD.start, PERIOD.end)},
+            "profile.period.read_positives",
+        ),
         ({"period": ReferencePeriod("reads", "x", 10, 5, 1, PERIOD.end, PERIOD.start)}, "profile.period.start_time"),
         ({"period": ReferencePeriod("reads", "x", 10, 5, 1, None, PERIOD.end)}, "profile.period.start_time"),
         ({"sha": "cd" * 32}, "profile.sha256"),  # the reference already in force
