@@ -62,9 +62,20 @@ def validate_proposal(  # noqa: PLR0912 - one check per field
         raise InvalidArgument(f"{where}.start_time", "must not be after end_time")
 
 
-def local_path(uri: str) -> Path | None:
-    """The file a ``file://`` URI names on this host; None for any other scheme (checked where it is read)."""
-    parsed = urlparse(uri)
+#: Largest profile file hashed when a renewal is proposed (the shipped 50,000-study profiles are ~30 MB).
+MAX_PROFILE_BYTES = 2 * 1024**3
+
+
+def local_path(uri: str, field: str = "profile") -> Path | None:
+    """The file a ``file://`` URI names on this host; None for any other scheme (checked where it is read).
+
+    Raises:
+        InvalidArgument: ``<field>.uri`` when it is not a URI at all.
+    """
+    try:
+        parsed = urlparse(uri)
+    except ValueError as error:
+        raise InvalidArgument(f"{field}.uri", f"is not a valid URI: {error}") from None
     if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
         return None
     return Path(unquote(parsed.path))
@@ -76,16 +87,23 @@ def check_local_file(uri: str, sha256: str, field: str = "profile") -> None:
     Raises:
         InvalidArgument: ``<field>.uri`` when the file cannot be read, ``<field>.sha256`` when it differs.
     """
-    path = local_path(uri)
+    path = local_path(uri, field)
     if path is None:
         return
     digest = hashlib.sha256()
     try:
+        # A device (/dev/zero) or a huge file would hold the command's transaction for ever.
+        if not path.is_file():
+            raise InvalidArgument(f"{field}.uri", f"{path} is not a readable regular file on the governance host")
+        if path.stat().st_size > MAX_PROFILE_BYTES:
+            raise InvalidArgument(f"{field}.uri", f"{path} is larger than {MAX_PROFILE_BYTES} bytes")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-    except OSError as error:
-        raise InvalidArgument(f"{field}.uri", f"cannot read {path}: {error.strerror or error}") from None
-    actual = digest.hexdigest()
-    if actual != sha256:
-        raise InvalidArgument(f"{field}.sha256", f"does not match the file ({path} hashes to {actual})")
+    except (OSError, ValueError) as error:
+        raise InvalidArgument(
+            f"{field}.uri", f"cannot read {path}: {getattr(error, 'strerror', None) or error}"
+        ) from None
+    # The file's own hash is not echoed: the caller learns only whether the bytes match what they named.
+    if digest.hexdigest() != sha256:
+        raise InvalidArgument(f"{field}.sha256", f"does not match the bytes of {path}")
