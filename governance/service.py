@@ -37,6 +37,7 @@ from governance.domain.model import (
     Rollout,
     RolloutStatus,
     RouteState,
+    ServedVersion,
     Transition,
     TransitionStatus,
     Version,
@@ -244,6 +245,23 @@ class GovernanceService:
             needs.setdefault(v.spec.triton_model, set()).add(v.spec.triton_version)
         return needs
 
+    async def _served(self, tx: GovernanceTx, routes: RouteState) -> tuple[ServedVersion, ...]:
+        """What serves and judges each version on ``routes``, from the registry (stable, canary, shadows)."""
+        labels = [v for v in (routes.stable_version, routes.canary_version, *routes.shadow_versions) if v]
+        served: list[ServedVersion] = []
+        for label in dict.fromkeys(labels):
+            spec = (await self._version(tx, routes.model_name, label)).spec
+            served.append(
+                ServedVersion(
+                    version=label,
+                    triton_model=spec.triton_model,
+                    triton_version=spec.triton_version,
+                    reference_uri=spec.reference_uri,
+                    reference_sha256=spec.reference_sha256,
+                )
+            )
+        return tuple(served)
+
     async def _change_routes(
         self,
         tx: GovernanceTx,
@@ -275,6 +293,7 @@ class GovernanceService:
             reason=reason,
             rollout_id=rollout_id,
         )
+        new = replace(new, served=await self._served(tx, new))
         # Load what the old and the new table need before anything routes to it.
         needs = await self._triton_needs(tx, model_name, current.serving() | new.serving())
         for triton_model, wanted in sorted(needs.items()):

@@ -337,8 +337,34 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class ServedVersion:
+    """What serves one version of a route table and what its monitors judge it against.
+
+    Copied from the version's registration whenever governance writes the table, so gateways and monitors
+    read it from the route alone: a registry name may differ from the Triton model that answers for it.
+
+    Attributes:
+        version: Registry version label.
+        triton_model: Triton model that serves it.
+        triton_version: Triton's numeric version of ``triton_model``.
+        reference_uri: The version's reference profile (as registered).
+        reference_sha256: Hex SHA-256 of that profile.
+    """
+
+    version: str
+    triton_model: str
+    triton_version: int
+    reference_uri: str = ""
+    reference_sha256: str = ""
+
+
+@dataclass(frozen=True)
 class RouteState:
-    """A model's route table: who serves, who is under canary at what share, who shadows."""
+    """A model's route table: who serves, who is under canary at what share, who shadows.
+
+    ``served`` holds one entry per version on the table (stable, canary, shadows, in that order); tables
+    stored before it existed decode with none.
+    """
 
     model_name: str
     stable_version: str
@@ -349,6 +375,7 @@ class RouteState:
     updated_at: datetime
     reason: str
     rollout_id: str = ""
+    served: tuple[ServedVersion, ...] = ()
 
     def serving(self) -> frozenset[str]:
         """Every version this table sends traffic (or shadow copies) to."""

@@ -323,13 +323,17 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         model_name = request.model_name
         model_infer = self.stub.ModelInfer
         timeout_s = self.timeout_s
+        routes = self.handler.routes
 
         async def run(version: str) -> ModelOutputs:
-            request.model_version = version
+            # Triton is asked for the model version serving this label; the caller hears the registry's names.
+            target = routes.target(model_name, version)
+            request.model_name, request.model_version = target.model, target.version
             try:
                 upstream = await model_infer(request, timeout=timeout_s)
             except grpc.aio.AioRpcError as exc:
                 raise map_rpc_error(exc, model_name, version) from None
+            upstream.model_name, upstream.model_version = model_name, version
             holder.append(upstream)
             return outputs_from_response(upstream)[0]
 

@@ -629,6 +629,16 @@ def route_to_proto(route: RouteState) -> common_pb2.RouteTable:
         revision=route.revision,
         reason=route.reason,
         rollout_id=route.rollout_id or "",
+        served=[
+            common_pb2.ServedVersion(
+                version=entry.version,
+                triton_model=entry.triton_model,
+                triton_version=entry.triton_version,
+                reference_uri=entry.reference_uri,
+                reference_sha256=entry.reference_sha256,
+            )
+            for entry in route.served
+        ],
     )
     _set_time(message.updated_at, route.updated_at)
     return message
