@@ -19,10 +19,13 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from radguard.common.v1 import common_pb2
+from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from services.cli.governance_commands import version_from_repo
+from services.governance_api.settings import ROUTES_TOPIC
 from stack.settings import REPO_ROOT
-from tests.integration.governance_api.conftest import GovHarness
+from tests.integration.conftest import StackEndpoints
+from tests.integration.governance_api.conftest import GovHarness, end_offsets, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
@@ -81,13 +84,21 @@ async def _sign(gov: GovHarness, renewal_id: str, who: str) -> pb.ApproveRespons
     return reply
 
 
+async def _route(gov: GovHarness) -> common_pb2.RouteTable:
+    """The model's current route table as WatchRoutes streams it to route followers."""
+    stream = gov.stub.WatchRoutes(pb.WatchRoutesRequest(model_names=[MODEL]), metadata=gov.md("clara"))
+    table: common_pb2.RouteTable = await asyncio.wait_for(stream.read(), 5)
+    stream.cancel()
+    return table
+
+
 async def _code(call: object) -> grpc.StatusCode:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await call  # type: ignore[misc]
     return error.value.code()
 
 
-async def test_renewal_through_two_signatures(governance: GovHarness, tmp_path: Path) -> None:
+async def test_renewal_through_two_signatures(governance: GovHarness, stack: StackEndpoints, tmp_path: Path) -> None:
     gov = governance
     message = version_from_repo(REPO_ROOT / "model_repo", MODEL, 1, policy="standard")
     registered = await gov.stub.RegisterVersion(
@@ -132,6 +143,7 @@ async def test_renewal_through_two_signatures(governance: GovHarness, tmp_path: 
     both = pb.ApproveRequest(transition_id="t", renewal_id=renewal.renewal_id, meaning="x", request_id=rid("both"))
     assert await _code(gov.stub.Approve(both, metadata=gov.md("bert"))) == grpc.StatusCode.INVALID_ARGUMENT
 
+    routes_start = await end_offsets(stack.kafka_bootstrap, ROUTES_TOPIC)
     first = await _sign(gov, renewal.renewal_id, "bert")
     assert first.renewal.status == pb.TRANSITION_STATUS_PENDING and first.approval.renewal_id == renewal.renewal_id
     assert not first.HasField("transition")
@@ -159,6 +171,23 @@ async def test_renewal_through_two_signatures(governance: GovHarness, tmp_path: 
     routes_after = await gov.app.service.get_routes(MODEL)
     assert routes_after.revision == applied.route_revision and routes_after.stable_version == "1"
     assert routes_after.reason.startswith("reference renewed for version '1'")
+    table = await _route(gov)
+    assert table.revision == applied.route_revision
+    assert [(s.version, s.reference_uri, s.reference_sha256) for s in table.served] == [("1", path.as_uri(), sha)]
+
+    # ... and on the compacted routes topic every gateway and the monitor runner follow.
+    def tables(records: list[tuple[bytes | None, bytes]]) -> list[common_pb2.RouteTable]:
+        events = (events_pb2.RouteTableEvent.FromString(v) for k, v in records if k == MODEL.encode())
+        return [e.table for e in events]
+
+    published = await read_topic(
+        stack.kafka_bootstrap,
+        ROUTES_TOPIC,
+        routes_start,
+        lambda records: any(t.revision == applied.route_revision for t in tables(records)),
+    )
+    (renewed,) = [t for t in tables(published) if t.revision == applied.route_revision]
+    assert [(s.reference_uri, s.reference_sha256) for s in renewed.served] == [(path.as_uri(), sha)]
 
     # A second proposal can be withdrawn by its proposer; nothing changes.
     other = tmp_path / "other.npz"

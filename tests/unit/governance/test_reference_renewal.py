@@ -203,6 +203,10 @@ async def test_renewal_of_a_routed_version_republishes_its_route(world):
     after = await world.service.get_routes(MODEL)
     assert after.revision == before.revision + 1 == r.route_revision
     assert after.stable_version == "1" and after.reason.startswith("reference renewed for version '1'")
+    # Route followers (gateways, the monitor runner) read the version's reference from the table's served entry.
+    served = {s.version: s for s in after.served}
+    assert (served["1"].reference_uri, served["1"].reference_sha256) == (r.proposed.uri, NEW_SHA)
+    assert {s.version: s.reference_sha256 for s in before.served} == {"1": "cd" * 32}
 
 
 async def test_concurrent_retries_of_one_request_id_apply_once(world):
