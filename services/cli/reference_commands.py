@@ -178,13 +178,11 @@ def _period(content: dict[str, Any]) -> Any:
 
 def print_renewal(renewal: Any) -> None:
     """One renewal: status, the reference it proposes and the one it replaces, signatures, what is missing."""
-    from rich.console import Console
-
     from radguard.governance.v1 import governance_pb2 as pb
     from services.cli import governance_commands as gc
 
     status = pb.TransitionStatus.Name(renewal.status).removeprefix("TRANSITION_STATUS_").lower()
-    console = Console()
+    console = gc._out
     console.print(
         f"reference renewal [bold]{renewal.renewal_id}[/] of {renewal.model.model_name} "
         f"{renewal.model.model_version}: [bold]{status}[/] (proposed by {renewal.requested_by} at "

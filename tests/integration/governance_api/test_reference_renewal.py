@@ -222,3 +222,66 @@ async def test_renewal_through_two_signatures(governance: GovHarness, stack: Sta
     assert sorted(e.actor for e in denied) == ["bianca", "olga"]
     verdict = await gov.stub.VerifyAudit(pb.VerifyAuditRequest(), metadata=gov.md("clara"))
     assert verdict.ok, verdict.reason
+
+
+async def test_cli_propose_approve_list(
+    governance: GovHarness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``radguard reference propose/approve/list`` against the service, with a profile as the builder writes it."""
+    import json
+    import re
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from services.cli import governance_commands
+    from services.cli.main import app as cli
+    from services.monitors.core.reference_build import write_profile
+
+    monkeypatch.setattr(governance_commands._out, "width", 300)  # lines unwrapped in the captured output
+    gov = governance
+    message = version_from_repo(REPO_ROOT / "model_repo", MODEL, 1, policy="e2e")
+    await gov.stub.RegisterVersion(
+        pb.RegisterVersionRequest(version=message, request_id=rid("reg")), metadata=gov.md("olga")
+    )
+    metadata = {
+        "labels": "reads",
+        "period": {
+            "model_name": MODEL,
+            "model_version": "1",
+            "since": "2026-11-01T00:00:00+00:00",
+            "until": "2026-12-01T00:00:00+00:00",
+            "arms": ["stable"],
+        },
+        "studies": 3000,
+        "n": 2900,
+        "reads": 2900,
+        "read_positives": 610,
+        "threshold": 0.5,
+    }
+    profile = tmp_path / "reference_profile.npz"
+    write_profile(profile, {"logits": np.zeros(3, np.float32), "metadata": np.array(json.dumps(metadata))})
+    runner = CliRunner()
+    common = ["--target", gov.target]
+
+    def run(*args: str, who: str) -> str:
+        done = runner.invoke(cli, [*args, *common, "--token", gov.tokens[who]], terminal_width=200)
+        assert done.exit_code == 0, (done.output, done.exception)
+        return done.output
+
+    proposed = await asyncio.to_thread(
+        run, "reference", "propose", MODEL, "1", "--profile", str(profile), "--reason", "November period", who="olga"
+    )
+    match = re.search(r"reference renewal (\S+) of chest_nodule 1: pending", proposed)
+    assert match, proposed
+    renewal_id = match.group(1)
+    assert "1 more approval from board for reference renewal" in proposed
+    assert "2,900 reads, 610 positive; chosen by olga" in proposed
+
+    signed = await asyncio.to_thread(run, "reference", "approve", renewal_id, who="bert")
+    assert "signed by bert" in signed and "applied" in signed and "version on no route" in signed
+
+    listed = await asyncio.to_thread(run, "reference", "list", MODEL, "1", who="clara")
+    sha = hashlib.sha256(profile.read_bytes()).hexdigest()
+    assert f"in force for {MODEL} 1: {profile.resolve().as_uri()} ({sha[:12]}" in listed
+    assert listed.count("reference renewal ") == 1 and "signed by bert" in listed
