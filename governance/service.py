@@ -63,6 +63,7 @@ ROLES: dict[str, frozenset[Role]] = {
     "register_version": frozenset({Role.OPERATOR, Role.BOARD}),
     "request_transition": frozenset({Role.OPERATOR, Role.BOARD}),
     "approve": frozenset({Role.BOARD, Role.CLINICIAN}),
+    "approve_reference": frozenset({Role.BOARD, Role.CLINICIAN}),
     "start_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "pause_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "resume_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
@@ -680,7 +681,7 @@ class GovernanceService:
             pending = await tx.pending_renewal_for(model_name, version)
             if pending is not None:
                 raise FailedPrecondition(f"reference renewal {pending.renewal_id} is already pending for this version")
-            check_local_file(uri, sha256)
+            await asyncio.to_thread(check_local_file, uri, sha256)  # hashing a large file must not stall the loop
             policy = self._policy(v)
             unmet = _unmet(policy.reference_renewal_rule(), "reference renewal", ())
             r = ReferenceRenewal(
@@ -799,7 +800,8 @@ class GovernanceService:
             return from_jsonable(Approval, data[0]), from_jsonable(ReferenceRenewal, data[1])
 
         model_name = await self._model_of_renewal(renewal_id)
-        return await self._run("approve", actor, request_id, model_name, subject, body, decode)
+        # Its own command name: a request id first used to sign a transition is refused here, not misread.
+        return await self._run("approve_reference", actor, request_id, model_name, subject, body, decode)
 
     async def reject_reference(self, actor: Actor, renewal_id: str, reason: str, request_id: str) -> ReferenceRenewal:
         """Refuse (a signer) or withdraw (its proposer) a pending reference renewal; the reference in force stays.

@@ -95,8 +95,12 @@ def check_local_file(uri: str, sha256: str, field: str = "profile") -> None:
         # A device (/dev/zero) or a huge file would hold the command's transaction for ever.
         if not path.is_file():
             raise InvalidArgument(f"{field}.uri", f"{path} is not a readable regular file on the governance host")
-        if path.stat().st_size > MAX_PROFILE_BYTES:
+        size = path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
             raise InvalidArgument(f"{field}.uri", f"{path} is larger than {MAX_PROFILE_BYTES} bytes")
+        # Also refuses pseudo-files (/proc, /sys) that report no size and may never end.
+        if size == 0:
+            raise InvalidArgument(f"{field}.uri", f"{path} is empty")
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)

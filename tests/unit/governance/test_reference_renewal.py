@@ -154,6 +154,7 @@ async def test_validation_names_the_field(world):
         ({"uri": "file:///nonexistent/reference_profile.npz"}, "profile.uri"),
         ({"uri": "file:///dev/zero"}, "profile.uri"),
         ({"uri": "file:///tmp/a%00b"}, "profile.uri"),
+        ({"uri": "file:///proc/self/status"}, "profile.uri"),
     ]
     for changes, field in cases:
         with pytest.raises(InvalidArgument) as error:
@@ -218,3 +219,12 @@ async def test_concurrent_retries_of_one_request_id_apply_once(world):
     results = await asyncio.gather(*calls)
     assert len({r.renewal_id for r in results}) == 1
     assert len(await world.service.list_reference_renewals(MODEL)) == 1
+
+
+async def test_a_request_id_of_a_transition_approval_is_not_reused_for_a_renewal(world):
+    await world.register("1", policy="standard")
+    t = await world.service.request_transition(OPERATOR, MODEL, "1", State.VALIDATED, "", world.rid())
+    await world.service.approve(BOARD, t.transition_id, "approve", "sign-1")
+    r = await _propose(world)
+    with pytest.raises(InvalidArgument, match="request_id: already used for approve"):
+        await world.service.approve_reference(BOARD, r.renewal_id, "approve", "sign-1")
