@@ -181,6 +181,11 @@ async def test_terminal_version_and_one_pending(world):
     await world.move("2", State.REJECTED, approvers=())
     with pytest.raises(FailedPrecondition, match="version is rejected"):
         await _propose(world, "2")
+    await world.register("3")
+    await world.move("3", State.VALIDATED, approvers=())
+    await world.move("3", State.RETIRED, approvers=())
+    with pytest.raises(FailedPrecondition, match="version is retired"):
+        await _propose(world, "3")
     r = await _propose(world, "1")
     with pytest.raises(FailedPrecondition, match=f"{r.renewal_id} is already pending"):
         await _propose(world, "1", sha="aa" * 32)
