@@ -309,13 +309,26 @@ class GovernanceService:
         return new
 
     async def _unload_gone(self, model_name: str) -> None:
-        """After commit: unload Triton versions of this model's versions that left every route."""
+        """After commit: unload Triton versions of this model's versions that left every route.
+
+        A Triton version that any model's route still serves stays loaded: registry models may share Triton
+        targets (e.g. a demo's own registrations of ``chest_nodule`` versions).
+        """
+        keep: dict[str, set[int]] = {}
+        drop: dict[str, set[int]] = {}
         async with self._store.transaction() as tx:
             routes = await tx.get_routes(model_name)
             serving = routes.serving() if routes else frozenset()
             versions = await tx.list_versions(model_name, (), 0, 1_000_000)
-        keep: dict[str, set[int]] = {}
-        drop: dict[str, set[int]] = {}
+            for table in await tx.list_routes():
+                targets = {(entry.triton_model, entry.triton_version) for entry in table.served}
+                if not table.served:  # a table stored before routes named their Triton targets
+                    for label in table.serving():
+                        found = await tx.get_version(table.model_name, label)
+                        if found is not None:
+                            targets.add((found.spec.triton_model, found.spec.triton_version))
+                for triton_model, triton_version in targets:
+                    keep.setdefault(triton_model, set()).add(triton_version)
         for v in versions:
             target = keep if v.version in serving else drop if v.state in _GONE else None
             if target is not None:

@@ -77,6 +77,10 @@ async def test_healthy_rollout_and_breach_abort(world):
     assert r.status == RolloutStatus.ABORTED
     routes = await world.service.get_routes(MODEL)
     assert (routes.stable_version, routes.canary_version, routes.revision) == ("1", "", 5)
+    # What serves and judges each version travels with the stored table (a JSON document in PostgreSQL).
+    assert [(s.version, s.triton_model, s.triton_version, s.reference_sha256) for s in routes.served] == [
+        ("1", "chest_nodule", 1, "cd" * 32)
+    ]
     assert (await world.service.get_version(MODEL, "2")).state == State.ROLLED_BACK
     history = [h.revision for h in await world.service.list_routes()]
     assert history == [5]

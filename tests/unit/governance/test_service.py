@@ -192,6 +192,23 @@ async def test_a_registry_name_of_its_own_is_served_by_another_triton_model(worl
     assert world.triton.loaded == {"chest_nodule": {1}}
 
 
+async def test_a_triton_version_another_models_route_serves_stays_loaded(world):
+    await world.production("1")
+    await world.shadow("2")  # chest-nodule shadows v2 on Triton chest_nodule 2
+    other = "chest_nodule-demo-2"
+    for label in ("1", "2"):
+        await world.service.register_version(OPERATOR, spec(label, model_name=other), world.rid())
+    moves = (("1", State.VALIDATED), ("1", State.PRODUCTION), ("2", State.VALIDATED), ("2", State.SHADOW))
+    for label, to in (*moves, ("2", State.REJECTED)):
+        t = await world.service.request_transition(OPERATOR, other, label, to, "", world.rid())
+        if t.status == TransitionStatus.PENDING:
+            await world.service.approve(BOARD, t.transition_id, "", world.rid())
+    assert (await world.service.get_version(other, "2")).state == State.REJECTED
+    assert (await world.service.get_routes(other)).shadow_versions == ()
+    # The demo's v2 left every route of its own, but chest-nodule's route still shadows Triton chest_nodule 2.
+    assert world.triton.loaded == {"chest_nodule": {1, 2}}
+
+
 async def test_same_signer_twice_is_refused(world):
     await world.register("1")
     await world.move("1", State.VALIDATED)
