@@ -52,8 +52,13 @@ async def _rows(dsn: str, model: str, version: str, since: datetime, until: date
         dsn, min_size=1, max_size=1, server_settings={"default_transaction_read_only": "on"}
     )
     try:
+        from services.monitors.core.reference_build import with_twin_reads
+
+        queries = PostgresLedgerQueries(pool)
         spec = WindowSpec(model, model_version=version, start=since, end=until, include_features=True)
-        return (await PostgresLedgerQueries(pool).window(spec)).rows
+        rows = (await queries.window(spec)).rows
+        # A shadow period's predictions are labelled by the reads of the served predictions they shadowed.
+        return with_twin_reads(rows, await queries.served_twin_reads(model, version, since, until))
     finally:
         await pool.close()
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,21 @@ class BuiltReference:
     end: datetime
     threshold: float
     powers: tuple[SubgroupPower, ...]
+
+
+def with_twin_reads(
+    rows: Sequence[LabelledPrediction], twins: Mapping[str, tuple[int, datetime, str]]
+) -> list[LabelledPrediction]:
+    """Label a version's shadow predictions with the reads of their served twins (see ``served_twin_reads``)."""
+    out = []
+    for row in rows:
+        twin = twins.get(row.prediction_id) if row.label is None else None
+        if twin is None:
+            out.append(row)
+            continue
+        label, read_time, read_id = twin
+        out.append(replace(row, label=label, read_time=read_time, read_id=read_id, read_count=1))
+    return out
 
 
 def _threshold(rows: Sequence[LabelledPrediction], override: float | None) -> float:
@@ -194,6 +209,7 @@ def build_from_rows(
         "reads": len(labelled),
         "read_positives": read_positives,
         "reads_without_age_left_out": no_age,
+        "shadow_reads_from_served_twin": sum(1 for row in labelled if row.arm.value == "shadow"),
         "label_maturity": len(labelled) / len(rows) if rows else 0.0,
         "read_delay_minutes": {
             "median": float(np.median(finite_delays)) if finite_delays.size else None,

@@ -19,27 +19,52 @@ import pytest
 from typer.testing import CliRunner
 
 from kernel.power import minimal_detectable_drop
+from radguard.common.v1 import common_pb2
+from radguard.events.v1 import events_pb2
 from services.cli.main import app as cli
 from services.monitors.core.reference import load_reference_profile
+from services.runtime.ids import uuid7
 from stack.processes import StackError
 from tests.integration.conftest import StackEndpoints
 from tests.integration.ledger.conftest import Topics, produce, start_writer, wait_for_rows, writer_env
-from tests.integration.ledger.simulated import MODEL, simulate
+from tests.integration.ledger.simulated import MODEL, Traffic, simulate
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.integration, pytest.mark.timeout(300)]
 
 PREDICTIONS, READS = 4_000, 3_200
+SHADOWED = 1_500
+
+
+def shadow_twins(traffic: Traffic, n: int) -> tuple[list[tuple[bytes, bytes]], dict[str, str]]:
+    """Version 5 shadowing the first ``n`` stable predictions: (events, shadow id -> served id)."""
+    events, pairs = [], {}
+    for key, value in traffic.predictions[: n * 2]:
+        served = events_pb2.PredictionEvent.FromString(value)
+        if served.model.model_version != "3" or len(pairs) == n:
+            continue
+        shadow = events_pb2.PredictionEvent()
+        shadow.CopyFrom(served)
+        shadow_id = uuid7()
+        shadow.prediction_id = shadow.meta.event_id = shadow_id
+        shadow.model.model_version = "5"
+        shadow.arm = common_pb2.ARM_SHADOW
+        shadow.served_prediction_id = served.prediction_id
+        events.append((key, shadow.SerializeToString()))
+        pairs[shadow_id] = served.prediction_id
+    return events, pairs
 
 
 async def test_reference_from_a_ledger_period(
     stack: StackEndpoints, ledger_dsn: str, topics: Topics, tmp_path: Path
 ) -> None:
     traffic = simulate(PREDICTIONS, READS, seed=23)
+    shadows, pairs = shadow_twins(traffic, SHADOWED)
     writer = await start_writer(writer_env(stack, ledger_dsn, topics))
     try:
-        await produce(stack.kafka_bootstrap, topics.predictions, traffic.predictions)
+        await produce(stack.kafka_bootstrap, topics.predictions, traffic.predictions + shadows)
         await produce(stack.kafka_bootstrap, topics.reads, traffic.reads)
-        assert await wait_for_rows(ledger_dsn, PREDICTIONS, READS, timeout_s=120) == (PREDICTIONS, READS)
+        total = PREDICTIONS + len(shadows)
+        assert await wait_for_rows(ledger_dsn, total, READS, timeout_s=120) == (total, READS)
     finally:
         await writer.stop()
 
@@ -89,3 +114,18 @@ async def test_reference_from_a_ledger_period(
     message = str(refused.exception)
     assert f"holds {len(read)} reads" in message and "needs at least 100000 (--min-reads)" in message
     assert "\n" not in message and not refused_out.exists()
+
+    # A shadow period: version 5's predictions are labelled by the reads of the served predictions they shadowed.
+    twin_read = [traffic.truth[served] for served in pairs.values() if traffic.truth[served].read is not None]
+    shadow_out = tmp_path / "shadow.npz"
+    shadow_args = ["reference", "build", "--model", MODEL, "--version", "5", "--since", since.isoformat()]
+    shadow_args += ["--until", until.isoformat(), "--out", str(shadow_out), "--dsn", ledger_dsn, "--min-reads", "500"]
+    done = await asyncio.to_thread(runner.invoke, cli, shadow_args)
+    assert done.exit_code == 0, (done.output, done.exception)
+    with np.load(shadow_out, allow_pickle=False) as archive:
+        shadow_meta = json.loads(str(archive["metadata"].reshape(-1)[0]))
+        shadow_labels = archive["labels"]
+    assert (shadow_meta["studies"], shadow_meta["reads"]) == (len(pairs), len(twin_read))
+    assert shadow_meta["shadow_reads_from_served_twin"] == len(twin_read)
+    assert shadow_meta["period"]["arms"] == ["shadow"]
+    assert int(shadow_labels.sum()) == sum(t.read.label for t in twin_read if t.read is not None)
