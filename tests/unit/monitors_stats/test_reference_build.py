@@ -15,7 +15,7 @@ from scipy import stats
 
 from kernel.power import minimal_detectable_drop
 from services.monitors.core.reference import load_reference_profile
-from services.monitors.core.reference_build import PeriodError, build_from_rows, write_profile
+from services.monitors.core.reference_build import PeriodError, build_from_rows, with_twin_reads, write_profile
 from services.monitors.ledger.domain import Arm, Sex
 from services.monitors.ledger.queries import LabelledPrediction
 
@@ -115,3 +115,13 @@ def test_too_few_reads_or_mixed_thresholds_are_refused():
         mixed, model_name="m", model_version="2", since=T0, until=T0 + timedelta(days=1), min_reads=10, threshold=0.5
     )
     assert chosen.threshold == 0.5
+
+
+def test_shadow_rows_take_the_label_of_their_served_twin():
+    rows = [replace(r, arm=Arm.SHADOW, label=None, read_time=None, read_id=None, read_count=0) for r in _rows(3)]
+    read_at = T0 + timedelta(hours=5)
+    labelled = with_twin_reads(rows, {"p1": (1, read_at, "r-served")})
+    assert [(r.label, r.read_id) for r in labelled] == [(None, None), (1, "r-served"), (None, None)]
+    assert labelled[1].read_time == read_at and labelled[1].arm is Arm.SHADOW
+    own = replace(rows[0], label=0, read_id="own")
+    assert with_twin_reads([own], {"p0": (1, read_at, "twin")}) == [own]  # an own read is never replaced
