@@ -347,7 +347,7 @@ class ServedVersion:
         version: Registry version label.
         triton_model: Triton model that serves it.
         triton_version: Triton's numeric version of ``triton_model``.
-        reference_uri: The version's reference profile (as registered).
+        reference_uri: The version's reference profile in force (as registered, or as renewed).
         reference_sha256: Hex SHA-256 of that profile.
     """
 
