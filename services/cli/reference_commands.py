@@ -77,10 +77,18 @@ def _print_built(built: BuiltReference, out: Path) -> None:
     table = Table(title="power per subgroup: " + built.metadata["power"]["statement"])
     for column in ("subgroup", "studies", "read-positives", "detectable drop"):
         table.add_column(column, justify="left" if column == "subgroup" else "right")
+    weak = set(built.metadata["power"]["underpowered"])
     for power in built.powers:
         drop = "-" if power.detectable_drop == float("inf") else f"{power.detectable_drop:.3f}"
-        table.add_row(power.subgroup, f"{power.studies:,}", f"{power.read_positives:,}", drop)
+        style = "yellow" if power.subgroup in weak else None
+        table.add_row(power.subgroup, f"{power.studies:,}", f"{power.read_positives:,}", drop, style=style)
     console.print(table)
+    if weak:
+        limit = built.metadata["power"]["underpowered_above"]
+        console.print(
+            f"[yellow]underpowered (cannot detect a drop of {limit:g}): {', '.join(sorted(weak))}[/] "
+            "— a longer period, or judge these subgroups with care"
+        )
 
 
 def _sha256(path: Path) -> str:

@@ -30,6 +30,9 @@ from services.monitors.ledger.queries import LabelledPrediction
 #: Fewest reads a period must hold to become a reference (``--min-reads``): below it every subgroup's
 #: comparison is too imprecise to judge a block against.
 DEFAULT_MIN_READS = 2000
+#: A subgroup whose comparison cannot detect a drop of this size is named as underpowered (the 10-point drop
+#: of true sensitivity the bias monitor is sized for shows as about 7 points against reads; 0.10 is lenient).
+UNDERPOWERED_DROP = 0.10
 #: Fixed member times, so the same rows give the same bytes (and the same sha256).
 _ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 
@@ -225,6 +228,8 @@ def build_from_rows(
                 f"subgroup at sensitivity {SENSITIVITY}"
             ),
             "subgroups": {p.subgroup: round(p.detectable_drop, 4) for p in powers},
+            "underpowered": [p.subgroup for p in powers if not p.detectable_drop <= UNDERPOWERED_DROP],
+            "underpowered_above": UNDERPOWERED_DROP,
         },
     }
     arrays["metadata"] = np.array(json.dumps(metadata, sort_keys=True))

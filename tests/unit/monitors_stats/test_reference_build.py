@@ -89,6 +89,9 @@ def test_build_keeps_read_rows_at_the_threshold_and_loads(tmp_path: Path):
     female = next(p for p in built.powers if p.subgroup == "sex=female")
     assert female.read_positives == sum(r.label or 0 for r in read if r.sex is Sex.FEMALE)
     assert female.detectable_drop == pytest.approx(minimal_detectable_drop(female.read_positives))
+    # ~600 rows, ~230 read-positives per sex: short of a 0.10 drop, so named as underpowered.
+    assert built.metadata["power"]["underpowered"] == [p.subgroup for p in built.powers if p.detectable_drop > 0.10]
+    assert "sex=female" in built.metadata["power"]["underpowered"]
 
     path = tmp_path / "reference_profile.npz"
     write_profile(path, built.arrays)
