@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from governance.domain import rollout as rollouts
@@ -142,14 +143,19 @@ class GovernanceService:
         *,
         new_id: Callable[[], str] = uuid7,
         route_revision_floor: Callable[[str], Awaitable[int]] | None = None,
+        profile_roots: Sequence[Path] | None = None,
     ) -> None:
         """Args (beyond the ports):
         new_id: Makes ids of transitions, approvals and rollouts.
+        profile_roots: The folders a ``file://`` reference profile proposed for renewal must lie in (after
+            resolving links); None reads any path (library use and unit tests). The service always passes
+            the model repository and its configured ``reference_roots``, so a proposal cannot probe the host.
         route_revision_floor: The highest route revision already distributed for a model (e.g. read from
             the routes topic). Consulted only for a model's first table in this store, so governance's
             first revision supersedes whatever gateways hold; later revisions follow from the store.
         """
         self._route_floor = route_revision_floor
+        self._profile_roots = tuple(profile_roots) if profile_roots is not None else None
         self._store = store
         self._triton = triton
         self._evidence = evidence
@@ -694,7 +700,8 @@ class GovernanceService:
             pending = await tx.pending_renewal_for(model_name, version)
             if pending is not None:
                 raise FailedPrecondition(f"reference renewal {pending.renewal_id} is already pending for this version")
-            await asyncio.to_thread(check_local_file, uri, sha256)  # hashing a large file must not stall the loop
+            # Hashing a large file must not stall the loop.
+            await asyncio.to_thread(check_local_file, uri, sha256, "profile", self._profile_roots)
             policy = self._policy(v)
             unmet = _unmet(policy.reference_renewal_rule(), "reference renewal", ())
             r = ReferenceRenewal(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -81,15 +82,26 @@ def local_path(uri: str, field: str = "profile") -> Path | None:
     return Path(unquote(parsed.path))
 
 
-def check_local_file(uri: str, sha256: str, field: str = "profile") -> None:
-    """For a ``file://`` URI on this host: the file must be readable and its bytes hash to ``sha256``.
+def check_local_file(uri: str, sha256: str, field: str = "profile", roots: Sequence[Path] | None = None) -> None:
+    """For a ``file://`` URI on this host: the file must lie in ``roots``, be readable and hash to ``sha256``.
+
+    Args:
+        roots: Folders the file must lie in once links are resolved; None allows any path.
 
     Raises:
-        InvalidArgument: ``<field>.uri`` when the file cannot be read, ``<field>.sha256`` when it differs.
+        InvalidArgument: ``<field>.uri`` when the file is outside ``roots`` or cannot be read,
+            ``<field>.sha256`` when it differs.
     """
     path = local_path(uri, field)
     if path is None:
         return
+    if roots is not None:
+        resolved = path.resolve()
+        if not any(resolved.is_relative_to(root.resolve()) for root in roots):
+            # Checked before the file is touched: whether an outside path exists is not revealed.
+            raise InvalidArgument(
+                f"{field}.uri", "is outside the folders governance reads reference profiles from (reference_roots)"
+            )
     digest = hashlib.sha256()
     try:
         # A device (/dev/zero) or a huge file would hold the command's transaction for ever.

@@ -124,6 +124,14 @@ async def test_renewal_through_two_signatures(governance: GovHarness, stack: Sta
         request_id=rid("unknown"),
     )
     assert await _code(gov.stub.ProposeReference(unknown, metadata=gov.md("bianca"))) == grpc.StatusCode.NOT_FOUND
+    # A file outside the folders governance reads profiles from is refused before it is touched: a proposal
+    # cannot probe the governance host (an existing file and a missing one get the same answer).
+    for outside in (Path("/etc/hostname"), Path("/etc/no-such-profile.npz")):
+        probe = pb.ProposeReferenceRequest(model=V1, profile=_profile(outside, sha), request_id=rid("probe"))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await gov.stub.ProposeReference(probe, metadata=gov.md("bianca"))
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "profile.uri" in (refused.value.details() or "") and "reference_roots" in (refused.value.details() or "")
 
     # Concurrent retries of one request id: one renewal.
     same = pb.ProposeReferenceRequest(

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from stack.manager import Stack
 from services.runtime.outbox import prune_statement
+from stack.manager import Stack
 from stack.roles import OUTBOX_TABLES, OWNER_ROLE, SERVICE_ROLES, public_tables, service_role
 from tests.integration.conftest import StackEndpoints, service_dsn
 

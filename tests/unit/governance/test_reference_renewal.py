@@ -233,3 +233,25 @@ async def test_a_request_id_of_a_transition_approval_is_not_reused_for_a_renewal
     r = await _propose(world)
     with pytest.raises(InvalidArgument, match="request_id: already used for approve"):
         await world.service.approve_reference(BOARD, r.renewal_id, "approve", "sign-1")
+
+
+def test_a_local_profile_must_lie_in_the_roots_after_links_are_resolved(tmp_path):
+    from governance.domain.references import check_local_file
+
+    root, outside = tmp_path / "references", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    inside = root / "reference_profile.npz"
+    inside.write_bytes(b"profile bytes")
+    digest = hashlib.sha256(b"profile bytes").hexdigest()
+    check_local_file(inside.as_uri(), digest, roots=(root,))
+    secret = outside / "secret.npz"
+    secret.write_bytes(b"profile bytes")
+    escape = root / "escape.npz"
+    escape.symlink_to(secret)
+    for uri in (secret.as_uri(), escape.as_uri(), (root / ".." / "elsewhere" / "secret.npz").as_uri()):
+        with pytest.raises(InvalidArgument, match=r"profile\.uri: is outside the folders") as refused:
+            check_local_file(uri, digest, roots=(root,))
+        assert refused.value.field == "profile.uri"
+    # Unrestricted when no roots are configured (library use), still checked for its bytes.
+    check_local_file(secret.as_uri(), digest, roots=None)
