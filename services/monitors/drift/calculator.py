@@ -12,6 +12,14 @@ strongest single detector is not diluted by the many weaker ones:
 - ``case_mix``: patient attributes (sex, age band): who is being imaged, watched by default.
 
 A no-change window breaches in at most ``3 x alpha_breach`` of windows (union of three family-wise bounds).
+
+Beside the per-column tests, every scope (the whole window and each stratum) gets one multivariate test of
+the numeric inputs' mean (``mean_shift``: Hotelling's T² against the reference's Ledoit–Wolf covariance,
+:mod:`services.monitors.drift.mean_shift`), in the ``inputs`` family. The runner's charts judge a block by a
+few strong tests per scope rather than by every column (a Bonferroni bound over 15 KS tests of one site
+divides a small shift's evidence by 15): the mean-shift test and the output score's KS test of each scope,
+and the whole window's category tests. These are marked ``sequential``; the other KS tests are reported for
+people (which column moved) and judged per block, but do not feed the charts.
 """
 
 from __future__ import annotations
@@ -25,12 +33,15 @@ from kernel.distributions import kolmogorov_smirnov_sf
 from services.monitors.alerting.policy import Hypothesis, judge
 from services.monitors.core.findings import Finding, MonitorKind, Severity, Statistic
 from services.monitors.core.window import FloatArray, Window
+from services.monitors.drift.mean_shift import MeanShiftReference
 from services.monitors.drift.spec import DriftSpec
 from services.monitors.drift.two_sample import CategoryCounts, SortedSample, chi_square_test, ks_statistic
 
 #: Feature name of the output score.
 SCORE_FEATURE = "output.score"
 _ACQUISITION = vocabulary.ACQUISITION_DIMENSIONS
+#: Feature name of the multivariate mean-shift test over the numeric inputs.
+INPUTS_FEATURE = "inputs"
 #: Test families, each adjusted on its own.
 FAMILIES = ("output", "inputs", "case_mix")
 
@@ -60,6 +71,7 @@ class _Stratum:
     attribute: str
     value: str
     samples: dict[str, SortedSample]
+    mean_shift: MeanShiftReference | None
 
     @property
     def label(self) -> str:
@@ -87,6 +99,8 @@ class DriftMonitor:
         self._numeric_names = tuple(name for name in names if name in reference.features)
         columns = _numeric_columns(reference, self._numeric_names, spec.include_score)
         self._overall = {name: SortedSample.of(values) for name, values in columns.items()}
+        inputs = self._input_matrix(reference)
+        self._mean_shift = MeanShiftReference.of(inputs, spec.min_stratum) if inputs is not None else None
         self._categories = {
             name: CategoryCounts.of(reference.attributes[name])
             for name in spec.categorical_attributes
@@ -101,7 +115,8 @@ class DriftMonitor:
                 rows = values == value
                 if np.count_nonzero(rows) >= spec.min_stratum:
                     samples = {name: SortedSample.of(column[rows]) for name, column in columns.items()}
-                    self._strata.append(_Stratum(attribute, str(value), samples))
+                    shift = MeanShiftReference.of(inputs[rows], spec.min_stratum) if inputs is not None else None
+                    self._strata.append(_Stratum(attribute, str(value), samples, shift))
 
     @property
     def spec(self) -> DriftSpec:
@@ -133,9 +148,40 @@ class DriftMonitor:
                 statistics.extend(replace(s, adjustment=f"{s.adjustment} within {family}".strip()) for s in judged)
         return Finding.for_window(MonitorKind.DRIFT, window, statistics, _summary(statistics), spec.ref)
 
+    def _input_matrix(self, window: Window) -> FloatArray | None:
+        """The numeric inputs (not the score) as an (n, p) matrix, or None when the mean-shift test is off."""
+        if not self._spec.mean_shift or not self._numeric_names:
+            return None
+        if any(name not in window.features for name in self._numeric_names):
+            return None
+        return np.column_stack([np.asarray(window.features[name], dtype=np.float64) for name in self._numeric_names])
+
+    def _mean_shift_hypothesis(
+        self, reference: MeanShiftReference | None, inputs: FloatArray | None, subgroup: str
+    ) -> list[Hypothesis]:
+        if reference is None or inputs is None:
+            return []
+        result = reference.test(inputs)
+        if result.n_current == 0:
+            return []
+        statistic = Statistic(
+            name="mean_shift",
+            value=result.distance,
+            test="hotelling t2, ledoit-wolf covariance (sequential)",
+            p_value=result.p_value,
+            subgroup=subgroup,
+            feature=INPUTS_FEATURE,
+            n=result.n_current,
+            note=f"T2={result.statistic:.1f} over {result.dof} columns; Mahalanobis distance of the mean",
+            sequential=True,
+        )
+        return [Hypothesis(statistic, result.distance >= self._spec.min_mean_shift)]
+
     def _numeric_hypotheses(self, window: Window) -> list[Hypothesis]:
         spec = self._spec
         columns = _numeric_columns(window, self._numeric_names, spec.include_score)
+        inputs = self._input_matrix(window)
+        shifts = self._mean_shift_hypothesis(self._mean_shift, inputs, "")
         # (feature, subgroup, D, n, m) of every test; p-values are computed in one vectorised call.
         rows: list[tuple[str, str, float, int, int]] = [
             (name, "", *ks_statistic(self._overall[name], values)) for name, values in columns.items()
@@ -150,8 +196,10 @@ class DriftMonitor:
                 (name, stratum.label, *ks_statistic(stratum.samples[name], values[mask]))
                 for name, values in columns.items()
             )
+            stratum_inputs = inputs[mask] if inputs is not None else None
+            shifts.extend(self._mean_shift_hypothesis(stratum.mean_shift, stratum_inputs, stratum.label))
         if not rows:
-            return []
+            return shifts
         d = np.array([row[2] for row in rows])
         n = np.array([row[3] for row in rows])
         m = np.array([row[4] for row in rows])
@@ -168,11 +216,13 @@ class DriftMonitor:
                     subgroup=subgroup,
                     feature=feature,
                     n=size,
+                    # The score's KS test is chart evidence of its scope (the model's own view of a change).
+                    sequential=feature == SCORE_FEATURE and spec.mean_shift,
                 ),
                 statistic >= spec.min_ks_statistic,
             )
             for (feature, subgroup, statistic, size, _), p in zip(rows, p_values, strict=True)
-        ]
+        ] + shifts
 
     def _categorical_hypotheses(self, window: Window) -> list[Hypothesis]:
         hypotheses = []
@@ -189,6 +239,7 @@ class DriftMonitor:
                 feature=attribute_feature(name),
                 n=result.n_current,
                 note=note,
+                sequential=self._spec.mean_shift,
             )
             hypotheses.append(Hypothesis(statistic, result.cramers_v >= self._spec.min_cramers_v))
         return hypotheses
@@ -196,7 +247,7 @@ class DriftMonitor:
 
 def _describe(statistic: Statistic) -> str:
     where = f" [{statistic.subgroup}]" if statistic.subgroup else ""
-    label = "KS D" if statistic.name == "ks_statistic" else "Cramér's V"
+    label = {"ks_statistic": "KS D", "mean_shift": "Mahalanobis D"}.get(statistic.name, "Cramér's V")
     return f"{statistic.feature}{where} {label}={statistic.value:.3f} p_adj={statistic.p_value_adjusted:.2g}"
 
 
