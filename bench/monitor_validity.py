@@ -13,7 +13,10 @@ random into a reference half (what the calculators compare against) and a pool h
 - ``subgroup_sensitivity``: among men 50-69, detected positives are pushed below the operating point so the
   subgroup's sensitivity drops by 10 points;
 - ``case_mix``: studies drawn with weight ``exp(0.04 * (age - 58))`` (older patients);
-- ``prevalence``: positives drawn at half their rate, model unchanged (must not be called model failure).
+- ``prevalence``: positives drawn at half their rate, model unchanged (must not be called model failure);
+- ``changed_site`` (with ``--changed PATH``): the studies of ``--changed-site`` are drawn from a profile of a
+  planted scenario (``bench/scenario_profile.py``, e.g. ``bench/scenarios/site_b_detector_blur.yaml``: a blurrier,
+  noisier detector at site B), simulated and scored like the reference; the other sites' from the pool.
 
 Labels are radiologists' reads (a positive is missed with probability 0.11, a negative flagged with 0.05) on
 both sides by default (``--reference-labels truth`` labels the reference by ground truth, as the shipped
@@ -157,6 +160,27 @@ def prevalence(pool: Window, _: NDArray[Any], rng: np.random.Generator, n: int, 
     return rows_of(pool, _draw(pool, n, rng, weights))
 
 
+def changed_site(changed: Window, site: str) -> Planted:
+    """The scenario whose ``site`` studies come from ``changed`` (a planted scenario's profile)."""
+    rows = np.flatnonzero(changed.attributes["site"] == site)
+    if rows.size == 0:
+        raise SystemExit(f"the changed profile has no studies of {site}")
+
+    def planted(pool: Window, _: NDArray[Any], rng: np.random.Generator, n: int, __: float) -> Rows:
+        drawn = rows_of(pool, _draw(pool, n, rng))
+        at_site = np.flatnonzero(drawn.attributes["site"] == site)
+        replacement = rows_of(changed, rng.choice(rows, size=at_site.size, replace=True))
+        drawn.score[at_site], drawn.probability[at_site] = replacement.score, replacement.probability
+        drawn.truth[at_site] = replacement.truth
+        for name, values in drawn.features.items():
+            values[at_site] = replacement.features[name]
+        for name, values in drawn.attributes.items():
+            values[at_site] = replacement.attributes[name]
+        return drawn
+
+    return planted
+
+
 SCENARIOS: dict[str, Planted] = {
     "healthy": healthy,
     "site_gain": site_gain,
@@ -198,7 +222,12 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(kind.value for kind in SPECS))
     parser.add_argument("--reference-labels", choices=("reads", "truth"), default="reads")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--changed", type=Path, help="profile of a planted scenario (bench/scenario_profile.py)")
+    parser.add_argument("--changed-site", default="site-B")
     args = parser.parse_args()
+    if args.changed is not None:
+        changed = load_reference_profile(args.changed, model_name="chest_nodule", model_version=args.version)
+        SCENARIOS["changed_site"] = changed_site(changed, args.changed_site)
 
     profile = load_reference_profile(
         REPO / "model_repo" / "chest_nodule" / args.version / "reference_profile.npz",

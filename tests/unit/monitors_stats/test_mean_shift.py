@@ -124,3 +124,15 @@ def test_the_drift_charts_are_fed_the_mean_shift_and_score_tests_of_each_scope()
         DriftSpec(name="d", categorical_attributes=("site",), mean_shift=False),
     ).evaluate(_window(x, block_sites, rng.normal(size=500)))
     assert not off.select("mean_shift") and not any(s.sequential for s in off.statistics)
+
+
+def test_a_duplicated_column_gets_no_weight_and_the_test_stays_valid() -> None:
+    rng = np.random.default_rng(12)
+    x = _correlated(5000, rng)
+    reference = MeanShiftReference.of(np.column_stack([x, x[:, 0]]))  # the same descriptor twice
+    assert reference is not None and np.min(reference.weights) < 1e-6
+    null = []
+    for _ in range(1000):
+        window = _correlated(100, rng)
+        null.append(reference.test(np.column_stack([window, window[:, 0]])).p_value)
+    assert np.all(np.isfinite(null)) and stats.kstest(null, "uniform").pvalue > 0.01
