@@ -19,8 +19,9 @@ random into a reference half (what the calculators compare against) and a pool h
   noisier detector at site B), simulated and scored like the reference; the other sites' from the pool.
 
 Labels are radiologists' reads (a positive is missed with probability 0.11, a negative flagged with 0.05) on
-both sides by default (``--reference-labels truth`` labels the reference by ground truth, as the shipped
-profiles are). The shipped profiles carry no operating threshold; the bench uses 0.5 on both sides.
+both sides by default (``--reference-labels truth`` labels the reference by ground truth), drawn from each
+study's ground truth (the profile's ``ground_truth`` member; its ``labels`` are the simulator's own reads, which
+would be read twice otherwise). The shipped profiles carry no operating threshold; the bench uses 0.5 on both sides.
 
 Printed per scenario and monitor: repetitions, the per-block breach rate of the calculator alone, how often
 the block's p-value for "nothing changed" is at most 0.05 (with no change, at most ~5% means the p-values are
@@ -37,7 +38,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,16 @@ def prevalence(pool: Window, _: NDArray[Any], rng: np.random.Generator, n: int, 
     return rows_of(pool, _draw(pool, n, rng, weights))
 
 
+def with_ground_truth(profile: Window, path: Path) -> Window:
+    """``profile`` with its studies' ground truth as labels (the shipped profiles' ``labels`` are the simulated
+    readers' reads; the bench draws its own reads from the truth, so reads must not be read again)."""
+    with np.load(path, allow_pickle=False) as archive:
+        if "ground_truth" not in archive:
+            return profile
+        truth = np.asarray(archive["ground_truth"], dtype=np.float64)
+    return replace(profile, label=truth, override=np.abs(truth - profile.decision))
+
+
 def changed_site(changed: Window, site: str) -> Planted:
     """The scenario whose ``site`` studies come from ``changed`` (a planted scenario's profile)."""
     rows = np.flatnonzero(changed.attributes["site"] == site)
@@ -226,13 +237,18 @@ def main() -> None:
     parser.add_argument("--changed-site", default="site-B")
     args = parser.parse_args()
     if args.changed is not None:
-        changed = load_reference_profile(args.changed, model_name="chest_nodule", model_version=args.version)
+        changed = with_ground_truth(
+            load_reference_profile(args.changed, model_name="chest_nodule", model_version=args.version), args.changed
+        )
         SCENARIOS["changed_site"] = changed_site(changed, args.changed_site)
 
-    profile = load_reference_profile(
+    profile = with_ground_truth(
+        load_reference_profile(
+            REPO / "model_repo" / "chest_nodule" / args.version / "reference_profile.npz",
+            model_name="chest_nodule",
+            model_version=args.version,
+        ),
         REPO / "model_repo" / "chest_nodule" / args.version / "reference_profile.npz",
-        model_name="chest_nodule",
-        model_version=args.version,
     )
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(profile))
