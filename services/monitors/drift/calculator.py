@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from numpy.typing import NDArray
 
 from kernel import vocabulary
 from kernel.distributions import kolmogorov_smirnov_sf
@@ -71,7 +72,7 @@ class _Stratum:
     attribute: str
     value: str
     samples: dict[str, SortedSample]
-    mean_shift: MeanShiftReference | None
+    rows: NDArray[np.bool_]
 
     @property
     def label(self) -> str:
@@ -99,8 +100,10 @@ class DriftMonitor:
         self._numeric_names = tuple(name for name in names if name in reference.features)
         columns = _numeric_columns(reference, self._numeric_names, spec.include_score)
         self._overall = {name: SortedSample.of(values) for name, values in columns.items()}
-        inputs = self._input_matrix(reference)
-        self._mean_shift = MeanShiftReference.of(inputs, spec.min_stratum) if inputs is not None else None
+        self._reference = reference
+        # Mean-shift references by the tuple of input columns a window carries (prepared on first use: the
+        # live windows carry the columns every row of the block has, which may be fewer than the reference's).
+        self._mean_shift: dict[tuple[str, ...], dict[str, MeanShiftReference | None]] = {}
         self._categories = {
             name: CategoryCounts.of(reference.attributes[name])
             for name in spec.categorical_attributes
@@ -115,8 +118,7 @@ class DriftMonitor:
                 rows = values == value
                 if np.count_nonzero(rows) >= spec.min_stratum:
                     samples = {name: SortedSample.of(column[rows]) for name, column in columns.items()}
-                    shift = MeanShiftReference.of(inputs[rows], spec.min_stratum) if inputs is not None else None
-                    self._strata.append(_Stratum(attribute, str(value), samples, shift))
+                    self._strata.append(_Stratum(attribute, str(value), samples, rows))
 
     @property
     def spec(self) -> DriftSpec:
@@ -148,13 +150,22 @@ class DriftMonitor:
                 statistics.extend(replace(s, adjustment=f"{s.adjustment} within {family}".strip()) for s in judged)
         return Finding.for_window(MonitorKind.DRIFT, window, statistics, _summary(statistics), spec.ref)
 
-    def _input_matrix(self, window: Window) -> FloatArray | None:
-        """The numeric inputs (not the score) as an (n, p) matrix, or None when the mean-shift test is off."""
-        if not self._spec.mean_shift or not self._numeric_names:
-            return None
-        if any(name not in window.features for name in self._numeric_names):
-            return None
-        return np.column_stack([np.asarray(window.features[name], dtype=np.float64) for name in self._numeric_names])
+    def _input_names(self, window: Window) -> tuple[str, ...]:
+        """The numeric inputs (not the score) the mean-shift test uses on ``window``: the reference's that it has."""
+        if not self._spec.mean_shift:
+            return ()
+        return tuple(name for name in self._numeric_names if name in window.features)
+
+    def _mean_shift_references(self, names: tuple[str, ...]) -> dict[str, MeanShiftReference | None]:
+        """The whole reference's and each stratum's mean-shift reference over the columns ``names``."""
+        if names not in self._mean_shift:
+            matrix = _matrix(self._reference, names)
+            minimum = self._spec.min_stratum
+            prepared = {"": MeanShiftReference.of(matrix, minimum)}
+            for stratum in self._strata:
+                prepared[stratum.label] = MeanShiftReference.of(matrix[stratum.rows], minimum)
+            self._mean_shift[names] = prepared
+        return self._mean_shift[names]
 
     def _mean_shift_hypothesis(
         self, reference: MeanShiftReference | None, inputs: FloatArray | None, subgroup: str
@@ -180,8 +191,10 @@ class DriftMonitor:
     def _numeric_hypotheses(self, window: Window) -> list[Hypothesis]:
         spec = self._spec
         columns = _numeric_columns(window, self._numeric_names, spec.include_score)
-        inputs = self._input_matrix(window)
-        shifts = self._mean_shift_hypothesis(self._mean_shift, inputs, "")
+        names = self._input_names(window)
+        references = self._mean_shift_references(names) if names else {}
+        inputs = _matrix(window, names) if names else None
+        shifts = self._mean_shift_hypothesis(references.get(""), inputs, "")
         # (feature, subgroup, D, n, m) of every test; p-values are computed in one vectorised call.
         rows: list[tuple[str, str, float, int, int]] = [
             (name, "", *ks_statistic(self._overall[name], values)) for name, values in columns.items()
@@ -197,7 +210,7 @@ class DriftMonitor:
                 for name, values in columns.items()
             )
             stratum_inputs = inputs[mask] if inputs is not None else None
-            shifts.extend(self._mean_shift_hypothesis(stratum.mean_shift, stratum_inputs, stratum.label))
+            shifts.extend(self._mean_shift_hypothesis(references.get(stratum.label), stratum_inputs, stratum.label))
         if not rows:
             return shifts
         d = np.array([row[2] for row in rows])
@@ -243,6 +256,11 @@ class DriftMonitor:
             )
             hypotheses.append(Hypothesis(statistic, result.cramers_v >= self._spec.min_cramers_v))
         return hypotheses
+
+
+def _matrix(window: Window, names: tuple[str, ...]) -> FloatArray:
+    """The columns ``names`` of ``window``'s features as an (n, p) matrix."""
+    return np.column_stack([np.asarray(window.features[name], dtype=np.float64) for name in names])
 
 
 def _describe(statistic: Statistic) -> str:

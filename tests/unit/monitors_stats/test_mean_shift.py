@@ -136,3 +136,27 @@ def test_a_duplicated_column_gets_no_weight_and_the_test_stays_valid() -> None:
         window = _correlated(100, rng)
         null.append(reference.test(np.column_stack([window, window[:, 0]])).p_value)
     assert np.all(np.isfinite(null)) and stats.kstest(null, "uniform").pvalue > 0.01
+
+
+def test_a_window_without_one_of_the_references_columns_is_tested_on_the_others() -> None:
+    rng = np.random.default_rng(9)
+    n = 4000
+    sites = rng.choice(np.array(["site-A", "site-B"]), size=n)
+    monitor = DriftMonitor(_window(_correlated(n, rng), sites, rng.normal(size=n)), DriftSpec(name="d"))
+    block_sites = rng.choice(np.array(["site-A", "site-B"]), size=400)
+    block = _window(_correlated(400, rng), block_sites, rng.normal(size=400))
+    features = {name: values for name, values in block.features.items() if name != "intensity.c7"}
+    fewer = Window.from_columns(
+        model_name="m",
+        model_version="1",
+        arm="stable",
+        score=block.score,
+        probability=block.probability,
+        label=block.label,
+        threshold=0.5,
+        features=features,
+        attributes=block.attributes,
+    )
+    shifts = monitor.evaluate(fewer).select("mean_shift")
+    assert {s.subgroup for s in shifts} == {"", "site=site-A", "site=site-B"}
+    assert all("over 7 columns" in s.note for s in shifts)  # 9 columns, one constant, one missing
