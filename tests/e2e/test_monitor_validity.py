@@ -208,7 +208,7 @@ async def test_a_silent_gain_change_at_one_site_is_a_breach_for_that_site(loop: 
 async def test_a_blurrier_noisier_detector_at_one_site_is_a_drift_breach_for_that_site(
     loop: Loop, stack: StackEndpoints
 ) -> None:
-    issued = await _run(loop, stack, str(SCENARIOS / "site_b_detector_blur.yaml"), seed=107, studies=1000)
+    issued = await _run(loop, stack, str(SCENARIOS / "site_b_detector_blur.yaml"), seed=107, studies=1500)
     drift = _by_kind(issued, "drift")
     breaches = _breaches(issued, "drift")
     assert breaches, [item.finding.summary for item in drift]
