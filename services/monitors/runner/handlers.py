@@ -50,6 +50,7 @@ from services.monitors.runner.ports import (
     ReferenceUnusable,
     SequentialStore,
     ServedVersion,
+    reference_identity,
 )
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
@@ -293,7 +294,21 @@ class RunMonitors:
     async def _judge_new_blocks(
         self, target: MonitorTarget, reference: Window, calculators: dict[MonitorKind, Calculator], until: datetime
     ) -> list[IssuedFinding]:
-        cursor, states = await self._store.charts(target)
+        cursor, stored = await self._store.charts(target)
+        reference_id = reference_identity(target)
+        states: dict[MonitorKind, CusumState] = {}
+        for kind, held in stored.items():
+            if held.reference == reference_id:
+                states[kind] = held.state
+            else:
+                # The version's reference was renewed: evidence gathered against the old one no longer counts.
+                _log.info(
+                    "monitors.chart_restarted",
+                    target=str(target),
+                    kind=kind.value,
+                    reason="the reference profile changed",
+                    statistic=held.state.statistic,
+                )
         blocks = await self._new_blocks(target, cursor, until, MonitorKind.DRIFT in calculators)
         issued: list[IssuedFinding] = []
         for rows in blocks:
@@ -314,9 +329,9 @@ class RunMonitors:
                     finding = await asyncio.to_thread(calculator.evaluate, window, stable)
                 else:
                     finding = await asyncio.to_thread(calculator.evaluate, window)
-                chart = Chart(states.get(kind, CusumState()), self._cusum)
+                chart = Chart(states.get(kind, CusumState()), self._cusum, reference_id)
                 finding, state = judge_block(finding, chart)
-                charts[kind] = Chart(state, self._cusum)
+                charts[kind] = Chart(state, self._cusum, reference_id)
                 states[kind] = state
                 spec = self._specs[kind]
                 if isinstance(spec, CalibrationSpec) and finding.severity is Severity.BREACH:

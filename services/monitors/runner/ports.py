@@ -50,6 +50,15 @@ class MonitorTarget:
         return f"{self.model_name}/{self.model_version}/{self.arm}"
 
 
+def reference_identity(target: MonitorTarget) -> str:
+    """Which reference profile ``target`` is judged against: the sha256 its route records, else the profile's
+    location, else "" (the model repository's profile of the version, as when no route said anything)."""
+    served = target.served
+    if served is None:
+        return ""
+    return served.reference_sha256 or served.reference_uri
+
+
 @dataclass(frozen=True)
 class BlockCursor:
     """The newest prediction a target's charts have judged; the next block starts after it.
@@ -65,10 +74,12 @@ class BlockCursor:
 
 @dataclass(frozen=True)
 class Chart:
-    """One monitor's CUSUM of one target: its state and the parameters it runs with."""
+    """One monitor's CUSUM of one target: its state, the parameters it runs with and the reference it judged
+    against (see :func:`reference_identity`)."""
 
     state: CusumState
     parameters: CusumParameters
+    reference: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,8 +162,8 @@ class FindingStore(Protocol):
 class SequentialStore(Protocol):
     """The charts of each target, and the findings of each block written with them in one transaction."""
 
-    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, CusumState]]:
-        """The target's block cursor (None before its first block) and its charts' states by monitor.
+    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, Chart]]:
+        """The target's block cursor (None before its first block) and its charts by monitor, as last stored.
 
         Raises:
             Unavailable: The database cannot be reached.

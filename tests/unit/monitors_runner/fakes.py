@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from services.monitors.alerting.sequential import CusumState
 from services.monitors.core.findings import MonitorKind, Severity
 from services.monitors.core.window import Window
 from services.monitors.drift.spec import DriftSpec
@@ -166,9 +165,9 @@ class FakeStore:
     charts_held: dict[tuple[MonitorTarget, MonitorKind], Chart] = field(default_factory=dict)
     commits: int = 0
 
-    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, CusumState]]:
-        states = {kind: chart.state for (held, kind), chart in self.charts_held.items() if held == target}
-        return self.cursors.get(target), states
+    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, Chart]]:
+        charts = {kind: chart for (held, kind), chart in self.charts_held.items() if held == target}
+        return self.cursors.get(target), charts
 
     async def commit_block(
         self,

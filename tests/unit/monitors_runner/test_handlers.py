@@ -22,7 +22,7 @@ from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, W
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
 from services.monitors.runner.handlers import RunMonitors, build_calculator, chart_evidence, judge_block
-from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget
+from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget, ServedVersion
 from services.monitors.runner.targets import FixedTargets
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
@@ -139,6 +139,35 @@ async def test_a_restarted_runner_continues_its_charts_from_the_store() -> None:
         peak = max(0.0, expected.statistic + probit_evidence(p) - CUSUM.k)
         expected = CusumState(0.0 if peak > CUSUM.h else peak, expected.steps + 1)
     assert after.statistic == pytest.approx(expected.statistic)
+
+
+@pytest.mark.asyncio
+async def test_a_renewed_reference_restarts_the_charts_and_a_restart_keeps_them() -> None:
+    """Evidence gathered against the old reference does not carry over to the renewed one; a runner restarted
+    with the same reference continues where it stopped."""
+    held = rows(600, shift=0.01, seed=9)
+    ledger = FakeLedger({("3", "stable"): held[:200]})
+    store = FakeStore()
+    first, _ = _use_case(ledger, _reference(), store=store)
+    await first.run_once([STABLE])
+    old = store.charts_held[(STABLE, MonitorKind.DRIFT)]
+    assert (old.state.steps, old.reference) == (2, "")
+
+    renewed = dataclasses.replace(
+        STABLE, served=ServedVersion("3", "chest_nodule", 3, "file:///refs/ref-2026-11.npz", "ab" * 32)
+    )
+    ledger.by_version[("3", "stable")] = held[:400]
+    use_case, _ = _use_case(ledger, _reference(), store=store)
+    issued = await use_case.run_once([renewed])
+    assert len([i for i in issued if i.finding.kind is MonitorKind.DRIFT]) == 2
+    chart = store.charts_held[(STABLE, MonitorKind.DRIFT)]
+    assert (chart.state.steps, chart.reference) == (2, "ab" * 32)  # started again from zero, not 2 + 2
+
+    ledger.by_version[("3", "stable")] = held
+    again, _ = _use_case(ledger, _reference(), store=store)
+    await again.run_once([renewed])
+    chart = store.charts_held[(STABLE, MonitorKind.DRIFT)]
+    assert (chart.state.steps, chart.reference) == (4, "ab" * 32)
 
 
 def _finding(p_values: list[float | None], severity: Severity = Severity.BREACH) -> Finding:

@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 
-from services.monitors.alerting.sequential import CusumState
+from services.monitors.alerting.sequential import CusumParameters, CusumState
 from services.monitors.core.findings import MonitorKind, Severity, Statistic
 from services.monitors.runner.adapters.findings_kafka import finding_to_proto
 from services.monitors.runner.ports import (
@@ -67,7 +67,8 @@ insert into monitor_findings_outbox (event_id, topic, key, payload) values ($1, 
 """
 
 _CHARTS = """
-select kind, statistic, steps, alarms, since_alarm, scopes, last_event_time, last_prediction_id
+select kind, statistic, steps, alarms, since_alarm, scopes, last_event_time, last_prediction_id, cusum_k, cusum_h,
+    reference
 from monitor_sequential_state
 where model_name = $1 and model_version = $2 and arm = $3
 """
@@ -75,8 +76,8 @@ where model_name = $1 and model_version = $2 and arm = $3
 _SAVE_CHART = """
 insert into monitor_sequential_state (
     model_name, model_version, arm, kind, statistic, steps, alarms, since_alarm, cusum_k, cusum_h,
-    last_event_time, last_prediction_id, scopes
-) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb)
+    last_event_time, last_prediction_id, scopes, reference
+) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14)
 on conflict (model_name, model_version, arm, kind) do update set
     statistic = excluded.statistic,
     steps = excluded.steps,
@@ -87,6 +88,7 @@ on conflict (model_name, model_version, arm, kind) do update set
     last_event_time = excluded.last_event_time,
     last_prediction_id = excluded.last_prediction_id,
     scopes = excluded.scopes,
+    reference = excluded.reference,
     updated_at = now()
 """
 
@@ -138,18 +140,22 @@ class PostgresFindingStore:
             issued.issued_at,
         )
 
-    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, CusumState]]:
+    async def charts(self, target: MonitorTarget) -> tuple[BlockCursor | None, dict[MonitorKind, Chart]]:
         try:
             rows = await self._pool.fetch(_CHARTS, target.model_name, target.model_version, target.arm)
         except DATABASE_DOWN as error:
             raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
         states = {
-            MonitorKind(row["kind"]): CusumState(
-                row["statistic"],
-                row["steps"],
-                row["alarms"],
-                row["since_alarm"],
-                tuple(sorted((str(scope), float(value)) for scope, value in json.loads(row["scopes"]).items())),
+            MonitorKind(row["kind"]): Chart(
+                CusumState(
+                    row["statistic"],
+                    row["steps"],
+                    row["alarms"],
+                    row["since_alarm"],
+                    tuple(sorted((str(scope), float(value)) for scope, value in json.loads(row["scopes"]).items())),
+                ),
+                CusumParameters(row["cusum_k"], row["cusum_h"]),
+                row["reference"],
             )
             for row in rows
         }
@@ -192,6 +198,7 @@ class PostgresFindingStore:
                 cursor.last_event_time,
                 cursor.last_prediction_id,
                 json.dumps(dict(chart.state.scopes)),
+                chart.reference,
             )
             for kind, chart in charts.items()
         ]
