@@ -7,6 +7,10 @@ for), so ``radguard --help`` and ``radguard <group> --help`` do not pay for torc
 Kafka client. A command module keeps its own heavy imports inside the functions that need them when its
 group holds both light and heavy commands (see docs/ARCHITECTURE.md, "The CLI").
 
+Help is rendered by click's plain formatter (``Usage``, ``Arguments``, ``Options``, ``Commands`` sections):
+typer's rich help would import ``rich.markdown``, ``markdown_it`` and ``pygments`` (a quarter of a second)
+for every ``--help``. Usage errors keep typer's rich error panel (that path is not timed).
+
 Logging goes to standard error at warning and above (``-v``: info, ``-vv``: debug), never to standard output.
 """
 
@@ -16,11 +20,12 @@ import importlib
 import logging
 import sys
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer import _click as click
-from typer.core import TyperCommand, TyperGroup
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 
 @dataclass
@@ -44,12 +49,52 @@ class LazyCommand:
                 single.command(name)(obj)
                 command = typer.main.get_command(single)
             command.name = name
-            self.loaded = command
+            self.loaded = plain_help(command)
         return self.loaded
 
     def placeholder(self, name: str) -> click.Command:
         """What ``radguard --help`` lists: the name and the one-line help, nothing imported."""
-        return self.loaded or TyperCommand(name, help=self.help, short_help=self.help)
+        return self.loaded or TyperCommand(name, help=self.help, short_help=self.help, rich_markup_mode=None)
+
+
+def plain_help(command: click.Command) -> click.Command:
+    """Render the help of ``command`` and of every command under it with click's formatter, not rich's."""
+    if isinstance(command, TyperCommand | TyperGroup):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def help_for_no_args(error: NoArgsIsHelpError) -> NoReturn:
+    """``radguard`` or ``radguard <group>`` alone: the help on standard output, exit 2.
+
+    typer's rich error handler prints nothing for this error (its rich help printed itself while the
+    error was built); the plain help is the error's message.
+    """
+    click.echo(error.format_message())
+    raise typer.Exit(2)
+
+
+class RootOption(TyperOption):
+    """One of the root group's own options (``-v`` and ``--help``): a count or a flag, used as parsed.
+
+    typer coerces every option value that is not already a bool through a pydantic validator, ``--help``
+    when it is absent (None) included; at the root that would make ``radguard <group> --help`` import
+    pydantic and build validators (about 0.2 s) for nothing.
+    """
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        value = int(value or 0) if self.count else bool(value)
+        if self.callback is not None:
+            value = self.callback(ctx, self, value)
+        return value
+
+
+def root_option(param: click.Parameter) -> None:
+    """Make a counting or flag option of the root a :class:`RootOption` (others stay as typer made them)."""
+    if type(param) is TyperOption and (param.count or param.is_flag):
+        param.__class__ = RootOption
 
 
 #: name → where it is defined and its one-line help. Adding a command group is one line here.
@@ -113,6 +158,33 @@ COMMANDS: dict[str, LazyCommand] = {
 
 class LazyGroup(TyperGroup):
     """The root group: lists :data:`COMMANDS` without importing them, loads one when it is invoked."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for param in self.params:
+            root_option(param)
+
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            root_option(option)
+        return option
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's plain help (see :func:`plain_help`); the root stays rich only for usage errors' panel."""
+        click.Command.format_help(self, ctx, formatter)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError as error:
+            help_for_no_args(error)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError as error:
+            help_for_no_args(error)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]

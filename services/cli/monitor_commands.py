@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
 from typing import TYPE_CHECKING, Annotated
@@ -12,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from stack.processes import StackError
-from stack.settings import load_stack_settings
 
 if TYPE_CHECKING:
     from services.monitors.runner.ports import StoredFinding
@@ -56,9 +54,12 @@ def run(
     ] = None,
 ) -> None:
     """Run the monitors over the ledger (settings from RADGUARD_MONITOR_* variables) once or until stopped."""
+    import asyncio
+
     from services.monitors.runner.settings import MonitorRunnerSettings
     from services.runtime.config import ConfigError, load_settings
     from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
 
     env = dict(os.environ)
     if dsn:
@@ -122,9 +123,12 @@ def findings(
     dsn: Annotated[str | None, typer.Option("--dsn", help="database (default: the local stack's)")] = None,
 ) -> None:
     """List the latest findings of the monitors, newest first."""
+    import asyncio
+
     import asyncpg
 
     from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
 
     if dsn is None:
         dsn = load_stack_settings().postgres_dsn
