@@ -155,7 +155,9 @@ def main() -> None:
             row = time_command(options.root, options.python, args, env, options.repeat, warm=not options.cold)
             row["target_s"] = target
             row["met"] = float(str(row["median_s"])) <= target
-            imports = slowest_imports(options.root, options.python, args, env, options.imports) if options.imports else []
+            imports = []
+            if options.imports:
+                imports = slowest_imports(options.root, options.python, args, env, options.imports)
             if imports:
                 row["slowest_imports"] = imports
             rows.append(row)
