@@ -9,8 +9,10 @@ token this benchmark adds to the stack's tokens file once.
 
 Runs are warm by default: the interpreter's bytecode cache (``PYTHONPYCACHEPREFIX``, a temporary folder of
 this run, so the checkout is not written to) is filled by one untimed run of each command first, as a
-user's second run finds it. ``--cold`` times every run compiling every module from source, as with
-``PYTHONDONTWRITEBYTECODE=1`` and no ``.pyc`` files (e.g. a ``uv sync`` without ``--compile-bytecode``).
+user's second run finds it. ``--cold`` runs with ``PYTHONDONTWRITEBYTECODE=1`` and no cache of its own: the
+interpreter reads the ``.pyc`` files that exist next to the sources (the standard library's; those of the
+few wheels that ship them) and compiles every other module on every run, as in an environment that sets
+``PYTHONDONTWRITEBYTECODE=1`` over a venv synced without ``uv sync --compile-bytecode``.
 
 Also checked: nothing but the command's own output on standard output (no library log line). ``--imports N``
 adds, per command, the N slowest top-level imports of one more run under ``python -X importtime``.
@@ -128,17 +130,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command")
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1], help="checkout to time")
     parser.add_argument("--python", default=sys.executable, help="interpreter of that checkout's environment")
-    parser.add_argument("--cold", action="store_true", help="no bytecode cache: every run compiles from source")
+    parser.add_argument("--cold", action="store_true", help="write no bytecode: what has none compiles every run")
     parser.add_argument("--imports", type=int, default=0, metavar="N", help="also list the N slowest imports")
     parser.add_argument("--no-stack", action="store_true", help="only the help commands")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="radguard-bench-pyc-") as cache:
-        env = dict(os.environ, COLUMNS="120", PYTHONPYCACHEPREFIX=cache)
+        env = dict(os.environ, COLUMNS="120")
         if options.cold:
             env["PYTHONDONTWRITEBYTECODE"] = "1"
+            env.pop("PYTHONPYCACHEPREFIX", None)
         else:
+            env["PYTHONPYCACHEPREFIX"] = cache
             env.pop("PYTHONDONTWRITEBYTECODE", None)
         commands = [(args, HELP_TARGET_S) for args in HELP_COMMANDS]
         if not options.no_stack:
@@ -146,7 +150,7 @@ def main() -> None:
             commands += [(args, CALL_TARGET_S) for args in CALL_COMMANDS]
         rows = []
         print(
-            f"{options.root} ({'cold: no bytecode cache' if options.cold else 'warm: bytecode cached'}), "
+            f"{options.root} ({'cold: no bytecode written' if options.cold else 'warm: bytecode cached'}), "
             f"load average {os.getloadavg()[0]:.1f} at the start",
             flush=True,
         )
