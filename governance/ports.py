@@ -20,6 +20,7 @@ from governance.domain.model import (
     Approval,
     AuditRecord,
     OutboxMessage,
+    ReferenceRenewal,
     Rollout,
     RouteState,
     Transition,
@@ -83,7 +84,27 @@ class GovernanceTx(Protocol):
         ...
 
     async def insert_approval(self, approval: Approval) -> None:
-        """Store a signature."""
+        """Store a signature (of a transition, or of a reference renewal when ``renewal_id`` is set)."""
+        ...
+
+    async def insert_renewal(self, renewal: ReferenceRenewal) -> None:
+        """Store a new reference renewal; Conflict if the version already has a pending one."""
+        ...
+
+    async def update_renewal(self, renewal: ReferenceRenewal, expected_row_version: int) -> ReferenceRenewal:
+        """Replace the renewal if row_version matches; returns it (with approvals) incremented; Conflict if stale."""
+        ...
+
+    async def get_renewal(self, renewal_id: str) -> ReferenceRenewal | None:
+        """The renewal with its approvals, or None."""
+        ...
+
+    async def pending_renewal_for(self, model_name: str, version: str) -> ReferenceRenewal | None:
+        """The version's pending reference renewal, if any (at most one is pending per version)."""
+        ...
+
+    async def list_renewals(self, model_name: str, version: str | None) -> list[ReferenceRenewal]:
+        """Reference renewals of a model (or one version), oldest first, with their approvals."""
         ...
 
     async def get_rollout(self, rollout_id: str) -> Rollout | None:

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 from governance.domain import rollout as rollouts
@@ -30,17 +31,22 @@ from governance.domain.model import (
     GateDecision,
     GateOutcome,
     OutboxMessage,
+    Reference,
+    ReferencePeriod,
+    ReferenceRenewal,
     Role,
     Rollout,
     RolloutStatus,
     RouteState,
+    ServedVersion,
     Transition,
     TransitionStatus,
     Version,
     VersionSpec,
 )
-from governance.domain.policy import Policy, PolicyCatalog, PolicyError
-from governance.domain.signing import Keyring, approval_record, sign_approval
+from governance.domain.policy import ApprovalRule, Policy, PolicyCatalog, PolicyError
+from governance.domain.references import check_local_file, validate_proposal
+from governance.domain.signing import Keyring, approval_record, renewal_record, sign_approval
 from governance.ports import AuditFilter, Clock, EvidenceSource, GovernanceStore, GovernanceTx, TritonControl
 from services.runtime.errors import (
     AlreadyExists,
@@ -58,6 +64,7 @@ ROLES: dict[str, frozenset[Role]] = {
     "register_version": frozenset({Role.OPERATOR, Role.BOARD}),
     "request_transition": frozenset({Role.OPERATOR, Role.BOARD}),
     "approve": frozenset({Role.BOARD, Role.CLINICIAN}),
+    "approve_reference": frozenset({Role.BOARD, Role.CLINICIAN}),
     "start_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "pause_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "resume_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
@@ -65,6 +72,8 @@ ROLES: dict[str, frozenset[Role]] = {
     "promote_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "evaluate_rollout": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
     "rollback": frozenset({Role.OPERATOR, Role.BOARD, Role.SERVICE}),
+    "propose_reference": frozenset({Role.OPERATOR, Role.BOARD}),
+    "reject_reference": frozenset({Role.OPERATOR, Role.BOARD, Role.CLINICIAN}),
 }
 
 DEFAULT_PAGE_SIZE = 100
@@ -73,6 +82,8 @@ VERIFY_CHUNK = 5000
 _HEX = frozenset("0123456789abcdef")
 #: States a version leaves every route in; its Triton version is unloaded after commit.
 _GONE = frozenset({State.RETIRED, State.ROLLED_BACK, State.REJECTED})
+#: States whose reference is no longer renewed: the version will not serve again (short of a rollback).
+_NO_RENEWAL = _GONE
 
 
 class _Denied(Exception):
@@ -101,6 +112,19 @@ def _page(page_size: int, page_token: str) -> tuple[int, int]:
     return int(page_token), size
 
 
+def _unmet(rule: ApprovalRule | None, name: str, approvals: Sequence[Approval]) -> list[str]:
+    """The signatures ``rule`` still misses, human-readable (empty when met or when nothing is required)."""
+    if rule is None:
+        return []
+    valid = [a for a in approvals if a.role in rule.roles]
+    have = len({a.signer for a in valid}) if rule.distinct_signers else len(valid)
+    missing = rule.count - have
+    if missing <= 0:
+        return []
+    roles = " or ".join(str(r) for r in rule.roles)
+    return [f"{missing} more approval{'s' if missing > 1 else ''} from {roles} for {name}"]
+
+
 def _version_key(model_name: str, version: str) -> str:
     return f"model '{model_name}' version '{version}'"
 
@@ -119,14 +143,19 @@ class GovernanceService:
         *,
         new_id: Callable[[], str] = uuid7,
         route_revision_floor: Callable[[str], Awaitable[int]] | None = None,
+        profile_roots: Sequence[Path] | None = None,
     ) -> None:
         """Args (beyond the ports):
         new_id: Makes ids of transitions, approvals and rollouts.
+        profile_roots: The folders a ``file://`` reference profile proposed for renewal must lie in (after
+            resolving links); None reads any path (library use and unit tests). The service always passes
+            the model repository and its configured ``reference_roots``, so a proposal cannot probe the host.
         route_revision_floor: The highest route revision already distributed for a model (e.g. read from
             the routes topic). Consulted only for a model's first table in this store, so governance's
             first revision supersedes whatever gateways hold; later revisions follow from the store.
         """
         self._route_floor = route_revision_floor
+        self._profile_roots = tuple(profile_roots) if profile_roots is not None else None
         self._store = store
         self._triton = triton
         self._evidence = evidence
@@ -223,6 +252,23 @@ class GovernanceService:
             needs.setdefault(v.spec.triton_model, set()).add(v.spec.triton_version)
         return needs
 
+    async def _served(self, tx: GovernanceTx, routes: RouteState) -> tuple[ServedVersion, ...]:
+        """What serves and judges each version on ``routes``, from the registry (stable, canary, shadows)."""
+        labels = [v for v in (routes.stable_version, routes.canary_version, *routes.shadow_versions) if v]
+        served: list[ServedVersion] = []
+        for label in dict.fromkeys(labels):
+            spec = (await self._version(tx, routes.model_name, label)).spec
+            served.append(
+                ServedVersion(
+                    version=label,
+                    triton_model=spec.triton_model,
+                    triton_version=spec.triton_version,
+                    reference_uri=spec.reference_uri,
+                    reference_sha256=spec.reference_sha256,
+                )
+            )
+        return tuple(served)
+
     async def _change_routes(
         self,
         tx: GovernanceTx,
@@ -254,6 +300,7 @@ class GovernanceService:
             reason=reason,
             rollout_id=rollout_id,
         )
+        new = replace(new, served=await self._served(tx, new))
         # Load what the old and the new table need before anything routes to it.
         needs = await self._triton_needs(tx, model_name, current.serving() | new.serving())
         for triton_model, wanted in sorted(needs.items()):
@@ -268,13 +315,26 @@ class GovernanceService:
         return new
 
     async def _unload_gone(self, model_name: str) -> None:
-        """After commit: unload Triton versions of this model's versions that left every route."""
+        """After commit: unload Triton versions of this model's versions that left every route.
+
+        A Triton version that any model's route still serves stays loaded: registry models may share Triton
+        targets (e.g. a demo's own registrations of ``chest_nodule`` versions).
+        """
+        keep: dict[str, set[int]] = {}
+        drop: dict[str, set[int]] = {}
         async with self._store.transaction() as tx:
             routes = await tx.get_routes(model_name)
             serving = routes.serving() if routes else frozenset()
             versions = await tx.list_versions(model_name, (), 0, 1_000_000)
-        keep: dict[str, set[int]] = {}
-        drop: dict[str, set[int]] = {}
+            for table in await tx.list_routes():
+                targets = {(entry.triton_model, entry.triton_version) for entry in table.served}
+                if not table.served:  # a table stored before routes named their Triton targets
+                    for label in table.serving():
+                        found = await tx.get_version(table.model_name, label)
+                        if found is not None:
+                            targets.add((found.spec.triton_model, found.spec.triton_version))
+                for triton_model, triton_version in targets:
+                    keep.setdefault(triton_model, set()).add(triton_version)
         for v in versions:
             target = keep if v.version in serving else drop if v.state in _GONE else None
             if target is not None:
@@ -365,16 +425,7 @@ class GovernanceService:
     # Transitions and approvals
 
     def _approval_unmet(self, policy: Policy, name: str, approvals: Sequence[Approval]) -> list[str]:
-        rule = policy.approval_rule(name)
-        if rule is None:
-            return []
-        valid = [a for a in approvals if a.role in rule.roles]
-        have = len({a.signer for a in valid}) if rule.distinct_signers else len(valid)
-        missing = rule.count - have
-        if missing <= 0:
-            return []
-        roles = " or ".join(str(r) for r in rule.roles)
-        return [f"{missing} more approval{'s' if missing > 1 else ''} from {roles} for {name}"]
+        return _unmet(policy.approval_rule(name), name, approvals)
 
     async def _condition_unmet(self, tx: GovernanceTx, version: Version, to: State) -> list[str]:
         """Non-approval requirements that may become true later (kept on a pending transition)."""
@@ -609,6 +660,219 @@ class GovernanceService:
         async with self._store.transaction() as tx:
             r = await tx.get_rollout(rollout_id)
         return r.model_name if r is not None else ""
+
+    # ---------------------------------------------------------------------------------------------------
+    # Reference renewals
+
+    async def propose_reference(
+        self,
+        actor: Actor,
+        model_name: str,
+        version: str,
+        uri: str,
+        sha256: str,
+        period: ReferencePeriod | None,
+        reason: str,
+        request_id: str,
+    ) -> ReferenceRenewal:
+        """Propose a new reference profile for a version; it waits for the approvals its policy requires.
+
+        The proposer is recorded as the one who chose the period. When the policy needs no signature, the
+        renewal takes effect at once.
+
+        Raises:
+            NotFound: Unknown version.
+            InvalidArgument: A bad field of the proposal (``profile.<field>``), a ``file://`` profile that cannot be
+                read or does not hash to ``sha256``, or the reference already in force.
+            FailedPrecondition: The version is retired, rolled back or rejected, or a renewal is already pending.
+        """
+        subject = f"model/{model_name}/{version}"
+
+        async def body(tx: GovernanceTx, work: _Work) -> ReferenceRenewal:
+            v = await self._version(tx, model_name, version)
+            validate_proposal(uri, sha256, period)
+            if v.state in _NO_RENEWAL:
+                raise FailedPrecondition(
+                    f"reference renewal requires a version that may still serve; version is {v.state}"
+                )
+            if sha256 == v.spec.reference_sha256:
+                raise InvalidArgument("profile.sha256", "is the reference already in force for this version")
+            pending = await tx.pending_renewal_for(model_name, version)
+            if pending is not None:
+                raise FailedPrecondition(f"reference renewal {pending.renewal_id} is already pending for this version")
+            # Hashing a large file must not stall the loop.
+            await asyncio.to_thread(check_local_file, uri, sha256, "profile", self._profile_roots)
+            policy = self._policy(v)
+            unmet = _unmet(policy.reference_renewal_rule(), "reference renewal", ())
+            r = ReferenceRenewal(
+                self._new_id(), model_name, version, v.reference, Reference(uri, sha256, period, actor.principal),
+                TransitionStatus.PENDING, actor.principal, self._clock.now(), reason, (), tuple(unmet),
+            )  # fmt: skip
+            await tx.insert_renewal(r)
+            await self._audit(tx, actor, "reference.proposed", r.subject, None, to_jsonable(r), request_id)
+            if unmet:
+                return r
+            applied = await self._apply_renewal(tx, work, actor, r, request_id)
+            stored = await tx.update_renewal(applied, r.row_version)
+            await self._audit(tx, actor, "reference.applied", r.subject, None, to_jsonable(stored), request_id)
+            return stored
+
+        return await self._run(
+            "propose_reference", actor, request_id, model_name, subject, body,
+            lambda d: from_jsonable(ReferenceRenewal, d),
+        )  # fmt: skip
+
+    async def _apply_renewal(
+        self, tx: GovernanceTx, work: _Work, actor: Actor, r: ReferenceRenewal, request_id: str
+    ) -> ReferenceRenewal:
+        """Put the renewal's reference in force; republish the model's routes when the version is on one."""
+        v = await self._version(tx, r.model_name, r.version)
+        if v.spec.reference_sha256 != r.previous.sha256:
+            raise FailedPrecondition(f"the reference of {v.subject} changed since renewal {r.renewal_id} was proposed")
+        spec = replace(
+            v.spec, reference_uri=r.proposed.uri, reference_sha256=r.proposed.sha256, reference_period=r.proposed.period
+        )
+        changed = replace(v, spec=spec, reference_chosen_by=r.proposed.chosen_by, reference_renewal_id=r.renewal_id)
+        stored = await tx.update_version(changed, v.row_version)
+        after = {**to_jsonable(stored.reference), "renewal_id": r.renewal_id}
+        await self._audit(tx, actor, "reference.renewed", v.subject, to_jsonable(v.reference), after, request_id)
+        revision = 0
+        routes = await tx.get_routes(r.model_name)
+        if routes is not None and r.version in routes.serving():
+            why = (
+                f"reference renewed for version '{r.version}' (renewal {r.renewal_id}, sha256 {r.proposed.sha256[:12]})"
+            )
+            table = await self._change_routes(
+                tx, work, actor, r.model_name, request_id, why, rollout_id=routes.rollout_id
+            )
+            revision = table.revision
+        now = self._clock.now()
+        return replace(r, status=TransitionStatus.APPLIED, unmet=(), decided_at=now, route_revision=revision)
+
+    async def approve_reference(
+        self, actor: Actor, renewal_id: str, meaning: str, request_id: str
+    ) -> tuple[Approval, ReferenceRenewal]:
+        """Sign an approval of a pending reference renewal; put it in force when the policy's rule is met.
+
+        The signature covers the renewal id and the proposed profile's SHA-256. The same separation of
+        duties as for transitions: the version's registrant may not sign, nor may the renewal's proposer.
+
+        Raises:
+            NotFound: Unknown renewal.
+            PermissionDenied: The policy does not let the signer's role approve renewals, or the signer
+                registered the version or proposed the renewal (audited as ``access.denied``).
+            FailedPrecondition: Not pending, the version no longer serves, already signed by this signer, or
+                the signer has no key.
+        """
+        subject = f"reference/{renewal_id}"
+
+        async def body(tx: GovernanceTx, work: _Work) -> tuple[Approval, ReferenceRenewal]:
+            r = await self._renewal(tx, renewal_id)
+            if r.status != TransitionStatus.PENDING:
+                raise FailedPrecondition(f"reference renewal {renewal_id} is {r.status}, not pending")
+            v = await self._version(tx, r.model_name, r.version)
+            if v.state in _NO_RENEWAL:
+                raise FailedPrecondition(
+                    f"reference renewal requires a version that may still serve; version is {v.state}"
+                )
+            policy = self._policy(v)
+            rule = policy.reference_renewal_rule()
+            if rule is None:
+                raise FailedPrecondition(f"policy {policy.ref} needs no approval of reference renewals")
+            if actor.role not in rule.roles:
+                allowed = " or ".join(str(role) for role in rule.roles)
+                raise _Denied(
+                    subject,
+                    f"role {actor.role} may not approve reference renewals; policy {policy.ref} requires {allowed}",
+                )
+            if not policy.separation_of_duties.registrant_may_approve:
+                if actor.principal == v.registered_by:
+                    raise _Denied(
+                        subject, f"{actor.principal} registered {v.subject} and may not approve its references"
+                    )
+                if actor.principal == r.requested_by:
+                    raise _Denied(
+                        subject, f"{actor.principal} proposed reference renewal {renewal_id} and may not approve it"
+                    )
+            if rule.distinct_signers and any(a.signer == actor.principal for a in r.approvals):
+                raise FailedPrecondition(f"{actor.principal} has already approved reference renewal {renewal_id}")
+            signed_at = self._clock.now()
+            text = meaning.strip() or "approve reference"
+            fields = renewal_record(r.renewal_id, r.proposed.sha256, actor.principal, actor.role, text, signed_at)
+            signature, algorithm, key_id = sign_approval(self._keyring, fields)
+            approval = Approval(
+                self._new_id(), "", actor.principal, actor.role, text, signed_at, signature, algorithm, key_id,
+                renewal_id=r.renewal_id,
+            )  # fmt: skip
+            await tx.insert_approval(approval)
+            await self._audit(tx, actor, "reference.approved", subject, None, to_jsonable(approval), request_id)
+            approvals = (*r.approvals, approval)
+            unmet = _unmet(rule, "reference renewal", approvals)
+            updated = replace(r, approvals=approvals, unmet=tuple(unmet))
+            if not unmet:
+                updated = await self._apply_renewal(tx, work, actor, updated, request_id)
+            stored = await tx.update_renewal(updated, r.row_version)
+            action = "reference.applied" if stored.status == TransitionStatus.APPLIED else "reference.update"
+            await self._audit(tx, actor, action, subject, to_jsonable(r), to_jsonable(stored), request_id)
+            return approval, stored
+
+        def decode(data: Any) -> tuple[Approval, ReferenceRenewal]:
+            return from_jsonable(Approval, data[0]), from_jsonable(ReferenceRenewal, data[1])
+
+        model_name = await self._model_of_renewal(renewal_id)
+        # Its own command name: a request id first used to sign a transition is refused here, not misread.
+        return await self._run("approve_reference", actor, request_id, model_name, subject, body, decode)
+
+    async def reject_reference(self, actor: Actor, renewal_id: str, reason: str, request_id: str) -> ReferenceRenewal:
+        """Refuse (a signer) or withdraw (its proposer) a pending reference renewal; the reference in force stays.
+
+        Raises:
+            NotFound: Unknown renewal.
+            PermissionDenied: An operator who did not propose it.
+            FailedPrecondition: Not pending.
+        """
+        subject = f"reference/{renewal_id}"
+
+        async def body(tx: GovernanceTx, work: _Work) -> ReferenceRenewal:
+            r = await self._renewal(tx, renewal_id)
+            if r.status != TransitionStatus.PENDING:
+                raise FailedPrecondition(f"reference renewal {renewal_id} is {r.status}, not pending")
+            if actor.role == Role.OPERATOR and actor.principal != r.requested_by:
+                raise _Denied(
+                    subject, f"an operator may withdraw only their own proposal; {r.requested_by} proposed it"
+                )
+            why = reason.strip() or "rejected"
+            rejected = replace(r, status=TransitionStatus.REJECTED, decided_at=self._clock.now(), rejection_reason=why)
+            stored = await tx.update_renewal(rejected, r.row_version)
+            await self._audit(tx, actor, "reference.rejected", subject, to_jsonable(r), to_jsonable(stored), request_id)
+            return stored
+
+        model_name = await self._model_of_renewal(renewal_id)
+        return await self._run(
+            "reject_reference", actor, request_id, model_name, subject, body,
+            lambda d: from_jsonable(ReferenceRenewal, d),
+        )  # fmt: skip
+
+    async def _renewal(self, tx: GovernanceTx, renewal_id: str) -> ReferenceRenewal:
+        found = await tx.get_renewal(renewal_id)
+        if found is None:
+            raise NotFound(f"reference renewal '{renewal_id}'")
+        return found
+
+    async def _model_of_renewal(self, renewal_id: str) -> str:
+        async with self._store.transaction() as tx:
+            r = await tx.get_renewal(renewal_id)
+        return r.model_name if r is not None else ""
+
+    async def get_reference_renewal(self, renewal_id: str) -> ReferenceRenewal:
+        """One reference renewal with its approvals. Raises NotFound."""
+        async with self._store.transaction() as tx:
+            return await self._renewal(tx, renewal_id)
+
+    async def list_reference_renewals(self, model_name: str, version: str | None = None) -> list[ReferenceRenewal]:
+        """Reference renewals of a model (or one version), oldest first: the history of its references."""
+        async with self._store.transaction() as tx:
+            return await tx.list_renewals(model_name, version)
 
     # ---------------------------------------------------------------------------------------------------
     # Rollouts

@@ -63,12 +63,18 @@ _READ = ("SELECT",)
 _READ_APPEND = ("SELECT", "INSERT")
 #: SELECT ... FOR UPDATE (outbox claims, the audit head's lock) needs UPDATE too.
 _READ_WRITE = ("SELECT", "INSERT", "UPDATE")
+#: An outbox relay deletes the rows it published longer ago than its retention (the record lives on in Kafka and
+#: in the table the outbox row announced); nothing else of a service's is ever deleted.
+_OUTBOX = ("SELECT", "INSERT", "UPDATE", "DELETE")
+#: The transactional outboxes, one per producing service; the only tables a service role may DELETE from.
+OUTBOX_TABLES = ("feedback_outbox", "monitor_findings_outbox", "gov_outbox")
 
 SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         name="radguard_feedback",
         component="feedback",
         grants=(
+            TableGrant("feedback_outbox", _OUTBOX),
             TableGrant("feedback_%", _READ_WRITE),
             # Checks a read against the prediction's decision (one column, read only).
             TableGrant("ledger_predictions", _READ),
@@ -83,7 +89,11 @@ SERVICE_ROLES: tuple[ServiceRole, ...] = (
     ServiceRole(
         name="radguard_monitor",
         component="monitor",
-        grants=(TableGrant("monitor_%", _READ_WRITE), TableGrant("ledger_%", _READ)),
+        grants=(
+            TableGrant("monitor_findings_outbox", _OUTBOX),
+            TableGrant("monitor_%", _READ_WRITE),
+            TableGrant("ledger_%", _READ),
+        ),
     ),
     ServiceRole(
         name="radguard_governance",
@@ -91,6 +101,7 @@ SERVICE_ROLES: tuple[ServiceRole, ...] = (
         grants=(
             # Append-only: entries are added and read, never changed (checked first, before gov_%).
             TableGrant("gov_audit", _READ_APPEND),
+            TableGrant("gov_outbox", _OUTBOX),
             TableGrant("gov_%", _READ_WRITE),
             # Evidence for the rollout gates and the findings query.
             TableGrant("ledger_%", _READ),

@@ -23,6 +23,7 @@ from governance.domain.model import (
     Approval,
     AuditRecord,
     OutboxMessage,
+    ReferenceRenewal,
     Rollout,
     RolloutStatus,
     RouteState,
@@ -45,6 +46,8 @@ class _State:
     head: AuditHead | None = None
     outbox: list[OutboxMessage] = field(default_factory=list)
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    renewals: dict[str, ReferenceRenewal] = field(default_factory=dict)
+    renewal_approvals: dict[str, list[Approval]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -57,6 +60,8 @@ class _State:
             head=self.head,
             outbox=list(self.outbox),
             requests=copy.deepcopy(self.requests),
+            renewals=dict(self.renewals),
+            renewal_approvals={k: list(v) for k, v in self.renewal_approvals.items()},
         )
 
 
@@ -134,7 +139,49 @@ class MemoryTx:
         return sorted(rows, key=lambda t: (t.requested_at, t.transition_id))
 
     async def insert_approval(self, approval: Approval) -> None:
+        if approval.renewal_id:
+            self._s.renewal_approvals.setdefault(approval.renewal_id, []).append(approval)
+            return
         self._s.approvals.setdefault(approval.transition_id, []).append(approval)
+
+    def _hydrate_renewal(self, renewal: ReferenceRenewal) -> ReferenceRenewal:
+        return replace(renewal, approvals=tuple(self._s.renewal_approvals.get(renewal.renewal_id, ())))
+
+    async def insert_renewal(self, renewal: ReferenceRenewal) -> None:
+        if renewal.renewal_id in self._s.renewals:
+            raise AlreadyExists(f"reference renewal '{renewal.renewal_id}'")
+        if renewal.status == TransitionStatus.PENDING and await self.pending_renewal_for(
+            renewal.model_name, renewal.version
+        ):
+            raise Conflict(f"a reference renewal of {renewal.model_name} {renewal.version} is already pending")
+        self._s.renewals[renewal.renewal_id] = replace(renewal, approvals=())
+
+    async def update_renewal(self, renewal: ReferenceRenewal, expected_row_version: int) -> ReferenceRenewal:
+        current = self._s.renewals.get(renewal.renewal_id)
+        if current is None or current.row_version != expected_row_version:
+            raise Conflict(f"reference renewal '{renewal.renewal_id}' changed concurrently; retry")
+        stored = replace(renewal, approvals=(), row_version=expected_row_version + 1)
+        self._s.renewals[renewal.renewal_id] = stored
+        return self._hydrate_renewal(stored)
+
+    async def get_renewal(self, renewal_id: str) -> ReferenceRenewal | None:
+        found = self._s.renewals.get(renewal_id)
+        return None if found is None else self._hydrate_renewal(found)
+
+    async def pending_renewal_for(self, model_name: str, version: str) -> ReferenceRenewal | None:
+        for r in self._s.renewals.values():
+            if (r.model_name, r.version, r.status) == (model_name, version, TransitionStatus.PENDING):
+                return self._hydrate_renewal(r)
+        return None
+
+    async def list_renewals(self, model_name: str, version: str | None) -> list[ReferenceRenewal]:
+        rows = [
+            r
+            for r in self._s.renewals.values()
+            if r.model_name == model_name and (version is None or r.version == version)
+        ]
+        rows.sort(key=lambda r: (r.requested_at, r.renewal_id))
+        return [self._hydrate_renewal(r) for r in rows]
 
     async def get_rollout(self, rollout_id: str) -> Rollout | None:
         return self._s.rollouts.get(rollout_id)

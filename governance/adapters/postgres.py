@@ -1,9 +1,9 @@
 """The PostgreSQL GovernanceStore (asyncpg): one database transaction per command.
 
-Schema: ``governance/migrations/0100_governance.sql``. Records live as their JSON form in ``doc`` columns
-next to the columns queries filter on. Updates are conditional on ``row_version`` (a stale one raises
-:class:`~services.runtime.errors.Conflict`); audit appends lock the single ``gov_audit_head`` row, which
-serialises seq and prev_hash across processes.
+Schema: ``governance/migrations/0100_governance.sql`` (reference renewals: ``0102``). Records live as their
+JSON form in ``doc`` columns next to the columns queries filter on. Updates are conditional on
+``row_version`` (a stale one raises :class:`~services.runtime.errors.Conflict`); audit appends lock the
+single ``gov_audit_head`` row, which serialises seq and prev_hash across processes.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from governance.domain.model import (
     Approval,
     AuditRecord,
     OutboxMessage,
+    ReferenceRenewal,
     Role,
     Rollout,
     RouteState,
@@ -198,14 +199,85 @@ class PostgresTx:
 
     async def insert_approval(self, approval: Approval) -> None:
         await self._c.execute(
-            "insert into gov_approvals (approval_id, transition_id, signer, signed_at, doc) "
-            "values ($1, $2, $3, $4, $5::jsonb)",
+            "insert into gov_approvals (approval_id, transition_id, renewal_id, signer, signed_at, doc) "
+            "values ($1, $2, $3, $4, $5, $6::jsonb)",
             approval.approval_id,
-            approval.transition_id,
+            approval.transition_id or None,
+            approval.renewal_id or None,
             approval.signer,
             approval.signed_at,
             _doc(approval),
         )
+
+    # Reference renewals ----------------------------------------------------------------------------------
+
+    async def _hydrate_renewal(self, row: asyncpg.Record) -> ReferenceRenewal:
+        approvals = await self._c.fetch(
+            "select doc from gov_approvals where renewal_id = $1 order by signed_at, approval_id", row["renewal_id"]
+        )
+        base = _load(ReferenceRenewal, row["doc"])
+        return replace(
+            base, row_version=row["row_version"], approvals=tuple(_load(Approval, a["doc"]) for a in approvals)
+        )
+
+    async def insert_renewal(self, renewal: ReferenceRenewal) -> None:
+        try:
+            await self._c.execute(
+                "insert into gov_reference_renewals (renewal_id, model_name, version, status, requested_at, "
+                "row_version, doc) values ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                renewal.renewal_id,
+                renewal.model_name,
+                renewal.version,
+                str(renewal.status),
+                renewal.requested_at,
+                renewal.row_version,
+                _doc(replace(renewal, approvals=())),
+            )
+        except asyncpg.UniqueViolationError as error:
+            raise Conflict(
+                f"a reference renewal of {renewal.model_name} {renewal.version} is already pending"
+            ) from error
+
+    async def update_renewal(self, renewal: ReferenceRenewal, expected_row_version: int) -> ReferenceRenewal:
+        stored = replace(renewal, approvals=(), row_version=expected_row_version + 1)
+        done = await self._c.fetchval(
+            "update gov_reference_renewals set status = $2, row_version = $3, doc = $4::jsonb "
+            "where renewal_id = $1 and row_version = $5 returning renewal_id",
+            renewal.renewal_id,
+            str(renewal.status),
+            stored.row_version,
+            _doc(stored),
+            expected_row_version,
+        )
+        if done is None:
+            raise Conflict(f"reference renewal '{renewal.renewal_id}' changed concurrently; retry")
+        found = await self.get_renewal(renewal.renewal_id)
+        assert found is not None
+        return found
+
+    async def get_renewal(self, renewal_id: str) -> ReferenceRenewal | None:
+        row = await self._c.fetchrow(
+            "select renewal_id, doc, row_version from gov_reference_renewals where renewal_id = $1", renewal_id
+        )
+        return None if row is None else await self._hydrate_renewal(row)
+
+    async def pending_renewal_for(self, model_name: str, version: str) -> ReferenceRenewal | None:
+        row = await self._c.fetchrow(
+            "select renewal_id, doc, row_version from gov_reference_renewals "
+            "where model_name = $1 and version = $2 and status = 'pending'",
+            model_name,
+            version,
+        )
+        return None if row is None else await self._hydrate_renewal(row)
+
+    async def list_renewals(self, model_name: str, version: str | None) -> list[ReferenceRenewal]:
+        rows = await self._c.fetch(
+            "select renewal_id, doc, row_version from gov_reference_renewals "
+            "where model_name = $1 and ($2::text is null or version = $2) order by requested_at, renewal_id",
+            model_name,
+            version,
+        )
+        return [await self._hydrate_renewal(r) for r in rows]
 
     # Rollouts --------------------------------------------------------------------------------------------
 

@@ -76,7 +76,12 @@ class ReferencePeriod:
 
 @dataclass(frozen=True)
 class VersionSpec:
-    """What registering a version supplies; immutable once registered (corrections are new versions)."""
+    """What registering a version supplies; immutable once registered (corrections are new versions).
+
+    The one exception is the reference profile (``reference_uri``, ``reference_sha256``,
+    ``reference_period``): an applied :class:`ReferenceRenewal` replaces it, and the renewal keeps the
+    previous one on record.
+    """
 
     model_name: str
     version: str
@@ -112,6 +117,20 @@ class Version:
     state_changed_at: datetime
     policy_ref: str
     row_version: int = 1
+    #: Who chose the reference in force: the registrant until a renewal applies, then its proposer.
+    reference_chosen_by: str = ""
+    #: The applied renewal whose reference is in force; empty while the registered one is.
+    reference_renewal_id: str = ""
+
+    @property
+    def reference(self) -> Reference:
+        """The reference profile in force, with who chose it."""
+        return Reference(
+            self.spec.reference_uri,
+            self.spec.reference_sha256,
+            self.spec.reference_period,
+            self.reference_chosen_by or self.registered_by,
+        )
 
     @property
     def model_name(self) -> str:
@@ -139,7 +158,11 @@ class TransitionStatus(StrEnum):
 
 @dataclass(frozen=True)
 class Approval:
-    """An electronic signature over the canonical approval record."""
+    """An electronic signature over the canonical approval record.
+
+    It signs one governance record: a transition (``transition_id``) or a reference renewal (``renewal_id``,
+    ``transition_id`` empty).
+    """
 
     approval_id: str
     transition_id: str
@@ -150,6 +173,48 @@ class Approval:
     signature: bytes
     algorithm: str
     key_id: str
+    renewal_id: str = ""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference profile: where it is, its bytes' SHA-256, the period it was drawn from, who chose it."""
+
+    uri: str
+    sha256: str
+    period: ReferencePeriod | None
+    chosen_by: str
+
+
+@dataclass(frozen=True)
+class ReferenceRenewal:
+    """A request to replace a version's reference profile, with the approvals gathered so far.
+
+    It takes effect (``applied``) when the approvals its version's policy requires for reference renewals are
+    in; ``previous`` keeps the reference it replaced. ``route_revision`` is the route table revision
+    published when it took effect (0 when the version was on no route).
+    """
+
+    renewal_id: str
+    model_name: str
+    version: str
+    previous: Reference
+    proposed: Reference
+    status: TransitionStatus
+    requested_by: str
+    requested_at: datetime
+    reason: str
+    approvals: tuple[Approval, ...] = ()
+    unmet: tuple[str, ...] = ()
+    decided_at: datetime | None = None
+    route_revision: int = 0
+    row_version: int = 1
+    rejection_reason: str = ""
+
+    @property
+    def subject(self) -> str:
+        """Audit subject."""
+        return f"reference/{self.renewal_id}"
 
 
 @dataclass(frozen=True)
@@ -272,8 +337,34 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class ServedVersion:
+    """What serves one version of a route table and what its monitors judge it against.
+
+    Copied from the version's registration whenever governance writes the table, so gateways and monitors
+    read it from the route alone: a registry name may differ from the Triton model that answers for it.
+
+    Attributes:
+        version: Registry version label.
+        triton_model: Triton model that serves it.
+        triton_version: Triton's numeric version of ``triton_model``.
+        reference_uri: The version's reference profile in force (as registered, or as renewed).
+        reference_sha256: Hex SHA-256 of that profile.
+    """
+
+    version: str
+    triton_model: str
+    triton_version: int
+    reference_uri: str = ""
+    reference_sha256: str = ""
+
+
+@dataclass(frozen=True)
 class RouteState:
-    """A model's route table: who serves, who is under canary at what share, who shadows."""
+    """A model's route table: who serves, who is under canary at what share, who shadows.
+
+    ``served`` holds one entry per version on the table (stable, canary, shadows, in that order); tables
+    stored before it existed decode with none.
+    """
 
     model_name: str
     stable_version: str
@@ -284,6 +375,7 @@ class RouteState:
     updated_at: datetime
     reason: str
     rollout_id: str = ""
+    served: tuple[ServedVersion, ...] = ()
 
     def serving(self) -> frozenset[str]:
         """Every version this table sends traffic (or shadow copies) to."""

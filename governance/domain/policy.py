@@ -105,6 +105,9 @@ class RollbackPolicy(_Strict):
     )
 
 
+#: A reference renewal's rule when the policy names none and has no production rule either.
+DEFAULT_REFERENCE_RENEWAL_RULE = ApprovalRule(count=1, roles=(Role.BOARD,), distinct_signers=True)
+
 TransitionName = Annotated[str, StringConstraints(pattern=TRANSITION_NAME_PATTERN)]
 
 
@@ -125,6 +128,13 @@ class Policy(_Strict):
         ),
         json_schema_extra={"propertyNames": {"pattern": TRANSITION_NAME_PATTERN}},
     )
+    reference_renewal: ApprovalRule | None = Field(
+        default=None,
+        description=(
+            "Signatures a reference renewal needs. When absent: the rule of canary->production (else "
+            "validated->production), else one board signature. Count 0 applies a renewal without signatures."
+        ),
+    )
     separation_of_duties: SeparationOfDuties = Field(default_factory=SeparationOfDuties)
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
 
@@ -141,6 +151,20 @@ class Policy(_Strict):
         """The rule for ``"from->to"``; None (or count 0) means no signature is needed."""
         rule = self.approvals.get(transition)
         return rule if rule is not None and rule.count > 0 else None
+
+    def reference_renewal_rule(self) -> ApprovalRule | None:
+        """The signatures a reference renewal needs; None when the policy says it needs none.
+
+        A policy without a ``reference_renewal`` rule asks for what promotion to production asks for: a
+        reference decides what the monitors call a breach, so replacing it weighs as much as the version.
+        """
+        if self.reference_renewal is not None:
+            return self.reference_renewal if self.reference_renewal.count > 0 else None
+        for name in ("canary->production", "validated->production"):
+            rule = self.approval_rule(name)
+            if rule is not None:
+                return rule
+        return DEFAULT_REFERENCE_RENEWAL_RULE
 
 
 def policy_json_schema() -> dict[str, Any]:
@@ -227,6 +251,9 @@ def _semantic_errors(policy: Policy, stem: str) -> list[tuple[str, str]]:
     for name, rule in policy.approvals.items():
         if len(set(rule.roles)) != len(rule.roles):
             errors.append((f"/approvals/{name}/roles", "must not repeat a role"))
+    renewal = policy.reference_renewal
+    if renewal is not None and len(set(renewal.roles)) != len(renewal.roles):
+        errors.append(("/reference_renewal/roles", "must not repeat a role"))
     return errors
 
 

@@ -2,7 +2,8 @@
 
 The keyring file is JSON ``{principal: {"key_id": ..., "private_pem": ...}}``. A signature covers the
 canonical approval record ``canonical_json({transition_id, signer, role, meaning, signed_at})``, so changing
-who signed, in which role, what it meant or when invalidates it.
+who signed, in which role, what it meant or when invalidates it. A reference renewal's signature covers
+``{renewal_id, reference_sha256, signer, role, meaning, signed_at}`` (:func:`renewal_record`).
 """
 
 from __future__ import annotations
@@ -139,6 +140,24 @@ def approval_record(transition_id: str, signer: str, role: str, meaning: str, si
     """The fields a signature covers."""
     return {
         "transition_id": transition_id,
+        "signer": signer,
+        "role": str(role),
+        "meaning": meaning,
+        "signed_at": signed_at,
+    }
+
+
+def renewal_record(
+    renewal_id: str, reference_sha256: str, signer: str, role: str, meaning: str, signed_at: datetime
+) -> dict[str, Any]:
+    """The fields a signature on a reference renewal covers: the renewal and the exact profile it approves.
+
+    Its keys differ from :func:`approval_record`'s, so a transition's signature never verifies as a
+    renewal's (or the other way round).
+    """
+    return {
+        "renewal_id": renewal_id,
+        "reference_sha256": reference_sha256,
         "signer": signer,
         "role": str(role),
         "meaning": meaning,

@@ -1,5 +1,10 @@
 """``radguard demo``: the governance story on the running stack, narrated step by step.
 
+Each run registers its own model, ``chest_nodule-demo-<run>``, whose versions 1 and 2 are served by Triton's
+``chest_nodule`` versions 1 and 2 (and judged against their reference profiles), so a demo can be run again on
+the same stack: governance's audit is append-only and never reset, and one run never touches another's
+registrations, routes, ledger rows or monitor charts.
+
 v1 of chest_nodule goes into production at the hospital's three sites; v2 is registered, validated,
 approved by two board members (ed25519 signatures), shadowed on real traffic and canaried. Mid-way, site C's
 CR-90 changes to a low-dose protocol (the shipped ``cr90_protocol_change`` scenario, continuing the same
@@ -21,7 +26,7 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from services.cli.traffic import DriverStats, HospitalDriver
 
 _out = Console()
+#: The Triton model whose versions every demo run registers under a name of its own.
 MODEL = "chest_nodule"
 POLICY = "fast-test"
 CHANGED_SITE, CHANGED_SCANNER = "site-C", "CR-90"
@@ -42,17 +48,32 @@ CHANGED_SITE, CHANGED_SCANNER = "site-C", "CR-90"
 
 @dataclass(frozen=True)
 class DemoSize:
-    """How much traffic each act sends."""
+    """How much traffic each act sends.
+
+    The canary phase is paced (``canary_rate`` studies per second): governance's controller evaluates the gates
+    every 10 s on the reads that have arrived since the step began, so traffic sent as fast as the gateway
+    answers would reach any cap between two evaluations and leave each step a single look at its evidence.
+    """
 
     shadow_studies: int
     batch: int
     max_canary_studies: int
     monitor_block: int
     after_studies: int
+    canary_rate: float
 
 
-FULL = DemoSize(shadow_studies=60, batch=48, max_canary_studies=2400, monitor_block=120, after_studies=24)
-FAST = DemoSize(shadow_studies=30, batch=32, max_canary_studies=1200, monitor_block=120, after_studies=12)
+FULL = DemoSize(
+    shadow_studies=60, batch=48, max_canary_studies=4800, monitor_block=120, after_studies=24, canary_rate=16.0
+)
+FAST = DemoSize(
+    shadow_studies=30, batch=32, max_canary_studies=2400, monitor_block=120, after_studies=12, canary_rate=24.0
+)
+
+
+def demo_model_name(run: str) -> str:
+    """The registry name of one demo run's model, e.g. ``chest_nodule-demo-20250101120000-3f2a``."""
+    return f"{MODEL}-demo-{run}"
 
 
 @dataclass
@@ -60,6 +81,8 @@ class DemoResult:
     """What the demo did and found (also written as JSON with ``--result-json``)."""
 
     healthy: bool
+    #: The run's own registry name (what its routes, ledger rows, findings and audit entries are under).
+    model_name: str = ""
     v2_state: str = ""
     rollout_status: str = ""
     rollout_reasons: list[str] = field(default_factory=list)
@@ -120,11 +143,11 @@ def _principals(run: str) -> dict[str, str]:
     return {who: add_token(tokens_file, f"demo-{run}-{who}", role) for who, role in roles.items()}
 
 
-async def _move(gov: Governance, version: str, state: Any, signer: str = "") -> Any:
+async def _move(gov: Governance, model: str, version: str, state: Any, signer: str = "") -> Any:
     from radguard.common.v1 import common_pb2
     from radguard.governance.v1 import governance_pb2 as pb
 
-    ref = common_pb2.ModelRef(model_name=MODEL, model_version=version)
+    ref = common_pb2.ModelRef(model_name=model, model_version=version)
     request = pb.RequestTransitionRequest(model=ref, to_state=state, reason="demo", request_id=_rid("tr"))
     transition = await gov.stub.RequestTransition(request, metadata=gov.md("operator"))
     if transition.status == pb.TRANSITION_STATUS_PENDING and signer:
@@ -140,10 +163,10 @@ async def _move(gov: Governance, version: str, state: Any, signer: str = "") -> 
     return transition
 
 
-async def _versions(gov: Governance) -> dict[str, str]:
+async def _versions(gov: Governance, model: str) -> dict[str, str]:
     from radguard.governance.v1 import governance_pb2 as pb
 
-    reply = await gov.stub.ListVersions(pb.ListVersionsRequest(model_name=MODEL), metadata=gov.md("operator"))
+    reply = await gov.stub.ListVersions(pb.ListVersionsRequest(model_name=model), metadata=gov.md("operator"))
     return {
         v.ref.model_version: pb.LifecycleState.Name(v.state).removeprefix("LIFECYCLE_STATE_").lower()
         for v in reply.versions
@@ -178,16 +201,26 @@ async def _by_site(dsn: str, prediction_ids: list[str]) -> dict[str, dict[str, f
     }
 
 
-async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int) -> list[Any]:
-    """One pass of the drift and calibration monitors over v2's canary window; findings go to governance."""
+async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int, model: str) -> list[Any]:
+    """One pass of the drift and calibration monitors over v2's canary window; findings go to governance.
+
+    v2 is judged against the reference profile its route table names (as the stack's runner does).
+    """
     from services.monitors.runner.app import build_monitor_runner
+    from services.monitors.runner.ports import MonitorTarget, ServedVersion
     from services.monitors.runner.settings import MonitorRunnerSettings
+    from services.monitors.runner.targets import FixedTargets
     from services.runtime.config import load_settings
 
+    # What the route table says serves and judges v2 (once the canary is stopped it is off the table: then
+    # the reference in Triton's version folder, which is what v2 was registered with).
+    route = await _current_route(bootstrap, model)
+    entry = next((s for s in route.served if s.version == "2"), None) if route is not None else None
+    served = ServedVersion(**asdict(entry)) if entry is not None else ServedVersion("2", MODEL, 2)
     env = {
         "RADGUARD_POSTGRES_DSN": dsn,
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "RADGUARD_MONITOR_MODEL": MODEL,
+        "RADGUARD_MONITOR_MODEL": model,
         "RADGUARD_MONITOR_VERSIONS": json.dumps(["2"]),
         "RADGUARD_MONITOR_ARMS": json.dumps(["canary"]),
         "RADGUARD_MONITOR_KINDS": json.dumps(["drift", "calibration"]),
@@ -201,6 +234,7 @@ async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int) -> 
 
     env["RADGUARD_MONITOR_MODEL_REPO"] = str(load_stack_settings().model_repo)
     runner = await build_monitor_runner(load_settings(MonitorRunnerSettings, env))
+    runner.targets = FixedTargets([MonitorTarget(model, "2", "canary", served)])
     try:
         issued = await runner.run_once()
         await runner.producer.flush()
@@ -236,10 +270,10 @@ def most_shifted_subgroup(statistics: Any) -> str:
     return str(max(per_subgroup, key=lambda st: st.value).subgroup)
 
 
-async def _current_route(bootstrap: str) -> Any:
+async def _current_route(bootstrap: str, model: str) -> Any:
     from services.gateway.adapters.routes import read_routes
 
-    return (await read_routes(bootstrap)).get(MODEL)
+    return (await read_routes(bootstrap)).get(model)
 
 
 async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale: float) -> DemoResult:  # noqa: PLR0912, PLR0915 - one story, told in order
@@ -261,8 +295,9 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         ("governance service", governance_target),
     ):
         await require_service(name, target)
-    result = DemoResult(healthy=healthy)
-    run = time.strftime("%Y%m%d%H%M%S")
+    run = f"{time.strftime('%Y%m%d%H%M%S')}-{uuid.uuid4().hex[:4]}"
+    model = demo_model_name(run)
+    result = DemoResult(healthy=healthy, model_name=model)
     gov = Governance(governance_target, _principals(run))
     reads = FeedbackReads(endpoints.feedback, endpoints.feedback_token)
     all_stats: list[DriverStats] = []
@@ -274,29 +309,23 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
             reads,
             gateway_token=endpoints.gateway_token,
             concurrency=4,
+            model=model,
             read_delay_scale=read_delay_scale,
             next_index=next_index,
         )
 
     try:
-        existing = await _versions(gov)
-        if existing:
-            listed = ", ".join(f"v{v} {s}" for v, s in sorted(existing.items()))
-            raise StackError(
-                f"this stack's registry already holds {MODEL} ({listed}): the demo tells the story once per stack; "
-                "start a fresh one with `radguard stack down` and a new RADGUARD_STACK_STATE_DIR"
-            )
-        _out.rule("1. the registry: v1 in production, v2 registered, validated and approved")
+        _out.rule(f"1. the registry: {model}, v1 in production, v2 registered, validated and approved")
         for n in (1, 2):
-            message = version_from_repo(settings.model_repo, MODEL, n, policy=POLICY)
+            message = version_from_repo(settings.model_repo, MODEL, n, model_name=model, policy=POLICY)
             await gov.stub.RegisterVersion(
                 pb.RegisterVersionRequest(version=message, request_id=_rid(f"reg{n}")), metadata=gov.md("operator")
             )
-            await _move(gov, str(n), pb.LIFECYCLE_STATE_VALIDATED)
-            _say("registered", f"{MODEL} v{n} (policy {POLICY}), validated")
-        await _move(gov, "1", pb.LIFECYCLE_STATE_PRODUCTION, "board-1")
+            await _move(gov, model, str(n), pb.LIFECYCLE_STATE_VALIDATED)
+            _say("registered", f"{model} v{n} (Triton {MODEL} version {n}, policy {POLICY}), validated")
+        await _move(gov, model, "1", pb.LIFECYCLE_STATE_PRODUCTION, "board-1")
         _say("production", "v1 serves sites A, B and C")
-        await _move(gov, "2", pb.LIFECYCLE_STATE_SHADOW, "board-2")
+        await _move(gov, model, "2", pb.LIFECYCLE_STATE_SHADOW, "board-2")
         _say("shadow", "v2 scores every study silently next to v1")
 
         _out.rule("2. shadow: the hospital's normal traffic")
@@ -307,17 +336,17 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         await asyncio.sleep(2.0)  # the ledger catches up before the shadow evidence is checked
 
         _out.rule("3. canary")
-        await _move(gov, "2", pb.LIFECYCLE_STATE_CANARY, "clinician")
+        await _move(gov, model, "2", pb.LIFECYCLE_STATE_CANARY, "clinician")
         rollout = await gov.stub.StartRollout(
             pb.StartRolloutRequest(
-                candidate=_ref("2"),
+                candidate=_ref(model, "2"),
                 reason="canary of v2",
                 request_id=_rid("start"),
             ),
             metadata=gov.md("operator"),
         )
         _say("canary", f"rollout {rollout.rollout_id}: v2 takes {rollout.weight_bp / 100:.0f}% of the studies")
-        await _move(gov, "2", pb.LIFECYCLE_STATE_PRODUCTION, "board-1")
+        await _move(gov, model, "2", pb.LIFECYCLE_STATE_PRODUCTION, "board-1")
         _say("signed", "canary→production waits for the last step's gates")
 
         scenario = "baseline" if healthy else "cr90_protocol_change"
@@ -338,12 +367,12 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
                 break
             if canary.stats.sent >= size.max_canary_studies:
                 raise StackError(f"the rollout still runs after {canary.stats.sent} canary-phase studies")
-            await drive(canary, studies=size.batch, duration_s=None, rate=None, title="canary traffic")
+            await drive(canary, studies=size.batch, duration_s=None, rate=size.canary_rate, title="canary traffic")
             canary_answers = canary.stats.answered_by_arm.get(("canary", "2"), 0)
             if not healthy and not monitored and canary_answers >= size.monitor_block:
                 await asyncio.sleep(2.0)
                 issued = await _monitor_pass(
-                    settings.postgres_dsn, settings.kafka_bootstrap, reports, size.monitor_block
+                    settings.postgres_dsn, settings.kafka_bootstrap, reports, size.monitor_block, model
                 )
                 monitored = True
                 _report_findings(issued, result)
@@ -358,7 +387,7 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         if not healthy and not monitored and block >= _MIN_MONITOR_BLOCK:
             await asyncio.sleep(2.0)
             _report_findings(
-                await _monitor_pass(settings.postgres_dsn, settings.kafka_bootstrap, reports, block), result
+                await _monitor_pass(settings.postgres_dsn, settings.kafka_bootstrap, reports, block, model), result
             )
         final = await gov.stub.GetRollout(
             pb.GetRolloutRequest(rollout_id=rollout.rollout_id), metadata=gov.md("operator")
@@ -371,7 +400,7 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         _out.rule("5. after the decision")
         deadline = time.monotonic() + 30
         while True:
-            route = await _current_route(settings.kafka_bootstrap)
+            route = await _current_route(settings.kafka_bootstrap, model)
             expected = "2" if healthy else "1"
             if route is not None and route.stable_version == expected and not route.canary_version:
                 break
@@ -385,7 +414,7 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
         all_stats.append(after.stats)
         result.after_answers = {f"{a} v{v}": n for (a, v), n in after.stats.answered_by_arm.items()}
         _say("gateway", f"the next {after.stats.answered} studies: {result.after_answers}")
-        result.v2_state = (await _versions(gov)).get("2", "")
+        result.v2_state = (await _versions(gov, model)).get("2", "")
         _say("registry", f"v2 is {result.v2_state}")
 
         _out.rule("6. the books")
@@ -414,8 +443,9 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
             f"{settings.host}:{settings.governance_port}",
             f"{settings.host}:{settings.monitor_port}",
             gov.tokens["operator"],
+            model,
             "2",
-            settings.state_dir / "demo" / run / "review-chest_nodule-2.html",
+            settings.state_dir / "demo" / run / f"review-{model}-2.html",
         )
     finally:
         await gov.close()
@@ -424,14 +454,14 @@ async def run_demo(size: DemoSize, *, healthy: bool, seed: int, read_delay_scale
     return result
 
 
-async def _review_pack(governance: str, monitoring: str, token: str, version: str, out: Path) -> str:
+async def _review_pack(governance: str, monitoring: str, token: str, model: str, version: str, out: Path) -> str:
     """The board's review pack of ``version`` (as `radguard report review` writes it), or "" with the reason said."""
     from services.dashboard.adapters.apis import GovernanceApi, MonitoringApi
     from services.dashboard.review import render_review_pack
 
     gov, mon = GovernanceApi(governance, 30.0), MonitoringApi(monitoring, 30.0)
     try:
-        html = await render_review_pack(gov, mon, token, MODEL, version)
+        html = await render_review_pack(gov, mon, token, model, version)
         await asyncio.to_thread(_write, out, html)
     except Exception as error:  # the pack is a pointer for the reader; the story itself is already told
         _say("review pack", f"not written: {type(error).__name__}: {str(error)[:200]}")
@@ -448,10 +478,10 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _ref(version: str) -> Any:
+def _ref(model: str, version: str) -> Any:
     from radguard.common.v1 import common_pb2
 
-    return common_pb2.ModelRef(model_name=MODEL, model_version=version)
+    return common_pb2.ModelRef(model_name=model, model_version=version)
 
 
 def _merge(all_stats: list[DriverStats]) -> DriverStats:
@@ -482,6 +512,7 @@ def summary_table(result: DemoResult) -> Table:
     table.add_row(
         "story", "healthy v2 promoted" if result.healthy else f"{CHANGED_SITE} {CHANGED_SCANNER} protocol change"
     )
+    table.add_row("model", f"{result.model_name} (served by Triton {MODEL} versions 1 and 2)")
     table.add_row("rollout", f"{result.rollout_status}: {'; '.join(result.rollout_reasons) or '-'}")
     table.add_row("v2 now", result.v2_state)
     table.add_row(
@@ -529,8 +560,6 @@ def demo(
     result_json: Annotated[Path | None, typer.Option("--result-json", help="also write the result here")] = None,
 ) -> None:
     """The governance story end to end on the running stack: canary, protocol change, rollback."""
-    from dataclasses import asdict
-
     if up:
         from stack.manager import Stack
         from stack.settings import load_stack_settings

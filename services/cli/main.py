@@ -160,6 +160,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "services.cli.deadletter_commands:app", "Dead letters: records Kafka refused for good, from every producer."
     ),
     "report": LazyCommand("services.cli.report_commands:app", "Reports for the governance board."),
+    "reference": LazyCommand("services.cli.reference_commands:app", "Reference profiles: build, renew, list."),
 }
 
 

@@ -272,6 +272,7 @@ async def version_context(
         mon.findings(model_name=model, model_version=label, page_size=30, omit_statistics=True),
         mon.findings(model_name=model, model_version=label, kind="calibration", page_size=30, omit_statistics=True),
         gov.transitions(token, model, label),
+        gov.renewals(token, model, label),
     )
     ece_s, override_s = results[0:2], results[2:4]
     diagram = results[4] if results[4] is not None else results[5]
@@ -326,6 +327,8 @@ async def version_context(
         "windows": [evidence.finding_row(f) for f in windows],
         "selected_window": window,
         "transitions": [evidence.transition_view(t) for t in transitions],
+        "reference": evidence.reference_view(v.reference_profile),
+        "renewals": [evidence.renewal_view(r) for r in results[13]],
     }
 
 
@@ -344,6 +347,8 @@ async def version_page(request: web.Request) -> web.Response:
     transitions = context["transitions"]
     for t in transitions:
         t["can_approve"] = t["pending"] and any(evidence.may_approve(session.role, raw) for raw in [_Unmet(t["unmet"])])
+    for r in context["renewals"]:
+        r["can_approve"] = r["pending"] and evidence.may_approve(session.role, _Unmet(r["unmet"]))
     response = render(request, "version.html", title=f"{model} {label}", model=model, query_ms=query_ms, **context)
     response.headers["Server-Timing"] = f"api;dur={query_ms:.1f}"
     return response
@@ -496,10 +501,11 @@ async def review_pack(request: web.Request) -> web.StreamResponse:
 async def approve_action(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     session = _session(request)
-    transition_id = _field(form, "transition_id", pattern=_ID)
+    renewal_id = _field(form, "renewal_id", pattern=_ID, required=False)
+    transition_id = "" if renewal_id else _field(form, "transition_id", pattern=_ID)
     meaning = _field(form, "meaning")
     back = _field(form, "back", required=False, limit=300) or "/"
-    await request.app[GOVERNANCE].approve(session.token, transition_id, meaning)
+    await request.app[GOVERNANCE].approve(session.token, transition_id, meaning, renewal_id=renewal_id)
     raise web.HTTPSeeOther(back if back.startswith("/") and not back.startswith("//") else "/")
 
 

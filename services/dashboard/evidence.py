@@ -109,6 +109,51 @@ def rollout_view(r: Any) -> dict[str, Any]:
     }
 
 
+def reference_view(profile: Any) -> dict[str, Any]:
+    """A ReferenceProfile as the version page shows it: where, which bytes, which period, chosen by whom."""
+    period = profile.period if profile.HasField("period") else None
+    text = "period not recorded"
+    if period is not None:
+        dates = f"{when(period.start_time)} .. {when(period.end_time)}; " if period.HasField("start_time") else ""
+        text = (
+            f"{period.description}; {dates}labelled by {period.labelled_by}; {period.studies:,} studies, "
+            f"{period.reads:,} reads, {period.read_positives:,} positive; chosen by {period.chosen_by or '-'}"
+        )
+    return {"uri": profile.uri, "sha256": profile.sha256[:12] + "…", "period": text}
+
+
+def renewal_view(r: Any) -> dict[str, Any]:
+    """One reference renewal: what it proposes, what it replaces, its signatures and what it still needs."""
+    from services.dashboard.adapters.apis import TRANSITION_NAMES
+
+    return {
+        "id": r.renewal_id,
+        "version": r.model.model_version,
+        "proposed": reference_view(r.proposed),
+        "previous": reference_view(r.previous),
+        "status": TRANSITION_NAMES.get(r.status, "unspecified"),
+        "pending": r.status == 1,
+        "requested_by": r.requested_by,
+        "requested_at": when(r.requested_at),
+        "reason": r.reason,
+        "unmet": list(r.unmet_requirements),
+        "decided_at": when(r.decided_at) if r.HasField("decided_at") else "",
+        "route_revision": r.route_revision,
+        "rejection_reason": r.rejection_reason,
+        "approvals": [
+            {
+                "signer": a.signer,
+                "role": ROLE_NAMES.get(a.role, "?"),
+                "meaning": a.meaning,
+                "signed_at": when(a.signed_at),
+                "algorithm": a.algorithm,
+                "signature": a.signature.hex()[:32] + "…",
+            }
+            for a in r.approvals
+        ],
+    }
+
+
 def transition_view(t: Any) -> dict[str, Any]:
     from services.dashboard.adapters.apis import TRANSITION_NAMES
 

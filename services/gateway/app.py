@@ -27,6 +27,7 @@ from services.gateway.routing import RouteBook
 from services.gateway.servicer import InferenceGatewayServicer, RequestLimits, RequestTranslator
 from services.gateway.settings import GatewaySettings
 from services.gateway.spool import Spool, SpooledRecord
+from services.gateway.targets import RoutedBackend, RoutedCatalog
 from services.runtime.auth import (
     AUTHORIZATION_HEADER,
     HOSPITAL_SYSTEM,
@@ -191,22 +192,25 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         max_entries=settings.idempotency_max_entries,
         siblings=[folder / ANSWERS_DIRNAME for folder in settings.sibling_spool_dirs],
     )
+    # Callers name governance's models: these resolve a name and label to the Triton version serving it.
+    routed_backend = RoutedBackend(backend, routes)
+    routed_catalog = RoutedCatalog(catalog, routes)
     handler = PredictHandler(
-        backend,
-        catalog,
+        routed_backend,
+        routed_catalog,
         routes,
         sink,
         HandlerLimits(infer_timeout_s=settings.infer_timeout_s, shadow_timeout_s=settings.shadow_timeout_s),
         answers,
     )
     translator = RequestTranslator(
-        catalog, pseudonymiser, RequestLimits(settings.max_image_bytes, settings.stream_concurrency)
+        routed_catalog, pseudonymiser, RequestLimits(settings.max_image_bytes, settings.stream_concurrency)
     )
     gateway_servicer = InferenceGatewayServicer(translator, handler, routes)
     oip = OpenInferenceServicer(
         backend.stub,
-        backend,
-        catalog,
+        routed_backend,
+        routed_catalog,
         handler,
         pseudonymiser,
         settings.max_image_bytes,

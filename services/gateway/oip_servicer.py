@@ -186,17 +186,35 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
             name="radguard-gateway", version=upstream.version, extensions=list(upstream.extensions)
         )
 
+    def _to_triton(self, request: Any) -> Any:
+        """A copy of a per-model admin request naming the Triton model version that serves the registry's name
+        and label (itself for a model without a route or with no served entry)."""
+        name, version = request.name, request.version
+        upstream = type(request)()
+        upstream.CopyFrom(request)
+        routes = self.handler.routes
+        if version:
+            target = routes.target(name, version)
+            upstream.name, upstream.version = target.model, target.version
+        else:
+            upstream.name = routes.triton_model(name)
+        return upstream
+
     async def ModelReady(self, request: Any, context: Any) -> service_pb2.ModelReadyResponse:
-        return await self.forward("ModelReady", request, request.name, request.version)
+        return await self.forward("ModelReady", self._to_triton(request), request.name, request.version)
 
     async def ModelMetadata(self, request: Any, context: Any) -> service_pb2.ModelMetadataResponse:
-        return await self.forward("ModelMetadata", request, request.name, request.version)
+        reply = await self.forward("ModelMetadata", self._to_triton(request), request.name, request.version)
+        if reply.name != request.name:
+            # The caller asked under the registry's name and hears it back; the versions are Triton's.
+            reply.name = request.name
+        return reply
 
     async def ModelConfig(self, request: Any, context: Any) -> service_pb2.ModelConfigResponse:
-        return await self.forward("ModelConfig", request, request.name, request.version)
+        return await self.forward("ModelConfig", self._to_triton(request), request.name, request.version)
 
     async def ModelStatistics(self, request: Any, context: Any) -> service_pb2.ModelStatisticsResponse:
-        return await self.forward("ModelStatistics", request, request.name, request.version)
+        return await self.forward("ModelStatistics", self._to_triton(request), request.name, request.version)
 
     async def RepositoryIndex(self, request: Any, context: Any) -> service_pb2.RepositoryIndexResponse:
         return await self.forward("RepositoryIndex", request)
@@ -323,13 +341,17 @@ class OpenInferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # t
         model_name = request.model_name
         model_infer = self.stub.ModelInfer
         timeout_s = self.timeout_s
+        routes = self.handler.routes
 
         async def run(version: str) -> ModelOutputs:
-            request.model_version = version
+            # Triton is asked for the model version serving this label; the caller hears the registry's names.
+            target = routes.target(model_name, version)
+            request.model_name, request.model_version = target.model, target.version
             try:
                 upstream = await model_infer(request, timeout=timeout_s)
             except grpc.aio.AioRpcError as exc:
                 raise map_rpc_error(exc, model_name, version) from None
+            upstream.model_name, upstream.model_version = model_name, version
             holder.append(upstream)
             return outputs_from_response(upstream)[0]
 

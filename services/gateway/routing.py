@@ -20,8 +20,32 @@ class Arm(Enum):
 
 
 @dataclass(frozen=True)
+class TritonTarget:
+    """The Triton model version that answers for a registry version."""
+
+    model: str
+    #: Triton's numeric version, as the text Triton's API takes.
+    version: str
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What serves one version of a route (Triton model and version) and its reference profile."""
+
+    version: str
+    triton_model: str
+    triton_version: int
+    reference_uri: str = ""
+    reference_sha256: str = ""
+
+
+@dataclass(frozen=True)
 class Route:
-    """A model's routing: stable version, optional canary with weight, shadow versions."""
+    """A model's routing: stable version, optional canary with weight, shadow versions.
+
+    ``served`` says which Triton model version serves each version label; a label without an entry (a table
+    written by hand, or an older one) is served by the Triton model of the route's name at that version.
+    """
 
     model_name: str
     stable_version: str
@@ -30,6 +54,7 @@ class Route:
     shadow_versions: tuple[str, ...] = ()
     revision: int = 0
     reason: str = ""
+    served: tuple[ServedVersion, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.stable_version:
@@ -38,6 +63,21 @@ class Route:
             raise ValueError(f"route for {self.model_name!r}: canary_weight_bp must be within 0..{BUCKETS}")
         if self.canary_weight_bp and not self.canary_version:
             raise ValueError(f"route for {self.model_name!r}: a canary weight needs a canary_version")
+        for entry in self.served:
+            if not entry.version or not entry.triton_model or entry.triton_version < 1:
+                raise ValueError(
+                    f"route for {self.model_name!r}: served entry {entry.version!r} needs a version, a Triton model "
+                    "and a Triton version >= 1"
+                )
+        if len({entry.version for entry in self.served}) != len(self.served):
+            raise ValueError(f"route for {self.model_name!r}: a version is listed twice in served")
+
+    def target(self, version: str) -> TritonTarget:
+        """The Triton model version serving ``version`` of this route."""
+        for entry in self.served:
+            if entry.version == version:
+                return TritonTarget(entry.triton_model, str(entry.triton_version))
+        return TritonTarget(self.model_name, version)
 
 
 def bucket(study_uid: str) -> int:
@@ -88,6 +128,23 @@ class RouteBook:
     def get(self, model_name: str) -> Route | None:
         """The current route for a model, or None when it has none."""
         return self._routes.get(model_name)
+
+    def target(self, model_name: str, version: str) -> TritonTarget:
+        """The Triton model version serving ``version`` of ``model_name`` under the current route.
+
+        A model without a route resolves to itself, so callers keep their own errors for unknown models.
+        """
+        route = self._routes.get(model_name)
+        return route.target(version) if route is not None else TritonTarget(model_name, version)
+
+    def triton_model(self, model_name: str) -> str:
+        """The Triton model serving ``model_name``'s stable version (``model_name`` itself without a route).
+
+        What a request is checked against (input shape, outputs) before it is routed: every version of a route
+        is expected to take the same input.
+        """
+        route = self._routes.get(model_name)
+        return route.target(route.stable_version).model if route is not None else model_name
 
     def models(self) -> list[str]:
         """Model names with a route."""

@@ -12,6 +12,7 @@ import grpc
 from radguard.common.v1 import common_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.gateway import validation
+from services.gateway.adapters.routes import table_from_route
 from services.gateway.dicom import read_dicom
 from services.gateway.domain import Acquisition, PredictCommand, Prediction, Sex, Study
 from services.gateway.handlers import PredictHandler
@@ -250,15 +251,7 @@ class InferenceGatewayServicer(inference_pb2_grpc.InferenceGatewayServicer):
             if not self.routes.loaded:
                 raise Unavailable("routes", "the route table is not loaded yet; retry shortly")
             raise NotFound(f"route for model '{request.model_name}'")
-        return common_pb2.RouteTable(
-            model_name=route.model_name,
-            stable_version=route.stable_version,
-            canary_version=route.canary_version,
-            canary_weight_bp=route.canary_weight_bp,
-            shadow_versions=list(route.shadow_versions),
-            revision=route.revision,
-            reason=route.reason,
-        )
+        return table_from_route(route)
 
 
 def register(server: RadguardServer, servicer: InferenceGatewayServicer) -> None:

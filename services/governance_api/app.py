@@ -171,6 +171,7 @@ async def build_governance(  # noqa: PLR0915 - the composition root wires every 
         route_revision_floor=RouteRevisionFloor(
             settings.kafka_bootstrap_servers, settings.routes_topic, security=settings
         ),
+        profile_roots=(settings.model_repo, *settings.reference_roots),
     )
 
     producer = AsyncKafkaProducer.from_settings(settings)

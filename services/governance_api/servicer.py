@@ -129,17 +129,64 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         return convert.transition_to_proto(transition)
 
     async def Approve(self, request: pb.ApproveRequest, context: Any) -> pb.ApproveResponse:
-        """Sign an approval as the caller."""
-        transition_id = convert.require_id(request.transition_id, "transition_id")
+        """Sign an approval of a transition or of a reference renewal as the caller."""
+        if request.transition_id and request.renewal_id:
+            raise InvalidArgument("renewal_id", "set transition_id or renewal_id, not both")
+        renewal_id = convert.require_id(request.renewal_id, "renewal_id") if request.renewal_id else ""
+        transition_id = "" if renewal_id else convert.require_id(request.transition_id, "transition_id")
         meaning = convert.require_text(request.meaning, "meaning", limit=200)
         request_id = convert.require_request_id(request.request_id)
         actor = caller()
         if self._ensure_signer is not None:
             await self._ensure_signer(actor.principal)
+        if renewal_id:
+            approval, renewal = await self._service.approve_reference(actor, renewal_id, meaning, request_id)
+            return pb.ApproveResponse(
+                approval=convert.approval_to_proto(approval), renewal=convert.renewal_to_proto(renewal)
+            )
         approval, transition = await self._service.approve(actor, transition_id, meaning, request_id)
         return pb.ApproveResponse(
             approval=convert.approval_to_proto(approval), transition=convert.transition_to_proto(transition)
         )
+
+    # --- references -----------------------------------------------------------------------------
+
+    async def ProposeReference(self, request: pb.ProposeReferenceRequest, context: Any) -> pb.ReferenceRenewal:
+        """Propose a new reference profile for a version, as the caller (who is recorded as choosing it)."""
+        model, label = convert.model_ref(request.model, "model")
+        if not request.HasField("profile"):
+            raise InvalidArgument("profile", "required")
+        uri, sha256, period = convert.proposed_reference(request.profile)
+        reason = convert.reason(request.reason)
+        request_id = convert.require_request_id(request.request_id)
+        renewal = await self._service.propose_reference(caller(), model, label, uri, sha256, period, reason, request_id)
+        return convert.renewal_to_proto(renewal)
+
+    async def GetReferenceRenewal(self, request: pb.GetReferenceRenewalRequest, context: Any) -> pb.ReferenceRenewal:
+        """One reference renewal with its approvals."""
+        current_identity()
+        renewal_id = convert.require_id(request.renewal_id, "renewal_id")
+        return convert.renewal_to_proto(await self._service.get_reference_renewal(renewal_id))
+
+    async def ListReferenceRenewals(
+        self, request: pb.ListReferenceRenewalsRequest, context: Any
+    ) -> pb.ListReferenceRenewalsResponse:
+        """A model's (or one version's) reference renewals, oldest first."""
+        current_identity()
+        model = convert.require_name(request.model_name, "model_name")
+        version = convert.optional_name(request.model_version, "model_version")
+        renewals = await self._service.list_reference_renewals(model, version)
+        return pb.ListReferenceRenewalsResponse(renewals=[convert.renewal_to_proto(r) for r in renewals])
+
+    async def RejectReferenceRenewal(
+        self, request: pb.RejectReferenceRenewalRequest, context: Any
+    ) -> pb.ReferenceRenewal:
+        """Refuse or withdraw a pending reference renewal."""
+        renewal_id = convert.require_id(request.renewal_id, "renewal_id")
+        reason = convert.reason(request.reason)
+        request_id = convert.require_request_id(request.request_id)
+        renewal = await self._service.reject_reference(caller(), renewal_id, reason, request_id)
+        return convert.renewal_to_proto(renewal)
 
     # --- rollouts -------------------------------------------------------------------------------
 

@@ -36,6 +36,10 @@ class GovernanceSettings(ServiceSettings):
     )
     policies_dir: Path | None = Field(default=None, description="policy YAML folder; governance/policies when unset")
     model_repo: Path = Field(default=Path("model_repo"), description="Triton model repository (config.pbtxt files)")
+    reference_roots: list[Path] = Field(
+        default_factory=list,
+        description="folders besides model_repo that file:// reference profiles proposed for renewal may lie in",
+    )
     triton_grpc_url: str = Field(default="127.0.0.1:8001", min_length=3, description="host:port of Triton gRPC")
     triton_load_timeout_s: float = Field(default=120.0, gt=0, description="time one model load may take")
     triton_request_timeout_s: float = Field(default=10.0, gt=0, description="time other repository calls take")

@@ -136,6 +136,11 @@ class RelayTuning:
     prune_every_s: float = 600.0
 
 
+def prune_statement(table: str) -> str:
+    """The SQL that deletes ``table``'s rows published more than ``$1`` seconds ago (a trusted identifier)."""
+    return f"delete from {table} where published_at < now() - make_interval(secs => $1)"  # noqa: S608
+
+
 class OutboxRelayLoop(ABC):
     """Background task publishing one outbox table's rows to Kafka, round after round.
 
@@ -163,7 +168,7 @@ class OutboxRelayLoop(ABC):
         self.tuning = tuning
         self._name = name
         self._pending_sql = f"select count(*) from {table} where published_at is null and quarantined_at is null"  # noqa: S608
-        self._prune_sql = f"delete from {table} where published_at < now() - make_interval(secs => $1)"  # noqa: S608
+        self._prune_sql = prune_statement(table)
         self._quarantine_sql = (
             f"update {table} set quarantined_at = now(), quarantine_reason = $2"  # noqa: S608 - trusted
             " where id = $1 and published_at is null"

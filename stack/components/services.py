@@ -285,8 +285,14 @@ class GovernanceService(RadguardService):
     def checkpoint_public_key_file(self) -> Path:
         return self.home / "audit-checkpoint-key.pub.pem"
 
+    @property
+    def references_dir(self) -> Path:
+        """Where reference profiles proposed for renewal are kept (``<state>/references``)."""
+        return self.settings.state_dir / "references"
+
     def prepare(self) -> None:
         super().prepare()
+        self.references_dir.mkdir(parents=True, exist_ok=True)
         if not self.checkpoint_key_file.exists():
             write_checkpoint_key(self.checkpoint_key_file, self.checkpoint_public_key_file)
 
@@ -299,6 +305,8 @@ class GovernanceService(RadguardService):
             "RADGUARD_MODEL_REPO": str(self.settings.model_repo),
             "RADGUARD_GOVERNANCE_TOKENS_FILE": str(self.tokens_file),
             "RADGUARD_GOVERNANCE_KEYRING_FILE": str(self.keyring_file),
+            # Reference profiles built for renewal (`radguard reference build --out`) go here or in the model repo.
+            "RADGUARD_REFERENCE_ROOTS": json.dumps([str(self.references_dir)]),
         }
 
 

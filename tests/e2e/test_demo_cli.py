@@ -1,8 +1,8 @@
 """``radguard demo --fast`` and ``radguard simulate`` as processes against the real stack (issue #13 acceptance).
 
-The demo test comes first: it needs a stack whose governance registry does not yet hold chest_nodule (the
-demo tells its story once per stack). The simulate tests then use the route the demo left (stable v1), or
-publish one when run on their own.
+The demo runs twice on the same stack: each run registers a model of its own (``chest_nodule-demo-<run>``,
+served by Triton's chest_nodule), so the second run tells its story too and its books hold only its own
+traffic. The simulate tests use a route for chest_nodule itself (published when missing).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,16 +44,72 @@ def ledger_of(ids: list[str], read_ids: list[str]) -> tuple[set[str], set[str]]:
     return asyncio.run(wait_for_ledger(load_stack_settings().postgres_dsn, stats, timeout_s=60))
 
 
-@pytest.mark.timeout(420)
-def test_demo_fast_tells_the_rollback_story(stack: StackEndpoints, tmp_path: Path) -> None:
-    """CR-90 protocol change: findings, automatic rollback, gateway on stable, ledger complete, audit verifies."""
-    out = tmp_path / "demo.json"
+def run_demo(out: Path, *flags: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     started = time.monotonic()
-    done = radguard("demo", "--fast", "--result-json", str(out), timeout_s=400)
+    done = radguard("demo", "--fast", *flags, "--result-json", str(out), timeout_s=400)
     print(done.stdout[-6000:])
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(out.read_text(encoding="utf-8"))
-    print(f"demo --fast wall {time.monotonic() - started:.0f} s")
+    print(f"demo --fast {' '.join(flags)} wall {time.monotonic() - started:.0f} s")
+    return done, json.loads(out.read_text(encoding="utf-8"))
+
+
+def assert_books_are_its_own(result: dict[str, Any]) -> None:
+    """The run's ledger counts are its own: every acknowledged prediction and read, by id, under its model."""
+    assert result["errors"] == {}
+    assert result["answered"] == result["sent"] == result["ledger_predictions"]
+    assert result["reads"] == result["answered"] == result["ledger_reads"]
+    assert result["missing_predictions"] == 0 and result["missing_reads"] == 0
+    assert result["audit_ok"] and result["audit_entries"] > 0
+    # Answers recorded under the run's model name are exactly the run's answers (shadow copies aside).
+    assert asyncio.run(answers_under(result["model_name"])) == result["answered"], result["model_name"]
+
+
+async def answers_under(model: str) -> int:
+    import asyncpg
+
+    connection = await asyncpg.connect(load_stack_settings().postgres_dsn)
+    try:
+        return int(
+            await connection.fetchval(
+                "select count(*) from ledger_predictions where model_name = $1 and arm <> 'shadow'", model
+            )
+        )
+    finally:
+        await connection.close()
+
+
+@pytest.mark.timeout(840)
+def test_demo_fast_tells_both_stories_on_one_stack(stack: StackEndpoints, tmp_path: Path) -> None:
+    """CR-90 protocol change: findings, automatic rollback, gateway on stable, ledger complete, audit verifies.
+    Then, on the same stack, the healthy variant: v2 passes every step and becomes production.
+
+    The second run has a model of its own, its own story and its own books.
+    """
+    first = tell_the_rollback_story(tmp_path / "demo.json")
+    again = tell_the_healthy_story(tmp_path / "again.json")
+    assert again["model_name"] != first["model_name"]
+    assert again["audit_entries"] > first["audit_entries"]  # one chain, appended to, never reset
+
+
+def tell_the_healthy_story(out: Path) -> dict[str, Any]:
+    """Run ``radguard demo --fast --healthy``: the canary passes each step's gates and v2 is promoted."""
+    done, result = run_demo(out, "--healthy")
+    assert result["rollout_status"] == "completed", result["rollout_reasons"]
+    assert any("completed by rollout-controller" in reason for reason in result["rollout_reasons"])
+    assert sum("promoted by rollout-controller" in reason for reason in result["rollout_reasons"]) == 2
+    assert result["v2_state"] == "production"
+    assert result["routes"]["stable"] == "2" and result["routes"]["canary"] == ""
+    assert result["after_answers"] == {"stable v2": 12}
+    assert result["findings"] == []
+    assert result["model_name"].startswith("chest_nodule-demo-")
+    assert_books_are_its_own(result)
+    assert "healthy v2 promoted" in done.stdout
+    return result
+
+
+def tell_the_rollback_story(out: Path) -> dict[str, Any]:
+    """Run ``radguard demo --fast`` and check its story and books; returns its result."""
+    done, result = run_demo(out)
     # The story: the canary was stopped and v2 rolled back by the controller, every study now on v1.
     assert result["rollout_status"] == "aborted"
     assert any("aborted by rollout-controller" in reason for reason in result["rollout_reasons"])
@@ -71,17 +128,15 @@ def test_demo_fast_tells_the_rollback_story(stack: StackEndpoints, tmp_path: Pat
     worst = max(canary, key=lambda key: canary[key]["calibration_gap"])
     assert worst == "canary v2 site-C CR-90", canary
     # Nothing lost: the ledger holds every acknowledged prediction and read, by id.
-    assert result["errors"] == {}
-    assert result["answered"] == result["sent"] == result["ledger_predictions"]
-    assert result["reads"] == result["answered"] == result["ledger_reads"]
-    assert result["missing_predictions"] == 0 and result["missing_reads"] == 0
-    assert result["audit_ok"] and result["audit_entries"] > 0
+    assert result["model_name"].startswith("chest_nodule-demo-")
+    assert_books_are_its_own(result)
     # Where the board looks next: the dashboard and v2's review pack (one self-contained HTML file).
     assert result["dashboard_url"].startswith("http://127.0.0.1:")
     pack = Path(result["review_pack"]).read_text(encoding="utf-8")
     assert pack.startswith("<!DOCTYPE html>") or pack.lstrip().lower().startswith("<!doctype html>")
     assert "chest_nodule" in pack and '<script src="http' not in pack
     assert "radguard demo: summary" in done.stdout
+    return result
 
 
 def ensure_route() -> None:

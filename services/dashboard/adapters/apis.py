@@ -112,9 +112,21 @@ class GovernanceApi:
     async def verify(self, token: str) -> gpb.VerifyAuditResponse:
         return await self._call("VerifyAudit", gpb.VerifyAuditRequest(), token)  # type: ignore[no-any-return]
 
-    async def approve(self, token: str, transition_id: str, meaning: str) -> gpb.ApproveResponse:
-        request = gpb.ApproveRequest(transition_id=transition_id, meaning=meaning, request_id=new_request_id())
+    async def approve(self, token: str, transition_id: str, meaning: str, renewal_id: str = "") -> gpb.ApproveResponse:
+        """Sign a pending transition, or a pending reference renewal when ``renewal_id`` is given."""
+        request = gpb.ApproveRequest(
+            transition_id="" if renewal_id else transition_id,
+            renewal_id=renewal_id,
+            meaning=meaning,
+            request_id=new_request_id(),
+        )
         return await self._call("Approve", request, token)  # type: ignore[no-any-return]
+
+    async def renewals(self, token: str, model_name: str, version: str = "") -> list[gpb.ReferenceRenewal]:
+        """A model's (or one version's) reference renewals, oldest first."""
+        request = gpb.ListReferenceRenewalsRequest(model_name=model_name, model_version=version)
+        reply = await self._call("ListReferenceRenewals", request, token)
+        return list(reply.renewals)
 
     async def rollout_command(self, token: str, command: str, rollout_id: str, reason: str) -> gpb.Rollout:
         rpc, message = {

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.gateway.routing import Route, RouteBook
+from services.gateway.routing import Route, RouteBook, ServedVersion
 from services.runtime.errors import Unavailable
 from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
@@ -25,6 +25,7 @@ __all__ = [
     "read_routes",
     "route_event",
     "route_from_table",
+    "table_from_route",
 ]
 
 
@@ -38,6 +39,39 @@ def route_from_table(table: common_pb2.RouteTable) -> Route:
         shadow_versions=tuple(table.shadow_versions),
         revision=table.revision,
         reason=table.reason,
+        served=tuple(
+            ServedVersion(
+                version=entry.version,
+                triton_model=entry.triton_model,
+                triton_version=entry.triton_version,
+                reference_uri=entry.reference_uri,
+                reference_sha256=entry.reference_sha256,
+            )
+            for entry in table.served
+        ),
+    )
+
+
+def table_from_route(route: Route) -> common_pb2.RouteTable:
+    """The protobuf table of a domain route (``updated_at`` left for the caller to stamp)."""
+    return common_pb2.RouteTable(
+        model_name=route.model_name,
+        stable_version=route.stable_version,
+        canary_version=route.canary_version,
+        canary_weight_bp=route.canary_weight_bp,
+        shadow_versions=list(route.shadow_versions),
+        revision=route.revision,
+        reason=route.reason,
+        served=[
+            common_pb2.ServedVersion(
+                version=entry.version,
+                triton_model=entry.triton_model,
+                triton_version=entry.triton_version,
+                reference_uri=entry.reference_uri,
+                reference_sha256=entry.reference_sha256,
+            )
+            for entry in route.served
+        ],
     )
 
 
@@ -45,18 +79,11 @@ def route_event(route: Route, producer: str) -> events_pb2.RouteTableEvent:
     """The payload that announces ``route`` on the routes topic."""
     now = Timestamp()
     now.GetCurrentTime()
+    table = table_from_route(route)
+    table.updated_at.CopyFrom(now)
     return events_pb2.RouteTableEvent(
         meta=common_pb2.EventMeta(schema_version=1, event_id=uuid7(), event_time=now, producer=producer),
-        table=common_pb2.RouteTable(
-            model_name=route.model_name,
-            stable_version=route.stable_version,
-            canary_version=route.canary_version,
-            canary_weight_bp=route.canary_weight_bp,
-            shadow_versions=list(route.shadow_versions),
-            revision=route.revision,
-            updated_at=now,
-            reason=route.reason,
-        ),
+        table=table,
     )
 
 

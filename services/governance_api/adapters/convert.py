@@ -21,7 +21,9 @@ from governance.domain.model import (
     GateOutcome,
     GateResult,
     MetricValue,
+    Reference,
     ReferencePeriod,
+    ReferenceRenewal,
     Role,
     Rollout,
     RolloutStatus,
@@ -477,11 +479,7 @@ def version_to_proto(version: Version) -> pb.ModelVersion:
             temperature=spec.temperature, revision=spec.calibration_revision, fitted_on=spec.calibration_fitted_on
         ),
         operating_threshold=spec.operating_threshold,
-        reference_profile=pb.ReferenceProfile(
-            uri=spec.reference_uri,
-            sha256=spec.reference_sha256,
-            period=_period_to_proto(spec.reference_period, version.registered_by),
-        ),
+        reference_profile=reference_to_proto(version.reference),
         validation=pb.ValidationReport(
             dataset=spec.validation_dataset,
             overall=[_metric_to_proto(m) for m in spec.validation_overall],
@@ -513,9 +511,56 @@ def approval_to_proto(approval: Approval) -> pb.Approval:
         signature=approval.signature,
         algorithm=approval.algorithm,
         key_id=approval.key_id,
+        renewal_id=approval.renewal_id,
     )
     _set_time(message.signed_at, approval.signed_at)
     return message
+
+
+def reference_to_proto(reference: Reference) -> pb.ReferenceProfile:
+    """The ReferenceProfile of a reference (its period's chosen_by is who chose it)."""
+    return pb.ReferenceProfile(
+        uri=reference.uri, sha256=reference.sha256, period=_period_to_proto(reference.period, reference.chosen_by)
+    )
+
+
+def renewal_to_proto(renewal: ReferenceRenewal) -> pb.ReferenceRenewal:
+    """The ReferenceRenewal message of a renewal."""
+    message = pb.ReferenceRenewal(
+        renewal_id=renewal.renewal_id,
+        model=common_pb2.ModelRef(model_name=renewal.model_name, model_version=renewal.version),
+        previous=reference_to_proto(renewal.previous),
+        proposed=reference_to_proto(renewal.proposed),
+        status=_TRANSITION_STATUS[TransitionStatus(renewal.status)],  # type: ignore[arg-type]
+        requested_by=renewal.requested_by,
+        reason=renewal.reason,
+        approvals=[approval_to_proto(a) for a in renewal.approvals],
+        unmet_requirements=list(renewal.unmet),
+        route_revision=renewal.route_revision,
+        rejection_reason=renewal.rejection_reason,
+    )
+    _set_time(message.requested_at, renewal.requested_at)
+    _set_time(message.decided_at, renewal.decided_at)
+    return message
+
+
+def proposed_reference(profile: pb.ReferenceProfile, field: str = "profile") -> tuple[str, str, ReferencePeriod | None]:
+    """(uri, sha256, period) of a proposed reference, checked for shape (the service checks the rest).
+
+    Raises:
+        InvalidArgument: Naming the first bad field, e.g. ``profile.period.reads``.
+    """
+    if not profile.uri:
+        raise InvalidArgument(f"{field}.uri", "required")
+    require_text(profile.uri, f"{field}.uri", limit=_MAX_URI)
+    if not _SHA256.fullmatch(profile.sha256):
+        raise InvalidArgument(f"{field}.sha256", "must be 64 lowercase hex digits")
+    if not profile.HasField("period"):
+        raise InvalidArgument(f"{field}.period", "required (labelled_by, counts, start_time and end_time)")
+    for name in ("start_time", "end_time"):
+        if profile.period.HasField(name):
+            datetime_from(getattr(profile.period, name), f"{field}.period.{name}")
+    return profile.uri, profile.sha256, _reference_period(profile, f"{field}.period")
 
 
 def transition_to_proto(transition: Transition) -> pb.Transition:
@@ -584,6 +629,16 @@ def route_to_proto(route: RouteState) -> common_pb2.RouteTable:
         revision=route.revision,
         reason=route.reason,
         rollout_id=route.rollout_id or "",
+        served=[
+            common_pb2.ServedVersion(
+                version=entry.version,
+                triton_model=entry.triton_model,
+                triton_version=entry.triton_version,
+                reference_uri=entry.reference_uri,
+                reference_sha256=entry.reference_sha256,
+            )
+            for entry in route.served
+        ],
     )
     _set_time(message.updated_at, route.updated_at)
     return message

@@ -47,7 +47,9 @@ from services.monitors.runner.ports import (
     IssuedFinding,
     MonitorTarget,
     ReferenceSource,
+    ReferenceUnusable,
     SequentialStore,
+    ServedVersion,
 )
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7
@@ -209,7 +211,10 @@ class RunMonitors:
         self._reports = reports
         self._clock = clock
         self._settle = settle
-        self._calculators: dict[tuple[str, str], tuple[Window, dict[MonitorKind, Calculator]]] = {}
+        #: Per (model, version): what the route said serves and judges it, its reference, its calculators.
+        self._calculators: dict[
+            tuple[str, str], tuple[ServedVersion | None, Window, dict[MonitorKind, Calculator]]
+        ] = {}
 
     @property
     def cusum(self) -> CusumParameters:
@@ -217,13 +222,19 @@ class RunMonitors:
         return self._cusum
 
     def _prepared(self, target: MonitorTarget) -> tuple[Window, dict[MonitorKind, Calculator]]:
-        # A reference is prepared once per version: sorting and counting it is the expensive part.
+        # A reference is prepared once per version: sorting and counting it is the expensive part. It is
+        # prepared again when the route table names another reference (or Triton target) for the version.
         key = (target.model_name, target.model_version)
-        if key not in self._calculators:
-            reference = self._references.reference(target.model_name, target.model_version)
+        held = self._calculators.get(key)
+        if held is None or held[0] != target.served:
+            self._calculators.pop(key, None)
+            reference = self._references.reference(target)
             calculators = {kind: build_calculator(kind, spec, reference) for kind, spec in self._specs.items()}
-            self._calculators[key] = (reference, calculators)
-        return self._calculators[key]
+            held = (target.served, reference, calculators)
+            self._calculators[key] = held
+            if target.served is not None and target.served.reference_uri:
+                _log.info("monitors.reference_loaded", target=str(target), uri=target.served.reference_uri)
+        return held[1], held[2]
 
     async def run_once(self, targets: Iterable[MonitorTarget], *, end: datetime | None = None) -> list[IssuedFinding]:
         """Judge each target's complete new blocks; store the findings (the outbox publishes them).
@@ -233,8 +244,9 @@ class RunMonitors:
             end: Only predictions before this time (exclusive); the current time when None.
 
         Returns:
-            The findings issued, in target, block, then monitor order. Targets without a reference profile or
-            without a complete new block issue nothing (logged).
+            The findings issued, in target, block, then monitor order. Targets without a (usable) reference
+            profile or without a complete new block issue nothing (logged; a profile whose hash differs from
+            the route table's is logged as an error).
 
         Raises:
             Unavailable: The ledger or the findings tables cannot be reached.
@@ -246,6 +258,9 @@ class RunMonitors:
                 reference, calculators = self._prepared(target)
             except FileNotFoundError as error:
                 _log.warning("monitors.no_reference", target=str(target), error=str(error))
+                continue
+            except ReferenceUnusable as error:
+                _log.error("monitors.reference_unusable", target=str(target), error=str(error))
                 continue
             issued.extend(await self._judge_new_blocks(target, reference, calculators, until))
         return issued

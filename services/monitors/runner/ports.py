@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -14,12 +14,37 @@ from services.monitors.drift.spec import DriftSpec
 
 
 @dataclass(frozen=True)
+class ServedVersion:
+    """What a route table says serves one version and what judges it (see ``RouteTable.served``).
+
+    Attributes:
+        version: Registry version label.
+        triton_model: Triton model serving it (its folder in the model repository).
+        triton_version: Triton's numeric version (the version folder).
+        reference_uri: The version's reference profile, a file:// URI or a path; empty: the model repository's.
+        reference_sha256: Hex SHA-256 the profile must have; empty: not checked.
+    """
+
+    version: str
+    triton_model: str
+    triton_version: int
+    reference_uri: str = ""
+    reference_sha256: str = ""
+
+
+@dataclass(frozen=True)
 class MonitorTarget:
-    """One model version and arm whose traffic the monitors judge."""
+    """One model version and arm whose traffic the monitors judge.
+
+    ``served`` (what the route table says serves and judges the version) is carried along for the reference
+    profile; it is not part of the target's identity: charts and cursors belong to (model, version, arm).
+    None when no table said (fixed targets, tables written by hand).
+    """
 
     model_name: str
     model_version: str
     arm: str
+    served: ServedVersion | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.model_name}/{self.model_version}/{self.arm}"
@@ -169,14 +194,19 @@ class FindingPublisher(Protocol):
         ...
 
 
+class ReferenceUnusable(Exception):
+    """A version's reference profile exists but cannot be used: wrong hash, unreadable, unsupported URI."""
+
+
 class ReferenceSource(Protocol):
     """A version's reference profile as a window."""
 
-    def reference(self, model_name: str, model_version: str) -> Window:
-        """The reference window of ``model_name`` version ``model_version``.
+    def reference(self, target: MonitorTarget) -> Window:
+        """The reference window of ``target``'s version (where its ``served`` entry says, if any).
 
         Raises:
             FileNotFoundError: The version has no reference profile.
+            ReferenceUnusable: The profile is there but does not match its recorded hash or cannot be read.
         """
         ...
 

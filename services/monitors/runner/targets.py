@@ -6,7 +6,9 @@ import threading
 from dataclasses import dataclass
 
 from services.monitors.ledger.domain import Arm
-from services.monitors.runner.ports import MonitorTarget
+from services.monitors.runner.ports import MonitorTarget, ServedVersion
+
+__all__ = ["FixedTargets", "RoutedTargets", "ServedVersion", "ServedVersions"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,8 @@ class ServedVersions:
         canary_version: Answers a share of studies, or empty.
         shadow_versions: Run silently beside the answer.
         revision: The table's revision (a newer one replaces an older one).
+        served: What serves and judges each version (Triton target, reference profile); a version without an
+            entry is judged against the model repository's ``<model_name>/<version>/`` profile.
     """
 
     model_name: str
@@ -26,13 +30,18 @@ class ServedVersions:
     canary_version: str = ""
     shadow_versions: tuple[str, ...] = ()
     revision: int = 0
+    served: tuple[ServedVersion, ...] = ()
+
+    def _target(self, version: str, arm: Arm) -> MonitorTarget:
+        entry = next((s for s in self.served if s.version == version), None)
+        return MonitorTarget(self.model_name, version, arm.value, entry)
 
     def targets(self) -> list[MonitorTarget]:
         """One target per version and arm it is served on."""
-        found = [MonitorTarget(self.model_name, self.stable_version, Arm.STABLE.value)]
+        found = [self._target(self.stable_version, Arm.STABLE)]
         if self.canary_version:
-            found.append(MonitorTarget(self.model_name, self.canary_version, Arm.CANARY.value))
-        found.extend(MonitorTarget(self.model_name, version, Arm.SHADOW.value) for version in self.shadow_versions)
+            found.append(self._target(self.canary_version, Arm.CANARY))
+        found.extend(self._target(version, Arm.SHADOW) for version in self.shadow_versions)
         return found
 
 

@@ -10,6 +10,7 @@ controller. Routes and audit events go to the real topics, like in production.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import tempfile
 import time
@@ -140,6 +141,8 @@ async def running_governance(
         "RADGUARD_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap,
         "RADGUARD_TRITON_GRPC_URL": stack.triton_grpc_url,
         "RADGUARD_MODEL_REPO": str(REPO_ROOT / "model_repo"),
+        # The tests' profiles are written under pytest's temporary folders.
+        "RADGUARD_REFERENCE_ROOTS": json.dumps([tempfile.gettempdir()]),
         "RADGUARD_GOVERNANCE_TOKENS_FILE": str(tokens_file),
         "RADGUARD_GOVERNANCE_KEYRING_FILE": str(state / "keyring.json"),
         "RADGUARD_POLICIES_DIR": str(policies),

@@ -77,6 +77,10 @@ async def test_healthy_rollout_and_breach_abort(world):
     assert r.status == RolloutStatus.ABORTED
     routes = await world.service.get_routes(MODEL)
     assert (routes.stable_version, routes.canary_version, routes.revision) == ("1", "", 5)
+    # What serves and judges each version travels with the stored table (a JSON document in PostgreSQL).
+    assert [(s.version, s.triton_model, s.triton_version, s.reference_sha256) for s in routes.served] == [
+        ("1", "chest_nodule", 1, "cd" * 32)
+    ]
     assert (await world.service.get_version(MODEL, "2")).state == State.ROLLED_BACK
     history = [h.revision for h in await world.service.list_routes()]
     assert history == [5]
@@ -283,3 +287,23 @@ async def test_evidence_source_reads_ledger_and_findings(gov_pool):
     breaches = await source.open_breaches(MODEL, "2", now - timedelta(minutes=1))
     assert [(b.kind, b.summary) for b in breaches] == [("bias", "gap on acme")]
     assert await source.open_breaches(MODEL, "2", now + timedelta(minutes=1)) == []
+
+
+async def test_concurrent_retries_of_one_renewal_request_make_one_renewal(pg_world):
+    """Two replicas race the same ProposeReference request id: one commits, the other's retry reads its result."""
+    from governance.domain.model import ReferencePeriod
+
+    world = pg_world
+    await world.register("1")
+    period = ReferencePeriod(
+        "reads", "production", 3000, 2900, 610, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    one, other = _racers(world, "insert_renewal")
+    args = (OPERATOR, MODEL, "1", "s3://refs/new.npz", "ef" * 32, period, "renewal", "same-request")
+    results = await asyncio.gather(one.propose_reference(*args), other.propose_reference(*args), return_exceptions=True)
+    assert sum(isinstance(r, Conflict) for r in results) == 1, results
+    (first,) = [r for r in results if not isinstance(r, BaseException)]
+    retried = await world.service.propose_reference(*args)
+    assert retried == first
+    assert [r.renewal_id for r in await world.service.list_reference_renewals(MODEL, "1")] == [first.renewal_id]
+    assert (await world.service.verify_audit()).ok

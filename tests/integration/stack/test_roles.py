@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from services.runtime.outbox import prune_statement
 from stack.manager import Stack
-from stack.roles import OWNER_ROLE, SERVICE_ROLES, public_tables, service_role
+from stack.roles import OUTBOX_TABLES, OWNER_ROLE, SERVICE_ROLES, public_tables, service_role
 from tests.integration.conftest import StackEndpoints, service_dsn
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session"), pytest.mark.timeout(120)]
@@ -100,3 +101,19 @@ async def test_the_stacks_services_connect_as_their_own_roles(real_stack: Stack)
     finally:
         await con.close()
     assert {r.name for r in SERVICE_ROLES} <= users
+
+
+async def test_each_outbox_relay_may_prune_its_published_rows_as_its_service_role(stack: StackEndpoints) -> None:
+    """The relays' own prune statement runs under each service's role (a refusal crashed the relay's rounds)."""
+    owners = {"feedback_outbox": "feedback", "monitor_findings_outbox": "monitor", "gov_outbox": "governance"}
+    assert set(owners) == set(OUTBOX_TABLES)
+    for table, component in owners.items():
+        con = await asyncpg.connect(service_dsn(stack.postgres_dsn, component))
+        try:
+            # A retention no published row can be older than: the privilege is checked, nothing is deleted.
+            assert await con.execute(prune_statement(table), 10.0**9) == "DELETE 0"
+            for other in set(OUTBOX_TABLES) - {table}:
+                with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                    await con.execute(prune_statement(other), 10.0**9)
+        finally:
+            await con.close()

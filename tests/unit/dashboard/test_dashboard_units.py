@@ -130,3 +130,42 @@ def test_reports_are_read_only_from_the_runners_folder(tmp_path: Path) -> None:
             read_report(uri, folder, 1000)
     with pytest.raises(ValueError, match="more than"):
         read_report(str(folder / "a.html"), folder, 3)
+
+
+def test_reference_renewals_render_with_their_period_signatures_and_sign_form() -> None:
+    from services.dashboard.app import templates
+
+    def stamp(text: str) -> Timestamp:
+        value = Timestamp()
+        value.FromJsonString(text)
+        return value
+
+    def profile(uri: str, sha: str, chosen_by: str) -> gpb.ReferenceProfile:
+        period = gpb.ReferencePeriod(
+            labelled_by="reads", description="ledger period", studies=3000, reads=2900, read_positives=610,
+            chosen_by=chosen_by, start_time=stamp("2026-11-01T00:00:00Z"), end_time=stamp("2026-12-01T00:00:00Z"),
+        )  # fmt: skip
+        return gpb.ReferenceProfile(uri=uri, sha256=sha, period=period)
+
+    renewal = gpb.ReferenceRenewal(
+        renewal_id="01a2-renewal",
+        status=gpb.TRANSITION_STATUS_PENDING,
+        proposed=profile("file:///refs/new.npz", "ab" * 32, "bianca"),
+        previous=profile("file:///refs/old.npz", "cd" * 32, "olga"),
+        requested_by="bianca",
+        unmet_requirements=["1 more approval from board or clinician for reference renewal"],
+        approvals=[gpb.Approval(signer="bert", renewal_id="01a2-renewal", meaning="approve reference")],
+    )
+    view = evidence.renewal_view(renewal)
+    assert (view["id"], view["status"], view["pending"]) == ("01a2-renewal", "pending", True)
+    assert view["proposed"]["sha256"] == "abababababab…"
+    assert "2,900 reads, 610 positive; chosen by bianca" in view["proposed"]["period"]
+    assert evidence.may_approve("clinician", gpb.Transition(unmet_requirements=view["unmet"]))
+    view["can_approve"] = True
+    html = (
+        templates()
+        .get_template("_references.html")
+        .render(reference=view["proposed"], renewals=[view], csrf="c", path="/p", standalone=False)
+    )
+    assert 'name="renewal_id" value="01a2-renewal"' in html and "file:///refs/old.npz" in html
+    assert "bert" in html and "approve reference" in html

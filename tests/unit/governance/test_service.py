@@ -160,6 +160,55 @@ async def test_approval_is_signed_and_applies(world):
     assert [m.kind for m in world.store.outbox].count("route") == 1
 
 
+async def test_route_tables_carry_what_serves_and_judges_every_version(world):
+    await world.production("1")
+    await world.shadow("2")
+    await world.register("3", triton_model="chest_nodule_big", triton_version=7, reference_uri="file:///r3.npz")
+    await world.move("3", State.VALIDATED)
+    await world.move("3", State.SHADOW)
+    routes = await world.service.get_routes(MODEL)
+    assert (routes.stable_version, routes.shadow_versions) == ("1", ("2", "3"))
+    assert [(s.version, s.triton_model, s.triton_version, s.reference_uri) for s in routes.served] == [
+        ("1", "chest_nodule", 1, "model_repo/chest_nodule/reference.json"),
+        ("2", "chest_nodule", 2, "model_repo/chest_nodule/reference.json"),
+        ("3", "chest_nodule_big", 7, "file:///r3.npz"),
+    ]
+    assert {s.reference_sha256 for s in routes.served} == {"cd" * 32}
+    assert world.triton.loaded == {"chest_nodule": {1, 2}, "chest_nodule_big": {7}}
+    last = [m for m in world.store.outbox if m.kind == "route"][-1]
+    assert [entry["version"] for entry in last.payload["served"]] == ["1", "2", "3"]
+
+
+async def test_a_registry_name_of_its_own_is_served_by_another_triton_model(world):
+    name = "chest_nodule-demo-1"
+    await world.service.register_version(OPERATOR, spec("1", model_name=name), world.rid())
+    for to in (State.VALIDATED, State.PRODUCTION):
+        t = await world.service.request_transition(OPERATOR, name, "1", to, "", world.rid())
+        if t.status == TransitionStatus.PENDING:
+            await world.service.approve(BOARD, t.transition_id, "", world.rid())
+    routes = await world.service.get_routes(name)
+    assert routes.stable_version == "1"
+    assert [(s.version, s.triton_model, s.triton_version) for s in routes.served] == [("1", "chest_nodule", 1)]
+    assert world.triton.loaded == {"chest_nodule": {1}}
+
+
+async def test_a_triton_version_another_models_route_serves_stays_loaded(world):
+    await world.production("1")
+    await world.shadow("2")  # chest-nodule shadows v2 on Triton chest_nodule 2
+    other = "chest_nodule-demo-2"
+    for label in ("1", "2"):
+        await world.service.register_version(OPERATOR, spec(label, model_name=other), world.rid())
+    moves = (("1", State.VALIDATED), ("1", State.PRODUCTION), ("2", State.VALIDATED), ("2", State.SHADOW))
+    for label, to in (*moves, ("2", State.REJECTED)):
+        t = await world.service.request_transition(OPERATOR, other, label, to, "", world.rid())
+        if t.status == TransitionStatus.PENDING:
+            await world.service.approve(BOARD, t.transition_id, "", world.rid())
+    assert (await world.service.get_version(other, "2")).state == State.REJECTED
+    assert (await world.service.get_routes(other)).shadow_versions == ()
+    # The demo's v2 left every route of its own, but chest-nodule's route still shadows Triton chest_nodule 2.
+    assert world.triton.loaded == {"chest_nodule": {1, 2}}
+
+
 async def test_same_signer_twice_is_refused(world):
     await world.register("1")
     await world.move("1", State.VALIDATED)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from governance.domain.audit import ChainVerdict
-from governance.domain.codec import to_jsonable
+from governance.domain.codec import from_jsonable, to_jsonable
 from governance.domain.lifecycle import State
 from governance.domain.model import (
     AuditRecord,
@@ -19,6 +20,7 @@ from governance.domain.model import (
     RolloutStatus,
     RolloutStep,
     RouteState,
+    ServedVersion,
     Version,
     VersionSpec,
 )
@@ -81,6 +83,46 @@ def test_route_to_proto() -> None:
         rollout_id="r-1",
     )
     assert table.updated_at.ToDatetime(tzinfo=UTC) == T0
+
+
+def served_route() -> RouteState:
+    """A route whose registry name differs from the Triton model serving it."""
+    return dataclasses.replace(
+        route(),
+        model_name="chest_nodule-demo-7",
+        served=(
+            ServedVersion("1", "chest_nodule", 1, "file:///repo/chest_nodule/1/reference_profile.npz", "a" * 64),
+            ServedVersion("2", "chest_nodule", 2, "file:///repo/chest_nodule/2/reference_profile.npz", "b" * 64),
+            ServedVersion("3", "chest_nodule_big", 5),
+        ),
+    )
+
+
+def test_route_to_proto_carries_what_serves_each_version() -> None:
+    table = convert.route_to_proto(served_route())
+    assert [(s.version, s.triton_model, s.triton_version) for s in table.served] == [
+        ("1", "chest_nodule", 1),
+        ("2", "chest_nodule", 2),
+        ("3", "chest_nodule_big", 5),
+    ]
+    assert table.served[0] == common_pb2.ServedVersion(
+        version="1",
+        triton_model="chest_nodule",
+        triton_version=1,
+        reference_uri="file:///repo/chest_nodule/1/reference_profile.npz",
+        reference_sha256="a" * 64,
+    )
+    assert (table.served[2].reference_uri, table.served[2].reference_sha256) == ("", "")
+
+
+def test_outbox_payloads_round_trip_served_and_old_payloads_still_read() -> None:
+    payload = to_jsonable(served_route())
+    assert from_jsonable(RouteState, payload) == served_route()
+    assert route_event(payload, "p").table == convert.route_to_proto(served_route())
+    old = to_jsonable(route())
+    del old["served"]  # a payload written before tables carried what serves each version
+    assert from_jsonable(RouteState, old) == route()
+    assert list(route_event(old, "p").table.served) == []
 
 
 def test_rollout_to_proto() -> None:

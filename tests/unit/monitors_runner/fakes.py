@@ -149,11 +149,11 @@ class FakeReferences:
         self.windows = windows
         self.loads = 0
 
-    def reference(self, model_name: str, model_version: str) -> Window:
+    def reference(self, target: MonitorTarget) -> Window:
         self.loads += 1
-        if model_version not in self.windows:
-            raise FileNotFoundError(f"no profile for {model_name}/{model_version}")
-        return self.windows[model_version]
+        if target.model_version not in self.windows:
+            raise FileNotFoundError(f"no profile for {target.model_name}/{target.model_version}")
+        return self.windows[target.model_version]
 
 
 @dataclass

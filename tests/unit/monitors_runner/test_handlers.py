@@ -227,7 +227,7 @@ async def test_the_reference_is_prepared_once_per_version_across_runs() -> None:
 
 
 def test_a_spec_of_another_kind_is_refused() -> None:
-    reference = _reference().reference("chest_nodule", "3")
+    reference = _reference().reference(MonitorTarget("chest_nodule", "3", "reference"))
     with pytest.raises(TypeError, match="drift monitor"):
         build_calculator(MonitorKind.DRIFT, PERFORMANCE, reference)
 
@@ -306,7 +306,7 @@ async def test_a_canary_bias_finding_compares_each_subgroup_with_the_stable_arm_
     canary_rows = rows(900, seed=5, version="4", arm=Arm.CANARY)
     stable_rows = rows(1500, seed=6)  # starts with the canary, runs on after it: only the shared period counts
     ledger = FakeLedger({("4", "canary"): canary_rows, ("3", "stable"): stable_rows})
-    reference = _reference().reference("chest_nodule", "3")
+    reference = _reference().reference(MonitorTarget("chest_nodule", "3", "reference"))
     spec = BiasSpec(
         name="chest-bias", attributes=("sex",), intersections=(), min_positives=20, min_negatives=20, min_reference=20
     )

@@ -12,7 +12,7 @@ import re
 import pytest
 
 from stack.migrations import MIGRATION_DIRS
-from stack.roles import OWNER_ONLY, OWNER_ROLE, SERVICE_ROLES, TableGrant, service_role
+from stack.roles import OUTBOX_TABLES, OWNER_ONLY, OWNER_ROLE, SERVICE_ROLES, TableGrant, service_role
 
 _CREATE = re.compile(r"create\s+(?:table|view|materialized\s+view)\s+(?:if\s+not\s+exists\s+)?([a-z_][a-z0-9_]*)", re.I)
 
@@ -52,10 +52,21 @@ def test_governance_may_only_append_to_and_read_the_audit_table() -> None:
 
 
 @pytest.mark.parametrize("table", sorted(migrated_relations()))
-def test_no_service_may_delete_or_truncate_anything(table: str) -> None:
+def test_no_service_may_delete_or_truncate_anything_but_its_published_outbox_rows(table: str) -> None:
     for role in SERVICE_ROLES:
         granted = set(role.privileges_on(table))
-        assert granted <= {"SELECT", "INSERT", "UPDATE"}, (role.name, table, granted)
+        allowed = {"SELECT", "INSERT", "UPDATE"} | ({"DELETE"} if table in OUTBOX_TABLES else set())
+        assert granted <= allowed, (role.name, table, granted)
+
+
+def test_each_outbox_is_pruned_by_its_own_service_only() -> None:
+    assert set(OUTBOX_TABLES) == {t for t in migrated_relations() if t.endswith("_outbox")}
+    pruners = {t: [r.component for r in SERVICE_ROLES if "DELETE" in r.privileges_on(t)] for t in OUTBOX_TABLES}
+    assert pruners == {
+        "feedback_outbox": ["feedback"],
+        "monitor_findings_outbox": ["monitor"],
+        "gov_outbox": ["governance"],
+    }
 
 
 def test_each_service_has_its_own_role_and_the_gateway_none() -> None:

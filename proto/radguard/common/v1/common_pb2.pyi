@@ -210,7 +210,7 @@ class EventMeta(_message.Message):
     def __init__(self, schema_version: _Optional[int] = ..., event_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., producer: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RouteTable(_message.Message):
-    __slots__ = ("model_name", "stable_version", "canary_version", "canary_weight_bp", "shadow_versions", "revision", "updated_at", "reason", "rollout_id")
+    __slots__ = ("model_name", "stable_version", "canary_version", "canary_weight_bp", "shadow_versions", "revision", "updated_at", "reason", "rollout_id", "served")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     STABLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     CANARY_VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class RouteTable(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVED_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     stable_version: str
     canary_version: str
@@ -229,4 +230,19 @@ class RouteTable(_message.Message):
     updated_at: _timestamp_pb2.Timestamp
     reason: str
     rollout_id: str
-    def __init__(self, model_name: _Optional[str] = ..., stable_version: _Optional[str] = ..., canary_version: _Optional[str] = ..., canary_weight_bp: _Optional[int] = ..., shadow_versions: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., rollout_id: _Optional[str] = ...) -> None: ...
+    served: _containers.RepeatedCompositeFieldContainer[ServedVersion]
+    def __init__(self, model_name: _Optional[str] = ..., stable_version: _Optional[str] = ..., canary_version: _Optional[str] = ..., canary_weight_bp: _Optional[int] = ..., shadow_versions: _Optional[_Iterable[str]] = ..., revision: _Optional[int] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., rollout_id: _Optional[str] = ..., served: _Optional[_Iterable[_Union[ServedVersion, _Mapping]]] = ...) -> None: ...
+
+class ServedVersion(_message.Message):
+    __slots__ = ("version", "triton_model", "triton_version", "reference_uri", "reference_sha256")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRITON_MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRITON_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_URI_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SHA256_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    triton_model: str
+    triton_version: int
+    reference_uri: str
+    reference_sha256: str
+    def __init__(self, version: _Optional[str] = ..., triton_model: _Optional[str] = ..., triton_version: _Optional[int] = ..., reference_uri: _Optional[str] = ..., reference_sha256: _Optional[str] = ...) -> None: ...

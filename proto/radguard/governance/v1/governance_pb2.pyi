@@ -208,7 +208,7 @@ class ModelVersion(_message.Message):
     def __init__(self, ref: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., triton: _Optional[_Union[TritonModel, _Mapping]] = ..., artifact_sha256: _Optional[str] = ..., model_card: _Optional[str] = ..., intended_use: _Optional[str] = ..., calibration: _Optional[_Union[Calibration, _Mapping]] = ..., operating_threshold: _Optional[float] = ..., reference_profile: _Optional[_Union[ReferenceProfile, _Mapping]] = ..., validation: _Optional[_Union[ValidationReport, _Mapping]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., state: _Optional[_Union[LifecycleState, str]] = ..., registered_by: _Optional[str] = ..., registered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_changed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., policy_ref: _Optional[str] = ...) -> None: ...
 
 class Approval(_message.Message):
-    __slots__ = ("approval_id", "transition_id", "signer", "role", "meaning", "signed_at", "signature", "algorithm", "key_id")
+    __slots__ = ("approval_id", "transition_id", "signer", "role", "meaning", "signed_at", "signature", "algorithm", "key_id", "renewal_id")
     APPROVAL_ID_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
     SIGNER_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class Approval(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_ID_FIELD_NUMBER: _ClassVar[int]
     approval_id: str
     transition_id: str
     signer: str
@@ -227,7 +228,8 @@ class Approval(_message.Message):
     signature: bytes
     algorithm: str
     key_id: str
-    def __init__(self, approval_id: _Optional[str] = ..., transition_id: _Optional[str] = ..., signer: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., meaning: _Optional[str] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[str] = ..., key_id: _Optional[str] = ...) -> None: ...
+    renewal_id: str
+    def __init__(self, approval_id: _Optional[str] = ..., transition_id: _Optional[str] = ..., signer: _Optional[str] = ..., role: _Optional[_Union[_common_pb2.Role, str]] = ..., meaning: _Optional[str] = ..., signed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., signature: _Optional[bytes] = ..., algorithm: _Optional[str] = ..., key_id: _Optional[str] = ..., renewal_id: _Optional[str] = ...) -> None: ...
 
 class Transition(_message.Message):
     __slots__ = ("transition_id", "model", "from_state", "to_state", "status", "requested_by", "requested_at", "reason", "approvals", "unmet_requirements", "applied_at")
@@ -358,22 +360,98 @@ class RequestTransitionRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., to_state: _Optional[_Union[LifecycleState, str]] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ApproveRequest(_message.Message):
-    __slots__ = ("transition_id", "meaning", "request_id")
+    __slots__ = ("transition_id", "meaning", "request_id", "renewal_id")
     TRANSITION_ID_FIELD_NUMBER: _ClassVar[int]
     MEANING_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_ID_FIELD_NUMBER: _ClassVar[int]
     transition_id: str
     meaning: str
     request_id: str
-    def __init__(self, transition_id: _Optional[str] = ..., meaning: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    renewal_id: str
+    def __init__(self, transition_id: _Optional[str] = ..., meaning: _Optional[str] = ..., request_id: _Optional[str] = ..., renewal_id: _Optional[str] = ...) -> None: ...
 
 class ApproveResponse(_message.Message):
-    __slots__ = ("approval", "transition")
+    __slots__ = ("approval", "transition", "renewal")
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     TRANSITION_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_FIELD_NUMBER: _ClassVar[int]
     approval: Approval
     transition: Transition
-    def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ...) -> None: ...
+    renewal: ReferenceRenewal
+    def __init__(self, approval: _Optional[_Union[Approval, _Mapping]] = ..., transition: _Optional[_Union[Transition, _Mapping]] = ..., renewal: _Optional[_Union[ReferenceRenewal, _Mapping]] = ...) -> None: ...
+
+class ReferenceRenewal(_message.Message):
+    __slots__ = ("renewal_id", "model", "previous", "proposed", "status", "requested_by", "requested_at", "reason", "approvals", "unmet_requirements", "decided_at", "route_revision", "rejection_reason")
+    RENEWAL_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_BY_FIELD_NUMBER: _ClassVar[int]
+    REQUESTED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    APPROVALS_FIELD_NUMBER: _ClassVar[int]
+    UNMET_REQUIREMENTS_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ROUTE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REJECTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    renewal_id: str
+    model: _common_pb2.ModelRef
+    previous: ReferenceProfile
+    proposed: ReferenceProfile
+    status: TransitionStatus
+    requested_by: str
+    requested_at: _timestamp_pb2.Timestamp
+    reason: str
+    approvals: _containers.RepeatedCompositeFieldContainer[Approval]
+    unmet_requirements: _containers.RepeatedScalarFieldContainer[str]
+    decided_at: _timestamp_pb2.Timestamp
+    route_revision: int
+    rejection_reason: str
+    def __init__(self, renewal_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., previous: _Optional[_Union[ReferenceProfile, _Mapping]] = ..., proposed: _Optional[_Union[ReferenceProfile, _Mapping]] = ..., status: _Optional[_Union[TransitionStatus, str]] = ..., requested_by: _Optional[str] = ..., requested_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ..., approvals: _Optional[_Iterable[_Union[Approval, _Mapping]]] = ..., unmet_requirements: _Optional[_Iterable[str]] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., route_revision: _Optional[int] = ..., rejection_reason: _Optional[str] = ...) -> None: ...
+
+class ProposeReferenceRequest(_message.Message):
+    __slots__ = ("model", "profile", "reason", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    PROFILE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: _common_pb2.ModelRef
+    profile: ReferenceProfile
+    reason: str
+    request_id: str
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., profile: _Optional[_Union[ReferenceProfile, _Mapping]] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetReferenceRenewalRequest(_message.Message):
+    __slots__ = ("renewal_id",)
+    RENEWAL_ID_FIELD_NUMBER: _ClassVar[int]
+    renewal_id: str
+    def __init__(self, renewal_id: _Optional[str] = ...) -> None: ...
+
+class ListReferenceRenewalsRequest(_message.Message):
+    __slots__ = ("model_name", "model_version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class ListReferenceRenewalsResponse(_message.Message):
+    __slots__ = ("renewals",)
+    RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    renewals: _containers.RepeatedCompositeFieldContainer[ReferenceRenewal]
+    def __init__(self, renewals: _Optional[_Iterable[_Union[ReferenceRenewal, _Mapping]]] = ...) -> None: ...
+
+class RejectReferenceRenewalRequest(_message.Message):
+    __slots__ = ("renewal_id", "reason", "request_id")
+    RENEWAL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    renewal_id: str
+    reason: str
+    request_id: str
+    def __init__(self, renewal_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class StartRolloutRequest(_message.Message):
     __slots__ = ("candidate", "reason", "request_id")

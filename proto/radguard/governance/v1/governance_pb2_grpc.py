@@ -61,6 +61,26 @@ class GovernanceStub:
                 request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveRequest.SerializeToString,
                 response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveResponse.FromString,
                 _registered_method=True)
+        self.ProposeReference = channel.unary_unary(
+                '/radguard.governance.v1.Governance/ProposeReference',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ProposeReferenceRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
+                _registered_method=True)
+        self.GetReferenceRenewal = channel.unary_unary(
+                '/radguard.governance.v1.Governance/GetReferenceRenewal',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.GetReferenceRenewalRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
+                _registered_method=True)
+        self.ListReferenceRenewals = channel.unary_unary(
+                '/radguard.governance.v1.Governance/ListReferenceRenewals',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsResponse.FromString,
+                _registered_method=True)
+        self.RejectReferenceRenewal = channel.unary_unary(
+                '/radguard.governance.v1.Governance/RejectReferenceRenewal',
+                request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.RejectReferenceRenewalRequest.SerializeToString,
+                response_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
+                _registered_method=True)
         self.StartRollout = channel.unary_unary(
                 '/radguard.governance.v1.Governance/StartRollout',
                 request_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.StartRolloutRequest.SerializeToString,
@@ -162,8 +182,41 @@ class GovernanceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Approve(self, request, context):
-        """Signs an approval of a pending transition; applies it when the approvals now satisfy policy.
-        Errors: PERMISSION_DENIED (wrong role, or the signer registered the version), FAILED_PRECONDITION.
+        """Signs an approval of a pending transition or reference renewal; applies it when the approvals now satisfy
+        policy. Errors: PERMISSION_DENIED (wrong role, or the signer registered the version or proposed the
+        renewal), FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProposeReference(self, request, context):
+        """Proposes a new reference profile for a registered version. It takes effect when the approvals the
+        version's policy requires for reference renewals are signed (with Approve, renewal_id); a version on a
+        route then gets a new route revision. Errors: NOT_FOUND (unknown version), INVALID_ARGUMENT (naming the
+        field), FAILED_PRECONDITION (retired or terminal version, or a renewal already pending).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReferenceRenewal(self, request, context):
+        """Returns one reference renewal with its approvals. Errors: NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListReferenceRenewals(self, request, context):
+        """Lists a model's (or one version's) reference renewals, oldest first: the history of its references.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectReferenceRenewal(self, request, context):
+        """Refuses or withdraws a pending reference renewal; the reference in force stays. Errors: NOT_FOUND,
+        FAILED_PRECONDITION (not pending), PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -289,6 +342,26 @@ def add_GovernanceServicer_to_server(servicer, server):
                     servicer.Approve,
                     request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveRequest.FromString,
                     response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveResponse.SerializeToString,
+            ),
+            'ProposeReference': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeReference,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ProposeReferenceRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.SerializeToString,
+            ),
+            'GetReferenceRenewal': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReferenceRenewal,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.GetReferenceRenewalRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.SerializeToString,
+            ),
+            'ListReferenceRenewals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListReferenceRenewals,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsResponse.SerializeToString,
+            ),
+            'RejectReferenceRenewal': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectReferenceRenewal,
+                    request_deserializer=radguard_dot_governance_dot_v1_dot_governance__pb2.RejectReferenceRenewalRequest.FromString,
+                    response_serializer=radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.SerializeToString,
             ),
             'StartRollout': grpc.unary_unary_rpc_method_handler(
                     servicer.StartRollout,
@@ -492,6 +565,114 @@ class Governance:
             '/radguard.governance.v1.Governance/Approve',
             radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveRequest.SerializeToString,
             radguard_dot_governance_dot_v1_dot_governance__pb2.ApproveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeReference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/ProposeReference',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ProposeReferenceRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReferenceRenewal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/GetReferenceRenewal',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.GetReferenceRenewalRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListReferenceRenewals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/ListReferenceRenewals',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ListReferenceRenewalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectReferenceRenewal(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/radguard.governance.v1.Governance/RejectReferenceRenewal',
+            radguard_dot_governance_dot_v1_dot_governance__pb2.RejectReferenceRenewalRequest.SerializeToString,
+            radguard_dot_governance_dot_v1_dot_governance__pb2.ReferenceRenewal.FromString,
             options,
             channel_credentials,
             insecure,

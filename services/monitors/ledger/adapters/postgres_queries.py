@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -125,6 +126,30 @@ class PostgresLedgerQueries:
         sql, values = window_query(spec, "prediction_id, event_time, label")
         (row,) = await self._fetch(f"select count(*) as n, count(label) as labelled from ({sql}) w", *values)  # noqa: S608
         return Maturity(row["n"], row["labelled"])
+
+    async def served_twin_reads(
+        self, model_name: str, model_version: str, start: datetime, end: datetime
+    ) -> dict[str, tuple[int, datetime, str]]:
+        """Reads of the served predictions that a version's shadow predictions in [start, end) are paired with.
+
+        A shadow prediction is never returned, so no read names it; its study's read is recorded against the
+        served prediction of the same request (``served_prediction_id``). The read's label is the study's, not
+        the model's, so it labels the shadow prediction too (the outcome, agree/override, does not carry over).
+
+        Returns:
+            Shadow prediction id → (label, read time, read id) of the served twin's latest read.
+        """
+        rows = await self._fetch(
+            "select s.prediction_id, t.label, t.read_time, t.read_id from ledger_predictions s "
+            "join ledger_labelled_predictions t on t.prediction_id = s.served_prediction_id "
+            "where s.model_name = $1 and s.model_version = $2 and s.arm = 'shadow' "
+            "and s.event_time >= $3 and s.event_time < $4 and t.label is not null",
+            model_name,
+            model_version,
+            start,
+            end,
+        )
+        return {str(r["prediction_id"]): (int(r["label"]), r["read_time"], str(r["read_id"])) for r in rows}
 
     async def orphan_reads(self, limit: int = 100) -> list[OrphanRead]:
         rows = await self._fetch(
