@@ -13,11 +13,15 @@ random into a reference half (what the calculators compare against) and a pool h
 - ``subgroup_sensitivity``: among men 50-69, detected positives are pushed below the operating point so the
   subgroup's sensitivity drops by 10 points;
 - ``case_mix``: studies drawn with weight ``exp(0.04 * (age - 58))`` (older patients);
-- ``prevalence``: positives drawn at half their rate, model unchanged (must not be called model failure).
+- ``prevalence``: positives drawn at half their rate, model unchanged (must not be called model failure);
+- ``changed_site`` (with ``--changed PATH``): the studies of ``--changed-site`` are drawn from a profile of a
+  planted scenario (``bench/scenario_profile.py``, e.g. ``bench/scenarios/site_b_detector_blur.yaml``: a blurrier,
+  noisier detector at site B), simulated and scored like the reference; the other sites' from the pool.
 
 Labels are radiologists' reads (a positive is missed with probability 0.11, a negative flagged with 0.05) on
-both sides by default (``--reference-labels truth`` labels the reference by ground truth, as the shipped
-profiles are). The shipped profiles carry no operating threshold; the bench uses 0.5 on both sides.
+both sides by default (``--reference-labels truth`` labels the reference by ground truth), drawn from each
+study's ground truth (the profile's ``ground_truth`` member; its ``labels`` are the simulator's own reads, which
+would be read twice otherwise). The shipped profiles carry no operating threshold; the bench uses 0.5 on both sides.
 
 Printed per scenario and monitor: repetitions, the per-block breach rate of the calculator alone, how often
 the block's p-value for "nothing changed" is at most 0.05 (with no change, at most ~5% means the p-values are
@@ -34,7 +38,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +161,37 @@ def prevalence(pool: Window, _: NDArray[Any], rng: np.random.Generator, n: int, 
     return rows_of(pool, _draw(pool, n, rng, weights))
 
 
+def with_ground_truth(profile: Window, path: Path) -> Window:
+    """``profile`` with its studies' ground truth as labels (the shipped profiles' ``labels`` are the simulated
+    readers' reads; the bench draws its own reads from the truth, so reads must not be read again)."""
+    with np.load(path, allow_pickle=False) as archive:
+        if "ground_truth" not in archive:
+            return profile
+        truth = np.asarray(archive["ground_truth"], dtype=np.float64)
+    return replace(profile, label=truth, override=np.abs(truth - profile.decision))
+
+
+def changed_site(changed: Window, site: str) -> Planted:
+    """The scenario whose ``site`` studies come from ``changed`` (a planted scenario's profile)."""
+    rows = np.flatnonzero(changed.attributes["site"] == site)
+    if rows.size == 0:
+        raise SystemExit(f"the changed profile has no studies of {site}")
+
+    def planted(pool: Window, _: NDArray[Any], rng: np.random.Generator, n: int, __: float) -> Rows:
+        drawn = rows_of(pool, _draw(pool, n, rng))
+        at_site = np.flatnonzero(drawn.attributes["site"] == site)
+        replacement = rows_of(changed, rng.choice(rows, size=at_site.size, replace=True))
+        drawn.score[at_site], drawn.probability[at_site] = replacement.score, replacement.probability
+        drawn.truth[at_site] = replacement.truth
+        for name, values in drawn.features.items():
+            values[at_site] = replacement.features[name]
+        for name, values in drawn.attributes.items():
+            values[at_site] = replacement.attributes[name]
+        return drawn
+
+    return planted
+
+
 SCENARIOS: dict[str, Planted] = {
     "healthy": healthy,
     "site_gain": site_gain,
@@ -198,12 +233,22 @@ def main() -> None:
     parser.add_argument("--kinds", default=",".join(kind.value for kind in SPECS))
     parser.add_argument("--reference-labels", choices=("reads", "truth"), default="reads")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--changed", type=Path, help="profile of a planted scenario (bench/scenario_profile.py)")
+    parser.add_argument("--changed-site", default="site-B")
     args = parser.parse_args()
+    if args.changed is not None:
+        changed = with_ground_truth(
+            load_reference_profile(args.changed, model_name="chest_nodule", model_version=args.version), args.changed
+        )
+        SCENARIOS["changed_site"] = changed_site(changed, args.changed_site)
 
-    profile = load_reference_profile(
+    profile = with_ground_truth(
+        load_reference_profile(
+            REPO / "model_repo" / "chest_nodule" / args.version / "reference_profile.npz",
+            model_name="chest_nodule",
+            model_version=args.version,
+        ),
         REPO / "model_repo" / "chest_nodule" / args.version / "reference_profile.npz",
-        model_name="chest_nodule",
-        model_version=args.version,
     )
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(profile))

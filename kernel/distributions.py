@@ -52,3 +52,33 @@ def normal_sf(z: ArrayLike) -> FloatArray:
 def normal_quantile(q: float) -> float:
     """Quantile of the standard normal distribution (cached: a handful of levels are used over and over)."""
     return float(special.ndtri(q))
+
+
+def weighted_chi_square_sf(statistic: float, weights: ArrayLike) -> float:
+    """Upper tail of ``sum_i w_i X_i`` with independent ``X_i ~ chi-square(1)`` and weights ``w_i > 0``.
+
+    Liu, Tang and Zhang (2009): the standardised quadratic form is matched in its first four cumulants to a
+    (noncentral) chi-square, whose tail scipy gives. Exact for equal weights (a scaled chi-square); for unequal
+    weights it follows the far tail more closely than a two-moment (Satterthwaite) fit, which is too light
+    there.
+
+    Raises:
+        ValueError: No positive weight, or a negative one.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size == 0 or np.any(w < 0.0) or not np.any(w > 0.0):
+        raise ValueError("weights must be non-negative with at least one positive")
+    w = w[w > 0.0]
+    c1, c2, c3, c4 = (float(np.sum(w**power)) for power in (1, 2, 3, 4))
+    s1, s2 = c3 / c2**1.5, c4 / c2**2
+    if s1 * s1 > s2:
+        a = 1.0 / (s1 - np.sqrt(s1 * s1 - s2))
+        noncentrality = s1 * a**3 - a * a
+        dof = a * a - 2.0 * noncentrality
+    else:
+        a, noncentrality, dof = 1.0 / np.sqrt(s2), 0.0, 1.0 / s2
+    standardised = (statistic - c1) / np.sqrt(2.0 * c2)
+    x = standardised * np.sqrt(2.0) * a + dof + noncentrality
+    if noncentrality > 0.0:
+        return float(np.clip(stats.ncx2.sf(x, dof, noncentrality), 0.0, 1.0))
+    return float(np.clip(stats.chi2.sf(x, dof), 0.0, 1.0))

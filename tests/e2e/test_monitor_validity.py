@@ -9,6 +9,7 @@ findings through its outbox. The planted changes are this suite's own scenarios 
 
 - a healthy hospital: no breach from any monitor;
 - a silent gain change of one site's scanner: a drift breach that names that site and no other;
+- a blurrier, noisier detector at another site (not a gain change): a drift breach for that site's chart;
 - a wrong temperature in one gateway's ``calibration.json``: a calibration breach on the first block;
 - a model failure in men aged 50-69: a bias breach whose chart names that subgroup (or one containing it);
 - half the prevalence with the model unchanged: no calibration, performance or bias breach;
@@ -202,6 +203,21 @@ async def test_a_silent_gain_change_at_one_site_is_a_breach_for_that_site(loop: 
     )
     assert strongest.subgroup == "site=site-C", strongest
     assert await _published(loop, stack, issued) == {item.finding_id for item in issued}
+
+
+async def test_a_blurrier_noisier_detector_at_one_site_is_a_drift_breach_for_that_site(
+    loop: Loop, stack: StackEndpoints
+) -> None:
+    issued = await _run(loop, stack, str(SCENARIOS / "site_b_detector_blur.yaml"), seed=107, studies=1500)
+    drift = _by_kind(issued, "drift")
+    breaches = _breaches(issued, "drift")
+    assert breaches, [item.finding.summary for item in drift]
+    first = drift.index(breaches[0])
+    print(f"\nsite-B detector blur and noise: first drift breach on block {first + 1} ({(first + 1) * BLOCK} studies)")
+    scopes = {item.finding.chart.subgroup for item in breaches if item.finding.chart is not None}
+    assert scopes and scopes <= {"site=site-B", ""}, scopes
+    shifts = [s for item in drift for s in item.finding.select("mean_shift") if s.p_value is not None]
+    assert min(shifts, key=lambda s: s.p_value if s.p_value is not None else 1.0).subgroup == "site=site-B"
 
 
 @pytest.fixture

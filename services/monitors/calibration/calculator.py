@@ -2,7 +2,7 @@
 
 Reads are the labels. Two tests form the alert family (Holm over both): the ECE change test of
 :func:`kernel.calibration.ece_change_test` against the reference's read-labelled calibration (the null's
-positive-read rate moved by what the prevalence implied by the window's raw scores would do, so a
+reference's rows reweighted to the prevalence the window's raw scores and reads imply, so a
 prevalence change alone is not miscalibration, while served probabilities that moved are), and a two-sided Wald test of
 the calibration slope (logistic fit of the read on the logit of the served probability) against the
 reference's reads fitted the same way: reads are noisy, so both slopes sit well below 1, and only their
@@ -33,6 +33,7 @@ from kernel.calibration import (
     EceChangeTest,
     EceInterval,
     ReliabilityBin,
+    bin_index,
     brier_score,
     ece_change_test,
     ece_interval,
@@ -127,9 +128,7 @@ class CalibrationMonitor:
             reads=int(y.size),
             ece=totals.ece,
             ece_ci=ece_interval(p, y, spec.bins, spec.ci_level, rng, spec.bootstrap_resamples, spec.inner_resamples),
-            change=ece_change_test(
-                totals, self._reference, spec.null_resamples, rng, prevalence_ratio=self._read_rate_ratio(window)
-            ),
+            change=ece_change_test(totals, self._null_reference(window), spec.null_resamples, rng),
             brier=brier,
             brier_se=brier_se,
             line=fit_calibration_line(p, y),
@@ -206,17 +205,33 @@ class CalibrationMonitor:
         )
         return Hypothesis(statistic, change.increase >= self._spec.min_ece_increase)
 
-    def _read_rate_ratio(self, window: Window) -> float | None:
-        """How much more often reads should be positive at the prevalence the window's raw scores imply
-        (label shift against the reference; None when not matching or without a reference)."""
+    def _null_reference(self, window: Window) -> BinTotals | None:
+        """The reference's bins as the ECE test's null sees them: reweighted to the window's prevalence.
+
+        Under label shift each reference row counts with its weight (``prevalence_shift``: the posterior of a
+        nodule given its score and read, at the window's EM-estimated prevalence), so every bin's positive-read
+        rate is what an unchanged model would show at that prevalence, read error included (it is not one
+        log-odds offset of the reference's rates: the readers' false alarms keep a floor under low bins). Each
+        bin's totals are scaled to its Kish effective size, so the null's Beta draws keep the reweighted
+        reference's own uncertainty.
+        """
         reference = self._reference_window
-        if not self._spec.match_prevalence or reference is None:
-            return None
-        shift = prevalence_shift(reference, window)
+        if not self._spec.match_prevalence or reference is None or self._reference is None:
+            return self._reference
         rows = reference.labelled
-        base = float(reference.label[rows].mean())
-        weighted = float((shift.weights[rows] * reference.label[rows]).sum() / shift.weights[rows].sum())
-        return weighted / base if base > 0.0 else None
+        weights = prevalence_shift(reference, window).weights[rows]
+        p, y = reference.probability[rows], reference.label[rows]
+        bins = self._spec.bins
+        index = bin_index(p, bins)
+        weight_sum = np.bincount(index, weights=weights, minlength=bins)
+        square_sum = np.bincount(index, weights=weights * weights, minlength=bins)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(square_sum > 0.0, weight_sum / square_sum, 0.0)  # effective size / weight sum
+        return BinTotals(
+            count=weight_sum * scale,
+            probability_sum=np.bincount(index, weights=weights * p, minlength=bins) * scale,
+            label_sum=np.bincount(index, weights=weights * y, minlength=bins) * scale,
+        )
 
     def _slope_hypothesis(self, summary: CalibrationSummary) -> Hypothesis | None:
         """Two-sided Wald test of the calibration slope against the reference's (independent samples)."""

@@ -23,9 +23,10 @@ class CalibrationSpec(MonitorSpec):
         null_model: ``reference``: no change means the reads follow the reference's calibration (use when
             the reference is labelled like the window, e.g. by reads); ``perfect``: no change means perfect
             calibration.
-        match_prevalence: The ECE change test's null expects the positive-read rate that the prevalence
-            implied by the window's raw scores (label shift, EM against the reference) would give, so a
-            prevalence change with the model unchanged is not miscalibration.
+        match_prevalence: The ECE change test's null is the reference reweighted to the prevalence the
+            window's raw scores and reads imply (label shift, EM against the reference; each bin's read rate
+            as an unchanged model would show it), so a prevalence change with the model unchanged is not
+            miscalibration.
         map_tolerance: A served probability whose implied temperature differs from the reference's by more than
             this (relative) is off the calibration map.
         map_min_predictions: Predictions (with a logit away from 0) needed before the map is checked.

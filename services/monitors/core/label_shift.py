@@ -9,6 +9,15 @@ Judging read-labelled metrics against this reweighted reference keeps a prevalen
 like a sensitivity loss (at lower prevalence a larger share of read-positives are the readers' false
 alarms, which the model rightly calls negative).
 
+Reads carry information about the truth that the score does not: a reference study read positive at a low
+score is more likely a missed-by-the-model nodule than its score alone says. Weighting rows by ``p(s)``
+ignores that and, for read-labelled metrics, under-weights the read-positives the model misses, which biases
+the expected read sensitivity low when prevalence falls (about 3.5 points when it halves on chest_nodule v2's
+reference). So the weights use the posterior ``P(truth | score, read)``, and the EM uses the window's reads
+the same way, with the readers' error rates read off the reference (:func:`read_error`: reads regressed on
+the calibrated probability, ``E[read | p] = fp + (se - fp) p``). Reads are assumed independent of the score
+given the truth (the readers do not see the model's output).
+
 The confidence-based estimate (CBPE, as NannyML names it) predicts the read-labelled confusion matrix of a
 window whose reads are pending: each prediction is a read-positive with probability ``q(s)``, the
 reference's read-positive rate at that score (binned on reference score quantiles).
@@ -21,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import stats
 
 from kernel.ranks import midranks
 from services.monitors.core.window import Window
@@ -39,13 +49,77 @@ def reference_probability(reference: Window, scores: FloatArray) -> FloatArray:
     return np.asarray(np.interp(scores, reference.score[order], reference.probability[order]), dtype=np.float64)
 
 
-def estimate_prevalence(probabilities: FloatArray, reference_prevalence: float) -> float:
-    """EM estimate of the prevalence of a sample whose probabilities are calibrated at ``reference_prevalence``."""
+@dataclass(frozen=True)
+class ReadError:
+    """How readers' verdicts relate to the truth.
+
+    Attributes:
+        sensitivity: P(read positive | nodule).
+        false_positive: P(read positive | no nodule), one minus the readers' specificity.
+    """
+
+    sensitivity: float = 1.0
+    false_positive: float = 0.0
+
+    def likelihoods(self, reads: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """P(read | nodule) and P(read | no nodule) of each read (1 for a missing read: no information)."""
+        read = np.asarray(reads, dtype=np.float64)
+        known = np.isfinite(read)
+        positive = known & (read == 1.0)
+        negative = known & (read != 1.0)
+        given_one = np.where(positive, self.sensitivity, np.where(negative, 1.0 - self.sensitivity, 1.0))
+        given_zero = np.where(positive, self.false_positive, np.where(negative, 1.0 - self.false_positive, 1.0))
+        return given_one, given_zero
+
+    def posterior(self, probabilities: FloatArray, reads: FloatArray) -> FloatArray:
+        """P(nodule | score, read) from the calibrated probability and the read (the probability if unread)."""
+        p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+        given_one, given_zero = self.likelihoods(reads)
+        up, down = p * given_one, (1.0 - p) * given_zero
+        return np.asarray(up / np.maximum(up + down, 1e-300), dtype=np.float64)
+
+
+#: Reads that are the truth (a reference labelled by ground truth, or no read error).
+NO_READ_ERROR = ReadError()
+
+
+def read_error(reference: Window) -> ReadError:
+    """The readers' error rates implied by the reference's reads and calibrated probabilities.
+
+    With calibrated probabilities and reads independent of the score given the truth,
+    ``E[read | p] = fp + (se - fp) p``: the least-squares line of the reads on ``p`` estimates ``fp`` (its
+    intercept) and ``se`` (its value at 1). Clipped to ``0 <= fp < se <= 1``; without reads, no error.
+    """
+    rows = reference.labelled
+    if np.count_nonzero(rows) < 2:
+        return NO_READ_ERROR
+    p = np.clip(reference.probability[rows], 0.0, 1.0)
+    if not np.ptp(p) > 0.0:
+        return NO_READ_ERROR
+    fit = stats.linregress(p, reference.label[rows])
+    false_positive = min(max(float(fit.intercept), 0.0), 0.49)
+    sensitivity = min(max(float(fit.intercept + fit.slope), false_positive + 0.01), 1.0)
+    return ReadError(sensitivity, false_positive)
+
+
+def estimate_prevalence(
+    probabilities: FloatArray,
+    reference_prevalence: float,
+    reads: FloatArray | None = None,
+    error: ReadError = NO_READ_ERROR,
+) -> float:
+    """EM estimate of the prevalence of a sample whose probabilities are calibrated at ``reference_prevalence``.
+
+    With ``reads`` (NaN where a read is missing) each row's posterior also weighs its read by the readers'
+    ``error`` rates.
+    """
     p = np.clip(probabilities, 1e-9, 1.0 - 1e-9)
     r = min(max(reference_prevalence, 1e-6), 1.0 - 1e-6)
+    given_one, given_zero = error.likelihoods(reads) if reads is not None else (np.ones_like(p), np.ones_like(p))
+    p_one, p_zero = p * given_one, (1.0 - p) * given_zero
     prevalence = r
     for _ in range(_EM_ITERATIONS):
-        up, down = prevalence / r * p, (1.0 - prevalence) / (1.0 - r) * (1.0 - p)
+        up, down = prevalence / r * p_one, (1.0 - prevalence) / (1.0 - r) * p_zero
         updated = float(np.mean(up / (up + down)))
         if abs(updated - prevalence) < _EM_TOLERANCE:
             return updated
@@ -61,11 +135,13 @@ class PrevalenceShift:
         reference_prevalence: Mean calibrated probability over the reference.
         window_prevalence: EM estimate for the window (every prediction, read or not).
         weights: One weight per reference row (mean 1 over the reference when nothing moved).
+        read_error: The readers' error rates the posteriors used.
     """
 
     reference_prevalence: float
     window_prevalence: float
     weights: FloatArray
+    read_error: ReadError = NO_READ_ERROR
 
     @property
     def ratio(self) -> float:
@@ -73,13 +149,21 @@ class PrevalenceShift:
         return self.window_prevalence / self.reference_prevalence if self.reference_prevalence else math.nan
 
 
-def prevalence_shift(reference: Window, window: Window) -> PrevalenceShift:
-    """Estimate the window's prevalence and reweight the reference to it (label shift)."""
+def prevalence_shift(reference: Window, window: Window, error: ReadError | None = None) -> PrevalenceShift:
+    """Estimate the window's prevalence and reweight the reference to it (label shift).
+
+    Args:
+        reference: The version's reference (its reads, where present, sharpen each row's posterior).
+        window: The window (its scores, and its reads where they have arrived).
+        error: The readers' error rates; None estimates them from the reference (:func:`read_error`).
+    """
+    error = read_error(reference) if error is None else error
     p_ref = np.clip(reference.probability, 1e-9, 1.0 - 1e-9)
     prior = float(p_ref.mean())
-    current = estimate_prevalence(reference_probability(reference, window.score), prior)
-    weights = current / prior * p_ref + (1.0 - current) / (1.0 - prior) * (1.0 - p_ref)
-    return PrevalenceShift(prior, current, np.asarray(weights, dtype=np.float64))
+    current = estimate_prevalence(reference_probability(reference, window.score), prior, window.label, error)
+    posterior = error.posterior(p_ref, reference.label)
+    weights = current / prior * posterior + (1.0 - current) / (1.0 - prior) * (1.0 - posterior)
+    return PrevalenceShift(prior, current, np.asarray(weights, dtype=np.float64), error)
 
 
 @dataclass(frozen=True)

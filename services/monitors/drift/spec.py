@@ -24,6 +24,12 @@ class DriftSpec(MonitorSpec):
         min_stratum: A stratum is tested only when both its window and reference parts reach this size.
         min_ks_statistic: KS statistic below which a significant difference is immaterial.
         min_cramers_v: Cramér's V below which a significant category shift is immaterial.
+        mean_shift: Test each scope's numeric inputs together for a shift of their mean (Hotelling's T² with
+            the reference's Ledoit–Wolf covariance) and feed the runner's charts with that test, the output
+            score's KS test of each scope and the category tests (marked ``sequential``); False feeds the
+            charts with every test, as before the mean-shift test existed.
+        min_mean_shift: Mahalanobis distance (reference SD units) below which a significant mean shift is
+            immaterial for the block's own severity (the chart uses the p-value).
         alerting: Levels and correction across all tests of a window.
     """
 
@@ -35,4 +41,6 @@ class DriftSpec(MonitorSpec):
     min_stratum: int = Field(default=50, ge=2)
     min_ks_statistic: float = Field(default=0.05, ge=0.0, le=1.0)
     min_cramers_v: float = Field(default=0.05, ge=0.0, le=1.0)
+    mean_shift: bool = True
+    min_mean_shift: float = Field(default=0.1, ge=0.0)
     alerting: AlertPolicy = AlertPolicy()

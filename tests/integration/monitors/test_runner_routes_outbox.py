@@ -4,6 +4,7 @@ through the outbox, so one stored while Kafka is down reaches the findings topic
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections import Counter
@@ -94,6 +95,23 @@ async def _publish_route(bootstrap: str, topic: str, revision: int, stable: str,
         meta=common_pb2.EventMeta(schema_version=1, event_id=str(uuid.uuid4()), event_time=now, producer="test"),
         table=common_pb2.RouteTable(
             model_name=MODEL, stable_version=stable, shadow_versions=list(shadows), revision=revision, updated_at=now
+        ),
+    )
+    async with AsyncKafkaProducer(bootstrap) as producer:
+        await producer.send(topic, event.SerializeToString(), key=MODEL.encode())
+
+
+async def _publish_served(bootstrap: str, topic: str, revision: int, uri: str, sha256: str) -> None:
+    """Version 3 on stable, its reference named by the route table (as governance writes it after a renewal)."""
+    now = Timestamp()
+    now.GetCurrentTime()
+    served = common_pb2.ServedVersion(
+        version=VERSION, triton_model=MODEL, triton_version=int(VERSION), reference_uri=uri, reference_sha256=sha256
+    )
+    event = events_pb2.RouteTableEvent(
+        meta=common_pb2.EventMeta(schema_version=1, event_id=str(uuid.uuid4()), event_time=now, producer="test"),
+        table=common_pb2.RouteTable(
+            model_name=MODEL, stable_version=VERSION, revision=revision, updated_at=now, served=[served]
         ),
     )
     async with AsyncKafkaProducer(bootstrap) as producer:
@@ -201,3 +219,37 @@ async def test_a_finding_stored_while_kafka_is_down_is_published_once_kafka_retu
     records = await asyncio.to_thread(consume_findings, stack.kafka_bootstrap, findings, 10, 20.0)
     seen = Counter(events_pb2.Finding.FromString(value).finding_id for _, value in records)
     assert seen == Counter({item.finding_id: 1 for item in issued})  # each finding exactly once
+
+
+async def test_the_reference_a_route_names_is_the_one_judged_against_without_a_restart(
+    stack: StackEndpoints, ledger_dsn: str, topics: Topics, runner_topics: tuple[str, str], tmp_path: Path
+) -> None:
+    """A renewed reference reaches the runner through the routes topic: the model repository holds no profile
+    for the version, the route's served entry names one elsewhere with its sha256; a wrong hash is refused (the
+    target is skipped, nothing judged), the right one is used at the next pass."""
+    renewed = write_reference_profile(tmp_path / "renewed")
+    sha = hashlib.sha256(renewed.read_bytes()).hexdigest()
+    await _ledger_with_day(stack, ledger_dsn, topics)
+    routes, _ = runner_topics
+    await _publish_served(stack.kafka_bootstrap, routes, 1, renewed.as_uri(), "0" * 64)
+    runner = await build_monitor_runner(
+        load_settings(MonitorRunnerSettings, _env(stack, ledger_dsn, *runner_topics, tmp_path))
+    )
+    try:
+        await _wait_for_targets(runner, [MonitorTarget(MODEL, VERSION, "stable")])
+        assert not (tmp_path / "model_repo" / MODEL / VERSION).exists()
+        assert await runner.run_once() == []  # the file does not hash to what the route records: not used
+
+        await _publish_served(stack.kafka_bootstrap, routes, 2, renewed.as_uri(), sha)
+        deadline = time.monotonic() + 30
+        while (held := runner.targets.targets()[0].served) is None or held.reference_sha256 != sha:
+            assert time.monotonic() < deadline, f"the runner kept {held}"
+            await asyncio.sleep(0.1)
+        issued = await runner.run_once()
+    finally:
+        await runner.close()
+    assert [(i.finding.kind.value, i.finding.model_version) for i in issued] == [
+        ("drift", VERSION),
+        ("performance", VERSION),
+    ] * 2
+    assert issued[0].finding.severity.value == "breach"  # the planted scanner shift, against the named profile

@@ -291,14 +291,14 @@ async def test_a_calibration_breach_with_enough_reads_carries_a_recalibration_pr
 
 @pytest.mark.asyncio
 async def test_a_calibration_breach_with_few_reads_says_why_there_is_no_proposal() -> None:
-    issued, _ = await _calibration_run(450)  # 150 reads
+    issued, _ = await _calibration_run(570)  # 190 reads
 
     (calibration,) = issued
     finding = calibration.finding
     assert finding.severity is Severity.BREACH
     assert finding.select("recalibration_temperature") == []
     reads = finding.get("recalibration_reads")
-    assert reads.value == 150 and "200 needed" in reads.note
+    assert reads.value == 190 and "200 needed" in reads.note
 
 
 @pytest.mark.asyncio

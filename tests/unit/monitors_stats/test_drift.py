@@ -121,5 +121,5 @@ def test_shift_is_localised_to_the_site_and_intensity(monitor: DriftMonitor, dri
     breached = [s for s in finding.statistics if s.severity is Severity.BREACH]
     assert breached
     assert {s.subgroup for s in breached} <= {"site=site-B", ""}
-    assert all(s.feature.startswith(("intensity.", "embedding.")) for s in breached)
+    assert all(s.feature.startswith(("intensity.", "embedding.")) or s.feature == "inputs" for s in breached)
     assert "site=site-B" in finding.summary

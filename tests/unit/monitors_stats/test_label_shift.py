@@ -12,7 +12,7 @@ from kernel.calibration_line import fit_calibration_line
 from kernel.ranks import auroc_delong, weighted_auroc
 from services.monitors.calibration import CalibrationMonitor, CalibrationSpec
 from services.monitors.core import Severity, Window
-from services.monitors.core.label_shift import confidence_estimates, estimate_prevalence, prevalence_shift
+from services.monitors.core.label_shift import confidence_estimates, estimate_prevalence, prevalence_shift, read_error
 from services.monitors.performance import PerformanceMonitor, PerformanceSpec
 
 READER_SENSITIVITY, READER_SPECIFICITY = 0.89, 0.95
@@ -104,3 +104,28 @@ def test_calibration_catches_a_doubled_temperature_and_not_a_prevalence_change()
     assert monitor.evaluate(_window(1000, 0.2, 40, temperature=2.0)).severity is Severity.BREACH
     assert monitor.evaluate(_window(1000, 0.2, 41)).severity is not Severity.BREACH
     assert monitor.evaluate(_window(2000, 0.08, 42)).severity is not Severity.BREACH
+
+
+def test_the_readers_error_rates_are_read_off_the_reference() -> None:
+    error = read_error(REFERENCE)
+    assert error.sensitivity == pytest.approx(READER_SENSITIVITY, abs=0.02)
+    assert error.false_positive == pytest.approx(1.0 - READER_SPECIFICITY, abs=0.01)
+    # Posterior of a nodule given the read, by Bayes (the oracle is the textbook formula on one row).
+    p, se, fp = 0.3, error.sensitivity, error.false_positive
+    posterior = error.posterior(np.array([p, p, p]), np.array([1.0, 0.0, np.nan]))
+    assert posterior[0] == pytest.approx(se * p / (se * p + fp * (1 - p)))
+    assert posterior[1] == pytest.approx((1 - se) * p / ((1 - se) * p + (1 - fp) * (1 - p)))
+    assert posterior[2] == pytest.approx(p)
+
+
+@pytest.mark.parametrize("prevalence", [0.1, 0.35])
+def test_the_reweighted_reference_expects_the_read_sensitivity_of_a_label_shifted_window(prevalence: float) -> None:
+    """Oracle: the realised read-labelled sensitivity of a very large window drawn at the new prevalence."""
+    large = _window(400_000, prevalence, 21)
+    realised = float(large.decision[large.label == 1].mean())
+    window = _window(2000, prevalence, 22)
+    shift = prevalence_shift(REFERENCE, window)
+    assert shift.window_prevalence == pytest.approx(prevalence, abs=0.015)
+    positives = REFERENCE.label == 1
+    expected = float(np.sum(shift.weights[positives] * REFERENCE.decision[positives]) / shift.weights[positives].sum())
+    assert expected == pytest.approx(realised, abs=0.01)
