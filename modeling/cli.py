@@ -8,14 +8,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from modeling.metrics import BinaryMetrics
-from modeling.train import DEFAULT_SEED, VERSION_SPECS, EpochRecord, TrainedModel
+if TYPE_CHECKING:
+    from modeling.metrics import BinaryMetrics
+    from modeling.train import EpochRecord, TrainedModel
+
+# modeling.train imports torch, numpy and scipy: it is imported inside the commands, not for `--help`.
+
+#: ``modeling.train.DEFAULT_SEED`` (equal to it by test), the ``--seed`` default.
+DEFAULT_SEED = 7
 
 app = typer.Typer(
     name="model",
@@ -46,7 +52,7 @@ def train_versions(versions: Sequence[int], seed: int, console: Console | None =
         typer.BadParameter: If a version is not shipped.
     """
     from modeling.cohorts import evaluation_cohorts
-    from modeling.train import train
+    from modeling.train import VERSION_SPECS, train
 
     unknown = sorted(set(versions) - set(VERSION_SPECS))
     if unknown:
@@ -133,6 +139,8 @@ def _fmt(value: float) -> str:
 
 
 def _selected(versions: list[int] | None) -> list[int]:
+    from modeling.train import VERSION_SPECS
+
     return sorted(set(versions)) if versions else sorted(VERSION_SPECS)
 
 

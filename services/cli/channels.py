@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 
-from services.runtime.tls import channel_credentials
+from stack.processes import StackError
 
 if TYPE_CHECKING:
     from services.runtime.kafka_security import KafkaSecuritySettings
-from stack.processes import StackError
 
 TLS_ENV = "RADGUARD_CLI_TLS"
 TLS_CA_ENV = "RADGUARD_CLI_TLS_CA"
@@ -45,6 +44,8 @@ class ClientTls:
 
     def credentials(self) -> grpc.ChannelCredentials:
         """Channel credentials trusting ``ca_file`` (or the system roots) and presenting the client certificate."""
+        from services.runtime.tls import channel_credentials  # imports the settings classes: only when TLS is on
+
         return channel_credentials(self.ca_file, self.cert_file, self.key_file)
 
 

@@ -8,6 +8,7 @@ which makes a retried command harmless.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,37 +16,36 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
-import grpc
 import typer
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from governance.domain.checkpoint import Checkpoint, load_public_key, public_key_id
-from governance.domain.model import AuditRecord
-from governance.domain.witness import (
-    CheckpointSource,
-    Disagreement,
-    WitnessReport,
-    compare_with_witnesses,
-    first_bad_seq,
-)
-from radguard.common.v1 import common_pb2
-from radguard.events.v1 import events_pb2
-from radguard.governance.v1 import governance_pb2 as pb
-from radguard.governance.v1 import governance_pb2_grpc
-from services.cli import channels
-from services.cli.channels import kafka_security
-from services.governance_api.auth import ROLES, TokenFileError, add_token
-from services.governance_api.settings import AUDIT_TOPIC
-from services.runtime.errors import Unavailable
 from stack.processes import StackError
-from stack.settings import load_stack_settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from governance.domain.checkpoint import Checkpoint
+    from governance.domain.model import AuditRecord
+    from governance.domain.witness import CheckpointSource, Disagreement, WitnessReport
+    from radguard.common.v1 import common_pb2
+    from radguard.events.v1 import events_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+    from radguard.governance.v1 import governance_pb2_grpc
+
+# grpc, the generated stubs, cryptography, settings and the governance service's modules are imported
+# inside the functions that use them: `radguard models --help` and the like need none of them.
+
+#: ``services.governance_api.settings.AUDIT_TOPIC`` and ``services.governance_api.auth.ROLES`` (the
+#: ``--audit-topic`` default and the roles ``tokens add --help`` lists), equal to them by test: those modules
+#: import pydantic settings, grpc and the interceptors, which a help page does not need.
+AUDIT_TOPIC = "radguard.audit.v1"
+ROLES: tuple[str, ...] = ("clinician", "board", "operator", "service")
 
 models_app = typer.Typer(help="The model registry: register, list and show versions, move them.", no_args_is_help=True)
 rollout_app = typer.Typer(
@@ -71,9 +71,15 @@ RequestIdOption = Annotated[
 ]
 ReasonOption = Annotated[str, typer.Option("--reason", help="why; recorded in the audit trail")]
 
-_STATE_NAMES = {
-    value: name.removeprefix("LIFECYCLE_STATE_").lower() for name, value in pb.LifecycleState.items() if value
-}
+
+@functools.cache
+def _state_names() -> dict[int, str]:
+    """Lifecycle state number → its short name (``canary``), from the generated enum."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
+    return {value: name.removeprefix("LIFECYCLE_STATE_").lower() for name, value in pb.LifecycleState.items() if value}
+
+
 _STATE_STYLE = {
     "registered": "white",
     "validated": "cyan",
@@ -106,6 +112,8 @@ def _target(value: str | None) -> str:
         return value
     if env := os.environ.get(TARGET_ENV):
         return env
+    from stack.settings import load_stack_settings
+
     stack = load_stack_settings()
     return f"{stack.host}:{stack.governance_port}"
 
@@ -127,6 +135,11 @@ def _call(
     invoke: Callable[[governance_pb2_grpc.GovernanceStub, Sequence[tuple[str, str]]], T],
 ) -> T:
     """Run one RPC; gRPC errors become a one-line StackError (exit 1)."""
+    import grpc
+
+    from radguard.governance.v1 import governance_pb2_grpc
+    from services.cli import channels
+
     address = _target(target)
     metadata = (("authorization", f"Bearer {_token(token)}"),)
     with channels.channel(address) as channel:
@@ -158,15 +171,17 @@ def _time(stamp: Timestamp) -> str:
 
 
 def _state(value: int) -> str:
-    name = _STATE_NAMES.get(value, "unspecified")
+    name = _state_names().get(value, "unspecified")
     return f"[{_STATE_STYLE.get(name, 'white')}]{name}[/]"
 
 
 def _parse_state(name: str, option: str) -> Any:
+    from radguard.governance.v1 import governance_pb2 as pb
+
     wanted = name.lower().replace("-", "_")
-    if wanted in _STATE_NAMES.values():
+    if wanted in _state_names().values():
         return pb.LifecycleState.Value(f"LIFECYCLE_STATE_{wanted.upper()}")
-    raise StackError(f"{option}: unknown state {name!r}; one of {', '.join(_STATE_NAMES.values())}")
+    raise StackError(f"{option}: unknown state {name!r}; one of {', '.join(_state_names().values())}")
 
 
 def _enum(enum: Any, value: int, prefix: str) -> str:
@@ -190,6 +205,8 @@ def _sha256_file(path: Path) -> str:
 
 def _reference_period(described: Any) -> pb.ReferencePeriod | None:
     """The reference's period as ``metadata.json`` describes it (written by modeling/reference.py), or None."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     if not isinstance(described, dict) or "n" not in described:
         return None
     period = described.get("period", {})
@@ -231,6 +248,8 @@ def _section(markdown: str, title: str) -> str:
 
 
 def _metrics(block: dict[str, Any], level: float = 0.95) -> list[pb.Metric]:
+    from radguard.governance.v1 import governance_pb2 as pb
+
     n = int(block.get("n", 0))
     positives = int(block.get("positives", 0))
     support = {"auroc": n, "sensitivity": positives, "specificity": n - positives}
@@ -265,6 +284,9 @@ def version_from_repo(
     Raises:
         StackError: The folder or a file it needs is missing.
     """
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     folder = repo / triton_model / str(triton_version)
     if not folder.is_dir():
         raise StackError(f"{folder} does not exist: export the version into the model repository first")
@@ -389,6 +411,9 @@ def print_version(v: pb.ModelVersion) -> None:
 
 def print_transition(t: pb.Transition) -> None:
     """A transition with its signatures and what it still needs."""
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     status = _enum(pb.TransitionStatus, t.status, "TRANSITION_STATUS_")
     _out.print(
         f"transition [bold]{t.transition_id}[/]: {t.model.model_name} {t.model.model_version} "
@@ -409,6 +434,8 @@ def print_transition(t: pb.Transition) -> None:
 
 def print_rollout(r: pb.Rollout) -> None:
     """A rollout: plan with progress, latest gates, reasons."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     status = _enum(pb.RolloutStatus, r.status, "ROLLOUT_STATUS_")
     decision = _enum(pb.GateDecision, r.last_decision, "GATE_DECISION_")
     _out.print(
@@ -459,6 +486,8 @@ def print_routes(table_: common_pb2.RouteTable) -> None:
 
 def print_audit(entries: Sequence[events_pb2.AuditEntry], *, changes: bool) -> None:
     """Audit entries as a story, oldest first."""
+    from radguard.common.v1 import common_pb2
+
     table = Table(title="audit trail")
     for col in ("seq", "time", "actor", "role", "action", "subject", "request"):
         table.add_column(col)
@@ -517,6 +546,9 @@ def models_register(
     request_id: RequestIdOption = None,
 ) -> None:
     """Register a version exported into the model repository (card, calibration, metrics, lineage)."""
+    from radguard.governance.v1 import governance_pb2 as pb
+    from stack.settings import load_stack_settings
+
     repository = repo or load_stack_settings().model_repo
     message = version_from_repo(
         repository,
@@ -541,6 +573,8 @@ def models_list(
     token: TokenOption = None,
 ) -> None:
     """List registered versions, newest first."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     states = []
     for name in state or ():
         states.append(_parse_state(name, "--state"))
@@ -567,6 +601,9 @@ def models_show(
     token: TokenOption = None,
 ) -> None:
     """Show one version: state, calibration, lineage and validation metrics."""
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.GetVersionRequest(model=common_pb2.ModelRef(model_name=model, model_version=version))
     print_version(_call(target, token, lambda stub, md: stub.GetVersion(request, metadata=md)))
 
@@ -582,6 +619,9 @@ def models_transition(
     request_id: RequestIdOption = None,
 ) -> None:
     """Ask to move a version to another lifecycle state (pending until its approvals are signed)."""
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.RequestTransitionRequest(
         model=common_pb2.ModelRef(model_name=model, model_version=version),
         to_state=_parse_state(to, "--to"),
@@ -602,6 +642,9 @@ def approve(
     request_id: RequestIdOption = None,
 ) -> None:
     """Sign an approval of a pending transition as the token's identity."""
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.ApproveRequest(transition_id=transition_id, meaning=meaning, request_id=_request_id(request_id))
     reply = _call(target, token, lambda stub, md: stub.Approve(request, metadata=md))
     a = reply.approval
@@ -625,6 +668,9 @@ def rollout_start(
     request_id: RequestIdOption = None,
 ) -> None:
     """Start a gated canary rollout of a version against the stable one."""
+    from radguard.common.v1 import common_pb2
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.StartRolloutRequest(
         candidate=common_pb2.ModelRef(model_name=model, model_version=version),
         reason=reason,
@@ -642,6 +688,8 @@ def rollout_status(
     token: TokenOption = None,
 ) -> None:
     """Show a rollout's plan, progress, latest gates and reasons."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     if (model is None) == (rollout_id is None):
         raise StackError("give a MODEL or --id ROLLOUT_ID (exactly one)")
     request = pb.GetRolloutRequest(rollout_id=rollout_id) if rollout_id else pb.GetRolloutRequest(model_name=model)
@@ -653,7 +701,9 @@ def rollout_status(
         time.sleep(watch)
 
 
-def _rollout_command(name: str, rpc: str, message: type[Any], doc: str) -> None:
+def _rollout_command(name: str, rpc: str, message: str, doc: str) -> None:
+    """Add ``rollout NAME ROLLOUT_ID``: the RPC ``rpc`` with the request message named ``message``."""
+
     def command(
         rollout_id: Annotated[str, typer.Argument(help="the rollout")],
         reason: ReasonOption = "",
@@ -661,19 +711,21 @@ def _rollout_command(name: str, rpc: str, message: type[Any], doc: str) -> None:
         token: TokenOption = None,
         request_id: RequestIdOption = None,
     ) -> None:
-        request = message(rollout_id=rollout_id, reason=reason, request_id=_request_id(request_id))
+        from radguard.governance.v1 import governance_pb2 as pb
+
+        request = getattr(pb, message)(rollout_id=rollout_id, reason=reason, request_id=_request_id(request_id))
         print_rollout(_call(target, token, lambda stub, md: getattr(stub, rpc)(request, metadata=md)))
 
     command.__doc__ = doc
     rollout_app.command(name)(command)
 
 
-_rollout_command("pause", "PauseRollout", pb.PauseRolloutRequest, "Hold a running rollout at its current step.")
-_rollout_command("resume", "ResumeRollout", pb.ResumeRolloutRequest, "Let a paused rollout evaluate its gates again.")
+_rollout_command("pause", "PauseRollout", "PauseRolloutRequest", "Hold a running rollout at its current step.")
+_rollout_command("resume", "ResumeRollout", "ResumeRolloutRequest", "Let a paused rollout evaluate its gates again.")
 _rollout_command(
-    "abort", "AbortRollout", pb.AbortRolloutRequest, "Stop a rollout: 100% to stable, candidate rolled back."
+    "abort", "AbortRollout", "AbortRolloutRequest", "Stop a rollout: 100% to stable, candidate rolled back."
 )
-_rollout_command("promote", "PromoteRollout", pb.PromoteRolloutRequest, "Advance a rollout one step now.")
+_rollout_command("promote", "PromoteRollout", "PromoteRolloutRequest", "Advance a rollout one step now.")
 
 
 def rollback(
@@ -685,6 +737,8 @@ def rollback(
     request_id: RequestIdOption = None,
 ) -> None:
     """Put a previous version back into production."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.RollbackRequest(model_name=model, to_version=to, reason=reason, request_id=_request_id(request_id))
     reply = _call(target, token, lambda stub, md: stub.Rollback(request, metadata=md))
     _out.print(
@@ -701,6 +755,8 @@ PUBLIC_KEY_ENV = "RADGUARD_AUDIT_PUBLIC_KEY_FILE"
 
 
 def _stack_governance_home() -> Path:
+    from stack.settings import load_stack_settings
+
     return load_stack_settings().state_dir / "governance"
 
 
@@ -710,6 +766,8 @@ def _local_stack_target(target: str | None) -> bool:
 
 def _verifying_keys(given: list[Path] | None, local_stack: bool) -> dict[str, Ed25519PublicKey]:
     """Public keys by key id: the flags, else ``$RADGUARD_AUDIT_PUBLIC_KEY_FILE``, else the local stack's."""
+    from governance.domain.checkpoint import load_public_key, public_key_id
+
     paths = list(given or [])
     if not paths and (env := os.environ.get(PUBLIC_KEY_ENV, "").strip()):
         paths = [Path(env)]
@@ -727,6 +785,7 @@ def _verifying_keys(given: list[Path] | None, local_stack: bool) -> dict[str, Ed
 
 
 def _all_entries(target: str | None, token: str | None) -> list[AuditRecord]:
+    from radguard.governance.v1 import governance_pb2 as pb
     from services.governance_api.adapters.audit_topic import audit_from_proto
 
     records: list[AuditRecord] = []
@@ -750,6 +809,8 @@ def _source_line(name: str, problems: Sequence[Disagreement], ok_text: str) -> N
 
 
 def _verify_database_only(target: str | None, token: str | None, from_seq: int, to_seq: int, *, noted: bool) -> None:
+    from radguard.governance.v1 import governance_pb2 as pb
+
     request = pb.VerifyAuditRequest(from_seq=from_seq, to_seq=to_seq)
     reply = _call(target, token, lambda stub, md: stub.VerifyAudit(request, metadata=md))
     if not reply.ok:
@@ -770,6 +831,8 @@ def _print_report(
     undecodable: int,
 ) -> bool:
     """One line per source (ok, or each disagreement), the notes, and the conclusion; True when all agree."""
+    from governance.domain.witness import first_bad_seq
+
     latest = report.latest_checkpoint
     _source_line(
         "database",
@@ -839,6 +902,12 @@ def audit_verify(
     chain is checked). Exit 0 when every source agrees; 1 naming the first bad seq and the sources that
     disagree, or when a source cannot be read.
     """
+    from governance.domain.witness import Disagreement, compare_with_witnesses
+    from radguard.governance.v1 import governance_pb2 as pb
+    from services.cli.channels import kafka_security
+    from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
+
     local_stack = _local_stack_target(target)
     # Another deployment's witnesses are where its operator says: without --bootstrap or --public-key, only
     # the stored chain is checked there.
@@ -894,6 +963,8 @@ def audit_show(
     token: TokenOption = None,
 ) -> None:
     """Read the audit trail in seq order: who did what to which subject, and what changed."""
+    from radguard.governance.v1 import governance_pb2 as pb
+
     entries: list[events_pb2.AuditEntry] = []
     page = ""
     while len(entries) < limit:
@@ -921,6 +992,8 @@ def audit_show(
 
 def default_tokens_file() -> Path:
     """Where the local stack's governance service reads its tokens."""
+    from stack.settings import load_stack_settings
+
     return load_stack_settings().state_dir / "governance" / "tokens.json"
 
 
@@ -938,6 +1011,7 @@ def tokens_add(
     Board members and clinicians sign approvals: they also get a signing key in the keyring.
     """
     from services.governance_api.adapters.keyring import enrol
+    from services.governance_api.auth import TokenFileError, add_token
 
     path = file or default_tokens_file()
     try:

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
-import asyncpg
 import typer
-
-if TYPE_CHECKING:
-    from services.runtime.kafka_security import KafkaSecuritySettings
 from rich.console import Console
 from rich.table import Table
 
-from services.monitors.ledger.adapters.kafka_offsets import KafkaOffsetReader
-from services.monitors.ledger.adapters.postgres_queries import PostgresLedgerQueries
-from services.monitors.ledger.queries import OrphanRead
-from services.monitors.ledger.settings import LEDGER_GROUP, PREDICTIONS_TOPIC, READS_TOPIC
-from services.monitors.ledger.stats import LedgerStats, PartitionLag, ledger_stats
-from services.runtime.errors import Unavailable
-from services.runtime.kafka import TopicPartition
-from services.runtime.postgres import create_pool
 from stack.processes import StackError
-from stack.settings import load_stack_settings
+
+if TYPE_CHECKING:
+    from services.monitors.ledger.queries import OrphanRead
+    from services.monitors.ledger.stats import LedgerStats, PartitionLag
+    from services.runtime.kafka import TopicPartition
+    from services.runtime.kafka_security import KafkaSecuritySettings
+
+# asyncpg, the Kafka client and the ledger's adapters are imported inside `stats`: `--help` needs none of them.
+
+#: The ledger's group and topics (``services.monitors.ledger.settings``; equal to them by test), the options'
+#: defaults: that module imports the settings classes, which a help page does not need.
+LEDGER_GROUP = "radguard-ledger"
+PREDICTIONS_TOPIC = "radguard.predictions.v1"
+READS_TOPIC = "radguard.reviews.v1"
 
 app = typer.Typer(help="The event ledger: row counts, consumer lag, orphan reads.", no_args_is_help=True)
 _out = Console()
@@ -44,6 +44,12 @@ class _KnownBounds:
 async def _gather(
     dsn: str, bootstrap: str, group: str, topics: list[str], orphan_limit: int
 ) -> tuple[LedgerStats, list[OrphanRead], str | None]:
+    from services.monitors.ledger.adapters.kafka_offsets import KafkaOffsetReader
+    from services.monitors.ledger.adapters.postgres_queries import PostgresLedgerQueries
+    from services.monitors.ledger.stats import ledger_stats
+    from services.runtime.errors import Unavailable
+    from services.runtime.postgres import create_pool
+
     lag_problem = None
     try:
         bounds = await KafkaOffsetReader(bootstrap, timeout_ms=5_000, security=_kafka_security()).offsets(topics)
@@ -82,6 +88,13 @@ def stats(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON document instead of tables")] = False,
 ) -> None:
     """Row counts, lag per topic partition (end offset − stored offset) and orphan reads."""
+    import asyncio
+
+    import asyncpg
+
+    from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
+
     if dsn is None or bootstrap is None:
         stack = load_stack_settings()
         dsn, bootstrap = dsn or stack.postgres_dsn, bootstrap or stack.kafka_bootstrap

@@ -7,20 +7,32 @@ for), so ``radguard --help`` and ``radguard <group> --help`` do not pay for torc
 Kafka client. A command module keeps its own heavy imports inside the functions that need them when its
 group holds both light and heavy commands (see docs/ARCHITECTURE.md, "The CLI").
 
+Help is rendered by click's plain formatter (``Usage``, ``Arguments``, ``Options``, ``Commands`` sections):
+typer's rich help would import ``rich.markdown``, ``markdown_it`` and ``pygments`` (a quarter of a second)
+for every ``--help``. Usage errors keep typer's rich error panel (that path is not timed).
+
 Logging goes to standard error at warning and above (``-v``: info, ``-vv``: debug), never to standard output.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer import _click as click
-from typer.core import TyperCommand, TyperGroup
+from typer._click.exceptions import NoArgsIsHelpError
+from typer.core import TyperCommand, TyperGroup, TyperOption
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
 
 
 @dataclass
@@ -44,12 +56,52 @@ class LazyCommand:
                 single.command(name)(obj)
                 command = typer.main.get_command(single)
             command.name = name
-            self.loaded = command
+            self.loaded = plain_help(command)
         return self.loaded
 
     def placeholder(self, name: str) -> click.Command:
         """What ``radguard --help`` lists: the name and the one-line help, nothing imported."""
-        return self.loaded or TyperCommand(name, help=self.help, short_help=self.help)
+        return self.loaded or TyperCommand(name, help=self.help, short_help=self.help, rich_markup_mode=None)
+
+
+def plain_help(command: click.Command) -> click.Command:
+    """Render the help of ``command`` and of every command under it with click's formatter, not rich's."""
+    if isinstance(command, TyperCommand | TyperGroup):
+        command.rich_markup_mode = None
+    for sub in getattr(command, "commands", {}).values():
+        plain_help(sub)
+    return command
+
+
+def help_for_no_args(error: NoArgsIsHelpError) -> NoReturn:
+    """``radguard`` or ``radguard <group>`` alone: the help on standard output, exit 2.
+
+    typer's rich error handler prints nothing for this error (its rich help printed itself while the
+    error was built); the plain help is the error's message.
+    """
+    click.echo(error.format_message())
+    raise typer.Exit(2)
+
+
+class RootOption(TyperOption):
+    """One of the root group's own options (``-v`` and ``--help``): a count or a flag, used as parsed.
+
+    typer coerces every option value that is not already a bool through a pydantic validator, ``--help``
+    when it is absent (None) included; at the root that would make ``radguard <group> --help`` import
+    pydantic and build validators (about 0.2 s) for nothing.
+    """
+
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        value = int(value or 0) if self.count else bool(value)
+        if self.callback is not None:
+            value = self.callback(ctx, self, value)
+        return value
+
+
+def root_option(param: click.Parameter) -> None:
+    """Make a counting or flag option of the root a :class:`RootOption` (others stay as typer made them)."""
+    if type(param) is TyperOption and (param.count or param.is_flag):
+        param.__class__ = RootOption
 
 
 #: name → where it is defined and its one-line help. Adding a command group is one line here.
@@ -115,6 +167,33 @@ COMMANDS: dict[str, LazyCommand] = {
 class LazyGroup(TyperGroup):
     """The root group: lists :data:`COMMANDS` without importing them, loads one when it is invoked."""
 
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for param in self.params:
+            root_option(param)
+
+    def get_help_option(self, ctx: click.Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            root_option(option)
+        return option
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's plain help (see :func:`plain_help`); the root stays rich only for usage errors' panel."""
+        click.Command.format_help(self, ctx, formatter)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except NoArgsIsHelpError as error:
+            help_for_no_args(error)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NoArgsIsHelpError as error:
+            help_for_no_args(error)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [*COMMANDS, *(name for name in super().list_commands(ctx) if name not in COMMANDS)]
 
@@ -163,6 +242,56 @@ def configure_structlog(verbosity: int) -> None:
     )
 
 
+class _ThenRun:
+    """A module's own loader, then ``then()`` once the module has run (an ``importlib.abc.Loader``)."""
+
+    def __init__(self, loader: Loader, then: Callable[[], None]) -> None:
+        self._loader = loader
+        self._then = then
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        self._then()
+
+
+class _OnImport:
+    """Finds nothing itself: hands ``name``'s spec back with its loader wrapped in :class:`_ThenRun`.
+
+    An ``importlib.abc.MetaPathFinder``; not derived from it, as ``importlib.abc`` takes 10 ms to import.
+    """
+
+    def __init__(self, name: str, then: Callable[[], None]) -> None:
+        self._name = name
+        self._then = then
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname != self._name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _ThenRun(spec.loader, self._then)  # type: ignore[assignment]
+        return spec
+
+
+def when_imported(name: str, then: Callable[[], None]) -> None:
+    """Run ``then()`` now if module ``name`` is imported, else right after its first import.
+
+    structlog is configured this way: only ``services.runtime.telemetry`` imports it, and importing it costs
+    about 0.15 s (its console renderer brings rich's traceback and pygments), which a command that never
+    logs through it (``models list``, ``audit show``) need not pay. Unconfigured, it would print to stdout.
+    """
+    if name in sys.modules:
+        then()
+    else:
+        sys.meta_path.insert(0, _OnImport(name, then))
+
+
 def configure_logging(verbosity: int) -> None:
     """Library and radguard log records go to standard error: warning and above, ``-v`` info, ``-vv`` debug."""
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
@@ -185,7 +314,7 @@ def _root(
     configure_logging(verbose)
     asking_help = any(arg in ("--help", "-h") for arg in sys.argv[1:])
     if _PROCESS["own"] and not asking_help:
-        configure_structlog(verbose)
+        when_imported("structlog", lambda: configure_structlog(verbose))
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:

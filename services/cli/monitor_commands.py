@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,13 +14,13 @@ from rich.console import Console
 from rich.table import Table
 
 from stack.processes import StackError
-from stack.settings import load_stack_settings
 
 if TYPE_CHECKING:
     from services.monitors.runner.ports import StoredFinding
     from services.monitors.runner.settings import MonitorRunnerSettings
 
-# The monitors' packages import scipy, evidently and the Kafka client: they are imported inside the commands.
+# The monitors' packages import scipy, evidently and the Kafka client: they are imported inside `monitor run`.
+# `findings` reads the findings table itself (the query below) and needs none of them.
 
 app = typer.Typer(help="The monitors: drift, calibration, bias, performance.", no_args_is_help=True)
 _out = Console()
@@ -56,9 +58,12 @@ def run(
     ] = None,
 ) -> None:
     """Run the monitors over the ledger (settings from RADGUARD_MONITOR_* variables) once or until stopped."""
+    import asyncio
+
     from services.monitors.runner.settings import MonitorRunnerSettings
     from services.runtime.config import ConfigError, load_settings
     from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
 
     env = dict(os.environ)
     if dsn:
@@ -80,34 +85,65 @@ def run(
         _out.print(f"{issued} findings issued")
 
 
-async def _recent(dsn: str, model: str | None, severity: SeverityChoice | None, limit: int) -> list[StoredFinding]:
-    from services.monitors.core.findings import Severity
-    from services.monitors.runner.adapters.findings_pg import PostgresFindingStore
-    from services.runtime.postgres import create_pool
+#: The query of ``PostgresFindingStore.recent`` (``services.monitors.runner.adapters.findings_pg``), equal to it
+#: by test: that module imports the monitors' statistics (scipy, numpy) and the Kafka client, which listing
+#: findings does not need.
+RECENT_FINDINGS = """
+select finding_id::text as finding_id, kind, model_name, model_version, arm, severity, summary, window_count,
+       window_labelled, report_uri, created_at
+from monitor_findings
+where ($1::text is null or model_name = $1) and ($2::text is null or severity = $2)
+order by created_at desc, finding_id desc
+limit $3
+"""
+
+
+@dataclass(frozen=True)
+class FindingRow:
+    """A row of the findings table as ``radguard findings`` lists it (``StoredFinding`` with plain-text enums)."""
+
+    finding_id: str
+    kind: str
+    model_name: str
+    model_version: str
+    arm: str
+    severity: str
+    summary: str
+    window_count: int
+    window_labelled: int
+    report_uri: str
+    created_at: datetime
+
+
+async def _recent(dsn: str, model: str | None, severity: SeverityChoice | None, limit: int) -> list[FindingRow]:
+    from services.runtime.errors import Unavailable
+    from services.runtime.postgres import DATABASE_DOWN, create_pool
 
     pool = await create_pool(dsn, min_size=1, max_size=1, instrument=False)
     try:
-        return await PostgresFindingStore(pool).recent(
-            model_name=model, severity=Severity(severity.value) if severity else None, limit=limit
-        )
+        rows = await pool.fetch(RECENT_FINDINGS, model, severity.value if severity else None, limit)
+    except DATABASE_DOWN as error:
+        raise Unavailable("postgres", f"{type(error).__name__}: {error}") from error
     finally:
         await pool.close()
+    return [FindingRow(**dict(row)) for row in rows]
 
 
-def findings_table(rows: list[StoredFinding]) -> Table:
+def findings_table(rows: Sequence[FindingRow | StoredFinding]) -> Table:
     """The findings as a rich table, newest first."""
     table = Table(title=f"findings (latest {len(rows)})")
     for column in ("created", "kind", "model", "version", "arm", "severity", "window", "summary", "report"):
         table.add_column(column, justify="right" if column == "window" else "left")
     for row in rows:
-        style = _SEVERITY_STYLE[row.severity.value]
+        severity = str(row.severity)  # a Severity (a StrEnum) or its text
+        style = _SEVERITY_STYLE[severity]
         table.add_row(
             row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            row.kind.value,
+            str(row.kind),
             row.model_name,
             row.model_version,
             row.arm,
-            f"[{style}]{row.severity.value}[/]",
+            f"[{style}]{severity}[/]",
             f"{row.window_labelled}/{row.window_count}",
             row.summary,
             row.report_uri or "-",
@@ -122,9 +158,12 @@ def findings(
     dsn: Annotated[str | None, typer.Option("--dsn", help="database (default: the local stack's)")] = None,
 ) -> None:
     """List the latest findings of the monitors, newest first."""
+    import asyncio
+
     import asyncpg
 
     from services.runtime.errors import Unavailable
+    from stack.settings import load_stack_settings
 
     if dsn is None:
         dsn = load_stack_settings().postgres_dsn

@@ -5,7 +5,6 @@ Governance owns routes once it exists; until then an operator publishes a defaul
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -45,6 +44,8 @@ def set_route(
     bootstrap: BootstrapOption = None,
 ) -> None:
     """Publish a new route table for MODEL (its revision is the current one plus one)."""
+    import asyncio
+
     from services.gateway.adapters.routes import publish_route, read_routes
     from services.gateway.routing import BUCKETS, Route
     from services.runtime.errors import Unavailable
@@ -78,6 +79,8 @@ def set_route(
 @app.command("show")
 def show(bootstrap: BootstrapOption = None) -> None:
     """Print every model's current route table."""
+    import asyncio
+
     from services.gateway.adapters.routes import read_routes
     from services.runtime.errors import Unavailable
 

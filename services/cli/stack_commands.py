@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from stack.manager import Stack
-from stack.settings import load_stack_settings
+if TYPE_CHECKING:
+    from stack.manager import Stack
+
+# The stack's manager imports its components (PostgreSQL, Kafka and service clients): only when a command runs.
 
 app = typer.Typer(
     help="Run the local stack: Kafka (KRaft), PostgreSQL and Triton on loopback, and radguard's supervised processes.",
@@ -20,6 +22,9 @@ _out = Console()
 
 
 def _stack() -> Stack:
+    from stack.manager import Stack
+    from stack.settings import load_stack_settings
+
     return Stack(load_stack_settings())
 
 

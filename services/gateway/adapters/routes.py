@@ -128,7 +128,11 @@ class RouteFollower(TopicFollower):
 
 
 async def read_routes(bootstrap: str, idle_s: float = 1.0, security: KafkaSecuritySettings | None = None) -> RouteBook:
-    """Read the routes topic from the beginning until it goes quiet (TLS/SASL per ``security``)."""
+    """Read the routes topic from the beginning to its end (TLS/SASL per ``security``).
+
+    The end is where the broker says the topic ends, asked after each poll; if it cannot say (no partition
+    assigned yet, a failed request), reading stops once the topic has been quiet for ``idle_s``.
+    """
     book = RouteBook()
     consumer = AsyncKafkaConsumer(
         [ROUTES_TOPIC],
@@ -146,13 +150,22 @@ async def read_routes(bootstrap: str, idle_s: float = 1.0, security: KafkaSecuri
         quiet = 0.0
         while quiet < idle_s:
             records = await consumer.getmany(timeout_s=0.25)
-            quiet = quiet + 0.25 if not records else 0.0
             for record in records:
                 apply_record(book, record)
+            if await _at_end(consumer):
+                break
+            quiet = 0.0 if records else quiet + 0.25
     finally:
         await consumer.close()
     book.mark_loaded()
     return book
+
+
+async def _at_end(consumer: AsyncKafkaConsumer) -> bool:
+    try:
+        return await consumer.at_end()
+    except Exception:  # the broker could not say: the quiet timer decides
+        return False
 
 
 async def publish_route(

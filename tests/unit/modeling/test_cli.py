@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import modeling.cli
+import modeling.train
 from tests.unit.modeling.conftest import TINY_SEED, TINY_SPEC
 
 runner = CliRunner()
@@ -16,7 +17,11 @@ runner = CliRunner()
 
 @pytest.fixture
 def tiny_versions(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(modeling.cli, "VERSION_SPECS", {TINY_SPEC.version: TINY_SPEC})
+    monkeypatch.setattr(modeling.train, "VERSION_SPECS", {TINY_SPEC.version: TINY_SPEC})
+
+
+def test_the_seed_default_is_trainings() -> None:
+    assert modeling.cli.DEFAULT_SEED == modeling.train.DEFAULT_SEED
 
 
 @pytest.mark.usefixtures("tiny_versions")
