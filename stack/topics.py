@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kernel.topics import AUDIT_TOPIC, FINDINGS_TOPIC, PREDICTIONS_TOPIC, READS_TOPIC, ROUTES_TOPIC
+
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -18,9 +20,9 @@ class TopicSpec:
 #: monitors' consumer groups scale to a few members. Routes are a compacted table keyed by
 #: model name: the latest route per model is what every gateway applies.
 TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("radguard.predictions.v1", 6),
-    TopicSpec("radguard.reviews.v1", 6),
-    TopicSpec("radguard.findings.v1", 3),
-    TopicSpec("radguard.routes.v1", 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
-    TopicSpec("radguard.audit.v1", 1, {"retention.ms": "-1"}),
+    TopicSpec(PREDICTIONS_TOPIC, 6),
+    TopicSpec(READS_TOPIC, 6),
+    TopicSpec(FINDINGS_TOPIC, 3),
+    TopicSpec(ROUTES_TOPIC, 1, {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}),
+    TopicSpec(AUDIT_TOPIC, 1, {"retention.ms": "-1"}),
 )

@@ -320,7 +320,7 @@ class _Where:
 
 
 def _where(dsn: str | None, bootstrap: str | None, spool_dir: Path | None) -> _Where:
-    from services.governance_api.settings import AUDIT_TOPIC, ROUTES_TOPIC
+    from kernel.topics import AUDIT_TOPIC, ROUTES_TOPIC
     from stack.manager import Stack
     from stack.settings import load_stack_settings
 

@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from kernel.topics import AUDIT_TOPIC
 from stack.processes import StackError
 
 if TYPE_CHECKING:
@@ -41,10 +42,8 @@ if TYPE_CHECKING:
 # grpc, the generated stubs, cryptography, settings and the governance service's modules are imported
 # inside the functions that use them: `radguard models --help` and the like need none of them.
 
-#: ``services.governance_api.settings.AUDIT_TOPIC`` and ``services.governance_api.auth.ROLES`` (the
-#: ``--audit-topic`` default and the roles ``tokens add --help`` lists), equal to them by test: those modules
-#: import pydantic settings, grpc and the interceptors, which a help page does not need.
-AUDIT_TOPIC = "radguard.audit.v1"
+#: ``services.governance_api.auth.ROLES`` (the roles ``tokens add --help`` lists), equal to it by test: that
+#: module imports grpc and the interceptors, which a help page does not need.
 ROLES: tuple[str, ...] = ("clinician", "board", "operator", "service")
 
 models_app = typer.Typer(help="The model registry: register, list and show versions, move them.", no_args_is_help=True)

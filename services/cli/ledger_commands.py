@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kernel.topics import LEDGER_GROUP, PREDICTIONS_TOPIC, READS_TOPIC
 from stack.processes import StackError
 
 if TYPE_CHECKING:
@@ -23,9 +24,6 @@ if TYPE_CHECKING:
 
 #: The ledger's group and topics (``services.monitors.ledger.settings``; equal to them by test), the options'
 #: defaults: that module imports the settings classes, which a help page does not need.
-LEDGER_GROUP = "radguard-ledger"
-PREDICTIONS_TOPIC = "radguard.predictions.v1"
-READS_TOPIC = "radguard.reviews.v1"
 
 app = typer.Typer(help="The event ledger: row counts, consumer lag, orphan reads.", no_args_is_help=True)
 _out = Console()

@@ -85,19 +85,6 @@ def run(
         _out.print(f"{issued} findings issued")
 
 
-#: The query of ``PostgresFindingStore.recent`` (``services.monitors.runner.adapters.findings_pg``), equal to it
-#: by test: that module imports the monitors' statistics (scipy, numpy) and the Kafka client, which listing
-#: findings does not need.
-RECENT_FINDINGS = """
-select finding_id::text as finding_id, kind, model_name, model_version, arm, severity, summary, window_count,
-       window_labelled, report_uri, created_at
-from monitor_findings
-where ($1::text is null or model_name = $1) and ($2::text is null or severity = $2)
-order by created_at desc, finding_id desc
-limit $3
-"""
-
-
 @dataclass(frozen=True)
 class FindingRow:
     """A row of the findings table as ``radguard findings`` lists it (``StoredFinding`` with plain-text enums)."""
@@ -116,6 +103,7 @@ class FindingRow:
 
 
 async def _recent(dsn: str, model: str | None, severity: SeverityChoice | None, limit: int) -> list[FindingRow]:
+    from services.monitors.runner.adapters.findings_sql import RECENT_FINDINGS
     from services.runtime.errors import Unavailable
     from services.runtime.postgres import DATABASE_DOWN, create_pool
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
+from kernel.topics import READS_TOPIC
 from services.runtime.auth import CallerAuthSettings
 
 #: Topic the feedback service publishes ReadEvents to (keyed by prediction id).
-READS_TOPIC = "radguard.reviews.v1"
 
 
 class FeedbackSettings(CallerAuthSettings):

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kernel.topics import ROUTES_TOPIC
 from services.gateway import oip_servicer as oip_api
 from services.gateway import servicer as gateway_api
 from services.gateway.adapters.catalog import RepositoryCatalog
 from services.gateway.adapters.events import SinkTuning, SpooledKafkaSink
-from services.gateway.adapters.routes import ROUTES_TOPIC, RouteFollower
+from services.gateway.adapters.routes import RouteFollower
 from services.gateway.adapters.triton import TritonBackend
 from services.gateway.deadletter import DeadLetterWriter
 from services.gateway.handlers import HandlerLimits, PredictHandler

@@ -8,6 +8,7 @@ from typing import Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from kernel import vocabulary
+from kernel.topics import PREDICTIONS_TOPIC
 from services.runtime.auth import CallerAuthSettings
 from services.runtime.config import LogLevel
 
@@ -63,7 +64,7 @@ class GatewaySettings(CallerAuthSettings):
         description="ascending age band edges; keep kernel.vocabulary's so monitors and gates agree",
     )
     predictions_topic: str = Field(
-        default="radguard.predictions.v1", min_length=1, description="topic the prediction events go to"
+        default=PREDICTIONS_TOPIC, min_length=1, description="topic the prediction events go to"
     )
     routes_poll_s: float = Field(default=0.2, gt=0, description="how often the routes topic is polled")
     events_max_bytes: int = Field(

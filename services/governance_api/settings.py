@@ -6,14 +6,12 @@ from pathlib import Path
 
 from pydantic import Field
 
+from kernel.topics import AUDIT_TOPIC, FINDINGS_TOPIC, ROUTES_TOPIC
 from services.runtime.config import ServiceSettings
 
 #: Compacted topic of route tables (key = model name) every gateway follows.
-ROUTES_TOPIC = "radguard.routes.v1"
 #: Audit entries as committed, in seq order.
-AUDIT_TOPIC = "radguard.audit.v1"
 #: Monitor findings the rollout controller watches.
-FINDINGS_TOPIC = "radguard.findings.v1"
 
 
 class GovernanceSettings(ServiceSettings):

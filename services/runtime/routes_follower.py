@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from services.runtime.kafka import AsyncKafkaConsumer, ConsumedRecord
 from services.runtime.telemetry import get_logger
 
-ROUTES_TOPIC = "radguard.routes.v1"
-
 _log = get_logger(__name__)
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
+from kernel.topics import PREDICTIONS_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.gateway.deadletter import MAX_REASON_CHARS, DeadLetter, DeadLetterWriter, now_utc, record_size
@@ -40,7 +41,6 @@ from services.runtime.pseudonyms import ACCESSION, REQUEST_ID, SERIES_UID, STUDY
 
 _log = logging.getLogger(__name__)
 
-PREDICTIONS_TOPIC = "radguard.predictions.v1"
 SCHEMA_VERSION = 1
 _ARMS = {Arm.STABLE: common_pb2.ARM_STABLE, Arm.CANARY: common_pb2.ARM_CANARY, Arm.SHADOW: common_pb2.ARM_SHADOW}
 _SEXES = {

@@ -6,6 +6,7 @@ import logging
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from kernel.topics import ROUTES_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.gateway.routing import Route, RouteBook, ServedVersion
@@ -13,12 +14,11 @@ from services.runtime.errors import Unavailable
 from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
 from services.runtime.kafka_security import KafkaSecuritySettings
-from services.runtime.routes_follower import ROUTES_TOPIC, FollowTuning, TopicFollower
+from services.runtime.routes_follower import FollowTuning, TopicFollower
 
 _log = logging.getLogger(__name__)
 
 __all__ = [
-    "ROUTES_TOPIC",
     "RouteFollower",
     "apply_record",
     "publish_route",

@@ -26,6 +26,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from governance.domain.codec import from_jsonable
 from governance.domain.model import AuditRecord, RouteState
+from kernel.topics import AUDIT_TOPIC, ROUTES_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.governance_api.adapters.convert import audit_to_proto, route_to_proto
@@ -85,8 +86,8 @@ def audit_event(payload: Mapping[str, Any], producer: str) -> events_pb2.AuditEv
 class RelayTopics:
     """Where each kind of outbox row goes."""
 
-    routes: str = "radguard.routes.v1"
-    audit: str = "radguard.audit.v1"
+    routes: str = ROUTES_TOPIC
+    audit: str = AUDIT_TOPIC
 
 
 def outgoing_record(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from kernel.topics import LEDGER_GROUP, PREDICTIONS_TOPIC, READS_TOPIC
 from services.runtime.config import ServiceSettings
 
-PREDICTIONS_TOPIC = "radguard.predictions.v1"
-READS_TOPIC = "radguard.reviews.v1"
 #: Default consumer group; offsets in the ledger are stored under it.
-LEDGER_GROUP = "radguard-ledger"
 
 
 class LedgerSettings(ServiceSettings):

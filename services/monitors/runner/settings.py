@@ -6,10 +6,9 @@ from pathlib import Path
 
 from pydantic import Field
 
+from kernel.topics import FINDINGS_TOPIC, ROUTES_TOPIC
 from services.monitors.core.findings import MonitorKind
 from services.runtime.config import ServiceSettings
-
-FINDINGS_TOPIC = "radguard.findings.v1"
 
 
 class MonitorRunnerSettings(ServiceSettings):
@@ -39,7 +38,7 @@ class MonitorRunnerSettings(ServiceSettings):
     )
     monitor_reports_dir: Path = Field(default=Path("reports"), description="where Evidently reports go")
     monitor_follow_routes: bool = Field(default=True, description="monitor what the routes topic says is served")
-    routes_topic: str = Field(default="radguard.routes.v1", min_length=1)
+    routes_topic: str = Field(default=ROUTES_TOPIC, min_length=1)
     routes_poll_s: float = Field(default=0.5, gt=0, description="longest wait of one routes poll")
     monitor_block_size: int = Field(default=500, ge=10, description="predictions per block (one CUSUM step)")
     monitor_max_blocks_per_pass: int = Field(default=8, ge=1, description="blocks judged per target and pass")

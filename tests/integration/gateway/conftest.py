@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest_asyncio
 
+from kernel.topics import PREDICTIONS_TOPIC
 from radguard.events.v1 import events_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
-from services.gateway.adapters.events import PREDICTIONS_TOPIC
 from services.gateway.adapters.routes import publish_route
 from services.gateway.app import Gateway, build_gateway, start_gateway
 from services.gateway.routing import Route

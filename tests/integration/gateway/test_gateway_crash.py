@@ -8,8 +8,8 @@ import time
 import grpc
 import pytest
 
+from kernel.topics import PREDICTIONS_TOPIC
 from radguard.inference.v1 import inference_pb2_grpc
-from services.gateway.adapters.events import PREDICTIONS_TOPIC
 from services.gateway.adapters.routes import publish_route, read_routes
 from services.gateway.routing import Route
 from services.runtime.kafka import AsyncKafkaConsumer, TopicPartition

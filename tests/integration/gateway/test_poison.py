@@ -13,8 +13,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
+from kernel.topics import PREDICTIONS_TOPIC
 from radguard.inference.v1 import inference_pb2_grpc
-from services.gateway.adapters.events import PREDICTIONS_TOPIC
 from services.gateway.app import Gateway, build_gateway
 from services.gateway.deadletter import read_dead_letters
 from services.gateway.spool import SpooledRecord

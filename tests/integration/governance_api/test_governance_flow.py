@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 from typer.testing import CliRunner
 
+from kernel.topics import AUDIT_TOPIC, ROUTES_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
@@ -27,7 +28,6 @@ from services.cli.governance_commands import version_from_repo
 from services.cli.main import app as cli_app
 from services.gateway.app import Gateway
 from services.governance_api.adapters.triton import TritonModelControl
-from services.governance_api.settings import AUDIT_TOPIC, ROUTES_TOPIC
 from services.runtime.kafka import AsyncKafkaProducer
 from stack.settings import REPO_ROOT
 from tests.integration.conftest import StackEndpoints

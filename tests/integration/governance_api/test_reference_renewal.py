@@ -18,11 +18,11 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from kernel.topics import ROUTES_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from services.cli.governance_commands import version_from_repo
-from services.governance_api.settings import ROUTES_TOPIC
 from stack.settings import REPO_ROOT
 from tests.integration.conftest import StackEndpoints
 from tests.integration.governance_api.conftest import GovHarness, end_offsets, read_topic

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kernel.topics import PREDICTIONS_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.gateway.adapters.events import PREDICTIONS_TOPIC, SinkTuning, SpooledKafkaSink
+from services.gateway.adapters.events import SinkTuning, SpooledKafkaSink
 from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Prediction, Sex, Study
 from services.gateway.routing import Arm
 from services.gateway.spool import Spool, SpooledRecord

@@ -11,9 +11,11 @@ from typing import Any
 
 import asyncpg
 
+from kernel.topics import FINDINGS_TOPIC
 from services.monitors.alerting.sequential import CusumParameters, CusumState
 from services.monitors.core.findings import MonitorKind, Severity, Statistic
 from services.monitors.runner.adapters.findings_kafka import finding_to_proto
+from services.monitors.runner.adapters.findings_sql import RECENT_FINDINGS
 from services.monitors.runner.ports import (
     BlockCursor,
     Chart,
@@ -22,7 +24,6 @@ from services.monitors.runner.ports import (
     StoredFinding,
     WindowMark,
 )
-from services.monitors.runner.settings import FINDINGS_TOPIC
 from services.runtime.errors import Unavailable
 from services.runtime.postgres import DATABASE_DOWN
 
@@ -34,14 +35,7 @@ insert into monitor_findings (
 on conflict (finding_id) do nothing
 """
 
-_RECENT = """
-select finding_id::text as finding_id, kind, model_name, model_version, arm, severity, summary, window_count,
-       window_labelled, report_uri, created_at
-from monitor_findings
-where ($1::text is null or model_name = $1) and ($2::text is null or severity = $2)
-order by created_at desc, finding_id desc
-limit $3
-"""
+_RECENT = RECENT_FINDINGS
 
 _MARK = """
 select window_count, window_labelled, last_event_time, last_prediction_id
