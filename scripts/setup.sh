@@ -35,8 +35,10 @@ if [ "$("$PY" -m uv --version 2>/dev/null | awk '{print $2}')" != "$UV_VERSION" 
   log "installing uv $UV_VERSION"
   "$PY" -m pip install -q --disable-pip-version-check "uv==$UV_VERSION"
 fi
-log "creating .venv from uv.lock (uv cache: ${UV_CACHE_DIR:-~/.cache/uv})"
-UV_PROJECT_ENVIRONMENT="$PWD/.venv" "$PY" -m uv sync --frozen --python "$PY" --quiet
+log "creating .venv from uv.lock (uv cache: ${UV_CACHE_DIR:-~/.cache/uv}), compiling its bytecode"
+# Compiled once here: with PYTHONDONTWRITEBYTECODE set (as on many CI machines and in the image), every
+# process would otherwise compile every module it imports, each time (a CLI call: ~0.5 s of its ~1 s).
+UV_PROJECT_ENVIRONMENT="$PWD/.venv" "$PY" -m uv sync --frozen --python "$PY" --quiet --compile-bytecode
 
 # --- Helm (for tests/helm), built once from the Go module proxy into ~/.cache/radguard/bin -------------
 HELM_VERSION=v3.21.4
