@@ -99,7 +99,7 @@ def _print(routes: list[Route]) -> None:
     from services.gateway.routing import BUCKETS
 
     table = Table()
-    for col in ("model", "revision", "stable", "canary", "canary share", "shadows", "reason"):
+    for col in ("model", "revision", "stable", "canary", "canary share", "shadows", "served by", "reason"):
         table.add_column(col)
     for r in routes:
         table.add_row(
@@ -109,9 +109,24 @@ def _print(routes: list[Route]) -> None:
             r.canary_version or "-",
             f"{r.canary_weight_bp / BUCKETS:.1%}",
             ", ".join(r.shadow_versions) or "-",
+            served_by(r),
             r.reason,
         )
     _out.print(table)
+
+
+def served_by(route: Route) -> str:
+    """Which Triton model version serves each label, and the reference it is judged against (its hash's head).
+
+    "-" for a table without served entries: each label is then the same-named Triton model's version.
+    """
+    parts = []
+    for entry in route.served:
+        text = f"{entry.version}→{entry.triton_model}/{entry.triton_version}"
+        if entry.reference_sha256:
+            text += f" (reference {entry.reference_sha256[:8]})"
+        parts.append(text)
+    return ", ".join(parts) or "-"
 
 
 def _kafka_security() -> KafkaSecuritySettings:
