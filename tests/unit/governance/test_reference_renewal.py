@@ -235,7 +235,7 @@ async def test_a_request_id_of_a_transition_approval_is_not_reused_for_a_renewal
         await world.service.approve_reference(BOARD, r.renewal_id, "approve", "sign-1")
 
 
-def test_a_local_profile_must_lie_in_the_roots_after_links_are_resolved(tmp_path):
+async def test_a_local_profile_must_lie_in_the_roots_after_links_are_resolved(tmp_path):
     from governance.domain.references import check_local_file
 
     root, outside = tmp_path / "references", tmp_path / "elsewhere"
