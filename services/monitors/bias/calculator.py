@@ -191,17 +191,19 @@ class BiasMonitor:
                 x = float(np.count_nonzero(window.decision[current] == success))
                 expected = float(np.sum(w * (reference.decision[base] == success)) / w.sum())
                 n_reference = float(w.sum() ** 2 / np.sum(w * w))  # effective size of the reweighted reference
-                variance = n * expected * (1.0 - expected) * (1.0 + n / n_reference)
-                z = (x - n * expected) / math.sqrt(variance) if variance > 0.0 else 0.0
+                shortfall = drop_evidence(x, n, expected, n_reference, spec.reference_margin_sd)
                 evidence.append(
                     Statistic(
                         name=f"{metric}_evidence",
                         value=x / n - expected,
-                        test="one-sided z vs prevalence-adjusted reference (sequential)",
-                        p_value=float(normal_sf(-z)),
+                        test="one-sided z vs prevalence-adjusted reference, beyond its margin (sequential)",
+                        p_value=float(normal_sf(shortfall)),
                         subgroup=name,
                         n=n,
-                        note=f"{x:.0f}/{n} vs {expected:.3f} expected at this block's prevalence",
+                        note=(
+                            f"{x:.0f}/{n} vs {expected:.3f} expected at this block's prevalence; reference "
+                            f"margin {spec.reference_margin_sd:g} SE of {n_reference:.0f} effective reads"
+                        ),
                         sequential=True,
                     )
                 )
@@ -304,6 +306,34 @@ class BiasMonitor:
                 )
             )
         return gaps
+
+
+def drop_evidence(x: float, n: int, expected: float, n_reference: float, margin_sd: float) -> float:
+    """A block's one-sided z for "the proportion dropped" beyond what the reference's own error explains.
+
+    ``z = (n e - x - c sigma_ref) / sqrt(n e (1 - e))`` with ``sigma_ref = n sqrt(e (1 - e) / n_ref)``: the
+    block's binomial shortfall against the reference's proportion ``e``, less ``c`` standard errors of the
+    count that ``e``'s own sampling error (``n_ref`` effective reads) would shift. That error is the same in
+    every block, a persistent offset of ``sqrt(n / n_ref)`` standard deviations per block that a chart adds
+    up; the margin covers it whenever the reference's ``e`` is within ``c`` standard errors of the truth.
+    Large z is evidence of a drop (its p-value is ``normal_sf(z)``); 0 when the block has no variance.
+
+    Args:
+        x: Successes in the block (detected read-positives for sensitivity).
+        n: Trials in the block (read-positives).
+        expected: The reference's proportion ``e`` at the block's prevalence.
+        n_reference: Effective number of the reference's trials behind ``e``.
+        margin_sd: ``c``, the margin in standard errors of the reference's proportion.
+
+    Example:
+        >>> round(drop_evidence(14.0, 20, 0.8, 2000.0, 2.0), 3)
+        0.918
+    """
+    spread = expected * (1.0 - expected)
+    if not spread > 0.0 or n <= 0:
+        return 0.0
+    margin = margin_sd * n * math.sqrt(spread / n_reference)
+    return (n * expected - x - margin) / math.sqrt(n * spread)
 
 
 def _versus_stable(
