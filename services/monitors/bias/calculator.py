@@ -21,9 +21,12 @@ Sequential evidence. A runner block of 500 predictions holds only a dozen or two
 subgroup such as men aged 50-69, too few for the window tests above (``min_positives``), so on their own a
 subgroup's missed nodules would never reach the runner's chart. For each breach metric (sensitivity) the
 monitor therefore also reports, per subgroup, a one-sided z of the block's detected read-positives against
-the count the reference predicts, ``z = (x - n s0) / sqrt(n s0 (1 - s0) + n^2 s0 (1 - s0) / n_ref)``, marked
-``sequential``: the runner's chart of that subgroup sums these block by block (a CUSUM), so evidence
-accumulates over blocks however few reads each holds. ``s0`` is the subgroup's read-labelled sensitivity in
+the count the reference predicts, beyond a margin of ``c`` (``reference_margin_sd``) standard errors of the
+reference's own estimate, ``z = (n s0 - x - c n sqrt(s0 (1 - s0) / n_ref)) / sqrt(n s0 (1 - s0))``
+(:func:`drop_evidence`), marked ``sequential``: the runner's chart of that subgroup sums these block by block
+(a CUSUM), so evidence accumulates over blocks however few reads each holds. The reference's error is the
+same in every block, so a chart would sum it like a change; the margin, not a per-block variance term, is
+what keeps it out. ``s0`` is the subgroup's read-labelled sensitivity in
 the reference reweighted to the block's prevalence (label shift, :mod:`services.monitors.core.label_shift`):
 at a lower prevalence a larger share of read-positives are readers' false alarms, which the model rightly
 calls negative, and the unadjusted comparison would call that a sensitivity loss.
