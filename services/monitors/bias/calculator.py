@@ -21,9 +21,12 @@ Sequential evidence. A runner block of 500 predictions holds only a dozen or two
 subgroup such as men aged 50-69, too few for the window tests above (``min_positives``), so on their own a
 subgroup's missed nodules would never reach the runner's chart. For each breach metric (sensitivity) the
 monitor therefore also reports, per subgroup, a one-sided z of the block's detected read-positives against
-the count the reference predicts, ``z = (x - n s0) / sqrt(n s0 (1 - s0) + n^2 s0 (1 - s0) / n_ref)``, marked
-``sequential``: the runner's chart of that subgroup sums these block by block (a CUSUM), so evidence
-accumulates over blocks however few reads each holds. ``s0`` is the subgroup's read-labelled sensitivity in
+the count the reference predicts, beyond a margin of ``c`` (``reference_margin_sd``) standard errors of the
+reference's own estimate, ``z = (n s0 - x - c n sqrt(s0 (1 - s0) / n_ref)) / sqrt(n s0 (1 - s0))``
+(:func:`drop_evidence`), marked ``sequential``: the runner's chart of that subgroup sums these block by block
+(a CUSUM), so evidence accumulates over blocks however few reads each holds. The reference's error is the
+same in every block, so a chart would sum it like a change; the margin, not a per-block variance term, is
+what keeps it out. ``s0`` is the subgroup's read-labelled sensitivity in
 the reference reweighted to the block's prevalence (label shift, :mod:`services.monitors.core.label_shift`):
 at a lower prevalence a larger share of read-positives are readers' false alarms, which the model rightly
 calls negative, and the unadjusted comparison would call that a sensitivity loss.
@@ -191,17 +194,19 @@ class BiasMonitor:
                 x = float(np.count_nonzero(window.decision[current] == success))
                 expected = float(np.sum(w * (reference.decision[base] == success)) / w.sum())
                 n_reference = float(w.sum() ** 2 / np.sum(w * w))  # effective size of the reweighted reference
-                variance = n * expected * (1.0 - expected) * (1.0 + n / n_reference)
-                z = (x - n * expected) / math.sqrt(variance) if variance > 0.0 else 0.0
+                shortfall = drop_evidence(x, n, expected, n_reference, spec.reference_margin_sd)
                 evidence.append(
                     Statistic(
                         name=f"{metric}_evidence",
                         value=x / n - expected,
-                        test="one-sided z vs prevalence-adjusted reference (sequential)",
-                        p_value=float(normal_sf(-z)),
+                        test="one-sided z vs prevalence-adjusted reference, beyond its margin (sequential)",
+                        p_value=float(normal_sf(shortfall)),
                         subgroup=name,
                         n=n,
-                        note=f"{x:.0f}/{n} vs {expected:.3f} expected at this block's prevalence",
+                        note=(
+                            f"{x:.0f}/{n} vs {expected:.3f} expected at this block's prevalence; reference "
+                            f"margin {spec.reference_margin_sd:g} SE of {n_reference:.0f} effective reads"
+                        ),
                         sequential=True,
                     )
                 )
@@ -304,6 +309,34 @@ class BiasMonitor:
                 )
             )
         return gaps
+
+
+def drop_evidence(x: float, n: int, expected: float, n_reference: float, margin_sd: float) -> float:
+    """A block's one-sided z for "the proportion dropped" beyond what the reference's own error explains.
+
+    ``z = (n e - x - c sigma_ref) / sqrt(n e (1 - e))`` with ``sigma_ref = n sqrt(e (1 - e) / n_ref)``: the
+    block's binomial shortfall against the reference's proportion ``e``, less ``c`` standard errors of the
+    count that ``e``'s own sampling error (``n_ref`` effective reads) would shift. That error is the same in
+    every block, a persistent offset of ``sqrt(n / n_ref)`` standard deviations per block that a chart adds
+    up; the margin covers it whenever the reference's ``e`` is within ``c`` standard errors of the truth.
+    Large z is evidence of a drop (its p-value is ``normal_sf(z)``); 0 when the block has no variance.
+
+    Args:
+        x: Successes in the block (detected read-positives for sensitivity).
+        n: Trials in the block (read-positives).
+        expected: The reference's proportion ``e`` at the block's prevalence.
+        n_reference: Effective number of the reference's trials behind ``e``.
+        margin_sd: ``c``, the margin in standard errors of the reference's proportion.
+
+    Example:
+        >>> round(drop_evidence(14.0, 20, 0.8, 2000.0, 2.0), 3)
+        0.918
+    """
+    spread = expected * (1.0 - expected)
+    if not spread > 0.0 or n <= 0:
+        return 0.0
+    margin = margin_sd * n * math.sqrt(spread / n_reference)
+    return (n * expected - x - margin) / math.sqrt(n * spread)
 
 
 def _versus_stable(

@@ -31,6 +31,9 @@ class BiasSpec(MonitorSpec):
         min_reference: The reference subgroup needs this many positives and negatives to test against.
         sequential_min_reads: A subgroup's block gives sequential evidence (for the runner's chart) from this
             many reads of the metric's class (read-positives for sensitivity).
+        reference_margin_sd: The sequential evidence counts only a drop beyond this many standard errors of
+            the reference's own proportion: that error is the same in every block, so a chart would add it
+            up as if it were a change (see ``bias.calculator.drop_evidence``). 0 trusts the reference as exact.
         min_worsening: Worsening of an alert metric (points, e.g. 0.05 = 5 points) below which a
             significant change is immaterial.
         max_gap: Policy limits on a subgroup's gap to the overall value, by metric, in the worse
@@ -51,6 +54,7 @@ class BiasSpec(MonitorSpec):
     min_negatives: int = Field(default=30, ge=1)
     min_reference: int = Field(default=30, ge=1)
     sequential_min_reads: int = Field(default=5, ge=1)
+    reference_margin_sd: float = Field(default=1.5, ge=0.0)
     min_worsening: float = Field(default=0.05, ge=0.0)
     max_gap: dict[str, float] = Field(default_factory=dict)
     ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
