@@ -38,7 +38,6 @@ from governance.domain.model import (
     Rollout,
     RolloutStatus,
     RouteState,
-    ServedVersion,
     Transition,
     TransitionStatus,
     Version,
@@ -48,6 +47,7 @@ from governance.domain.policy import ApprovalRule, Policy, PolicyCatalog, Policy
 from governance.domain.references import check_local_file, validate_proposal
 from governance.domain.signing import Keyring, approval_record, renewal_record, sign_approval
 from governance.ports import AuditFilter, Clock, EvidenceSource, GovernanceStore, GovernanceTx, TritonControl
+from kernel.serving import ServedVersion
 from services.runtime.errors import (
     AlreadyExists,
     FailedPrecondition,

@@ -14,7 +14,6 @@ Layout written under ``<repo>/chest_nodule/``::
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import platform
@@ -30,6 +29,7 @@ from numpy.typing import NDArray
 
 import modeling.network
 import modeling.triton_model
+from kernel.digest import sha256_file
 from modeling.cohorts import CALIBRATION_START, VALIDATION_START
 from modeling.metrics import BinaryMetrics
 from modeling.train import TrainedModel
@@ -95,11 +95,6 @@ parameters {{
   value: {{ string_value: "{TORCH_THREADS}" }}
 }}
 """
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def weights_bytes(trained: TrainedModel) -> bytes:

@@ -219,7 +219,8 @@ def install_reference(folder: Path, arrays: dict[str, NDArray[Any]]) -> Path:
     Returns:
         The written profile.
     """
-    from modeling.export import REFERENCE_FILE, sha256_file, write_reference_profile
+    from kernel.digest import sha256_file
+    from modeling.export import REFERENCE_FILE, write_reference_profile
 
     path = folder / REFERENCE_FILE
     write_reference_profile(path, arrays)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from governance.domain.lifecycle import State
+from kernel.serving import ServedVersion
 
 
 class Role(StrEnum):
@@ -334,28 +335,6 @@ class Rollout:
     def active(self) -> bool:
         """Running or paused (the canary holds traffic)."""
         return self.status in (RolloutStatus.RUNNING, RolloutStatus.PAUSED)
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    """What serves one version of a route table and what its monitors judge it against.
-
-    Copied from the version's registration whenever governance writes the table, so gateways and monitors
-    read it from the route alone: a registry name may differ from the Triton model that answers for it.
-
-    Attributes:
-        version: Registry version label.
-        triton_model: Triton model that serves it.
-        triton_version: Triton's numeric version of ``triton_model``.
-        reference_uri: The version's reference profile in force (as registered, or as renewed).
-        reference_sha256: Hex SHA-256 of that profile.
-    """
-
-    version: str
-    triton_model: str
-    triton_version: int
-    reference_uri: str = ""
-    reference_sha256: str = ""
 
 
 @dataclass(frozen=True)

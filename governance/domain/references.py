@@ -7,13 +7,13 @@ Errors name the request's field (``profile.sha256``, ``profile.period.reads``).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from governance.domain.model import ReferencePeriod
+from kernel.digest import sha256_file
 from services.runtime.errors import InvalidArgument
 
 #: How a reference may be labelled (registration accepts both; a renewal only ``reads``).
@@ -102,7 +102,6 @@ def check_local_file(uri: str, sha256: str, field: str = "profile", roots: Seque
             raise InvalidArgument(
                 f"{field}.uri", "is outside the folders governance reads reference profiles from (reference_roots)"
             )
-    digest = hashlib.sha256()
     try:
         # A device (/dev/zero) or a huge file would hold the command's transaction for ever.
         if not path.is_file():
@@ -113,13 +112,11 @@ def check_local_file(uri: str, sha256: str, field: str = "profile", roots: Seque
         # Also refuses pseudo-files (/proc, /sys) that report no size and may never end.
         if size == 0:
             raise InvalidArgument(f"{field}.uri", f"{path} is empty")
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
+        actual = sha256_file(path)
     except (OSError, ValueError) as error:
         raise InvalidArgument(
             f"{field}.uri", f"cannot read {path}: {getattr(error, 'strerror', None) or error}"
         ) from None
     # The file's own hash is not echoed: the caller learns only whether the bytes match what they named.
-    if digest.hexdigest() != sha256:
+    if actual != sha256:
         raise InvalidArgument(f"{field}.sha256", f"does not match the bytes of {path}")

@@ -206,8 +206,9 @@ async def _monitor_pass(dsn: str, bootstrap: str, reports: Path, block: int, mod
 
     v2 is judged against the reference profile its route table names (as the stack's runner does).
     """
+    from kernel.serving import ServedVersion
     from services.monitors.runner.app import build_monitor_runner
-    from services.monitors.runner.ports import MonitorTarget, ServedVersion
+    from services.monitors.runner.ports import MonitorTarget
     from services.monitors.runner.settings import MonitorRunnerSettings
     from services.monitors.runner.targets import FixedTargets
     from services.runtime.config import load_settings

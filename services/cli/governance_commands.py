@@ -24,6 +24,7 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from kernel.digest import sha256_file
 from kernel.topics import AUDIT_TOPIC
 from stack.processes import StackError
 
@@ -194,14 +195,6 @@ def _share(bp: int) -> str:
 # --- registration from the model repository ------------------------------------------------------
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _reference_period(described: Any) -> pb.ReferencePeriod | None:
     """The reference's period as ``metadata.json`` describes it (written by modeling/reference.py), or None."""
     from radguard.governance.v1 import governance_pb2 as pb
@@ -306,7 +299,7 @@ def version_from_repo(
     artifact = weights if weights.exists() else folder / "model.py"
     reference = folder / "reference_profile.npz"
     reference_uri = reference.resolve().as_uri() if reference.exists() else card_path.resolve().as_uri()
-    reference_sha = _sha256_file(reference) if reference.exists() else hashlib.sha256(card.encode()).hexdigest()
+    reference_sha = sha256_file(reference) if reference.exists() else hashlib.sha256(card.encode()).hexdigest()
     validation = metadata.get("metrics", {}).get("validation", {})
     overall = _metrics(validation.get("overall", {}))
     if not overall:
@@ -325,7 +318,7 @@ def version_from_repo(
     return pb.ModelVersion(
         ref=common_pb2.ModelRef(model_name=model_name or triton_model, model_version=version or str(triton_version)),
         triton=pb.TritonModel(model_name=triton_model, model_version=triton_version),
-        artifact_sha256=_sha256_file(artifact),
+        artifact_sha256=sha256_file(artifact),
         model_card=card,
         intended_use=intended,
         calibration=pb.Calibration(

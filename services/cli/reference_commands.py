@@ -11,13 +11,14 @@ Heavy modules (asyncpg, numpy, the gRPC stubs) are imported inside the commands 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from kernel.digest import sha256_file
 
 if TYPE_CHECKING:
     from services.monitors.core.reference_build import BuiltReference
@@ -69,7 +70,7 @@ def _print_built(built: BuiltReference, out: Path) -> None:
 
     console = Console()
     console.print(
-        f"wrote {out} ({out.stat().st_size:,} bytes, sha256 {_sha256(out)})\n"
+        f"wrote {out} ({out.stat().st_size:,} bytes, sha256 {sha256_file(out)})\n"
         f"period {built.start:%Y-%m-%d %H:%M}Z .. {built.end:%Y-%m-%d %H:%M}Z: {built.studies:,} predictions, "
         f"{built.reads:,} with a read ({built.read_positives:,} positive), threshold {built.threshold:g}, "
         f"label maturity {built.metadata['label_maturity']:.0%}"
@@ -89,14 +90,6 @@ def _print_built(built: BuiltReference, out: Path) -> None:
             f"[yellow]underpowered (cannot detect a drop of {limit:g}): {', '.join(sorted(weak))}[/] "
             "— a longer period, or judge these subgroups with care"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @app.command("build")
@@ -240,7 +233,7 @@ def propose(
     request = pb.ProposeReferenceRequest(
         model=common_pb2.ModelRef(model_name=model, model_version=version),
         profile=pb.ReferenceProfile(
-            uri=uri or profile.resolve().as_uri(), sha256=_sha256(profile), period=_period(content)
+            uri=uri or profile.resolve().as_uri(), sha256=sha256_file(profile), period=_period(content)
         ),
         reason=reason,
         request_id=gc._request_id(request_id),

@@ -7,6 +7,8 @@ import threading
 from dataclasses import dataclass, field
 from enum import Enum
 
+from kernel.serving import ServedVersion
+
 #: Canary weights are integers in basis points so every gateway agrees exactly.
 BUCKETS = 10_000
 
@@ -26,17 +28,6 @@ class TritonTarget:
     model: str
     #: Triton's numeric version, as the text Triton's API takes.
     version: str
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    """What serves one version of a route (Triton model and version) and its reference profile."""
-
-    version: str
-    triton_model: str
-    triton_version: int
-    reference_uri: str = ""
-    reference_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +55,7 @@ class Route:
         if self.canary_weight_bp and not self.canary_version:
             raise ValueError(f"route for {self.model_name!r}: a canary weight needs a canary_version")
         for entry in self.served:
-            if not entry.version or not entry.triton_model or entry.triton_version < 1:
+            if not entry.complete:
                 raise ValueError(
                     f"route for {self.model_name!r}: served entry {entry.version!r} needs a version, a Triton model "
                     "and a Triton version >= 1"

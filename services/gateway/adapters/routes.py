@@ -9,7 +9,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kernel.topics import ROUTES_TOPIC
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
-from services.gateway.routing import Route, RouteBook, ServedVersion
+from services.gateway.routing import Route, RouteBook
+from services.runtime.adapters.served import served_from_proto, served_to_proto
 from services.runtime.errors import Unavailable
 from services.runtime.ids import uuid7
 from services.runtime.kafka import AsyncKafkaConsumer, AsyncKafkaProducer, ConsumedRecord
@@ -39,16 +40,7 @@ def route_from_table(table: common_pb2.RouteTable) -> Route:
         shadow_versions=tuple(table.shadow_versions),
         revision=table.revision,
         reason=table.reason,
-        served=tuple(
-            ServedVersion(
-                version=entry.version,
-                triton_model=entry.triton_model,
-                triton_version=entry.triton_version,
-                reference_uri=entry.reference_uri,
-                reference_sha256=entry.reference_sha256,
-            )
-            for entry in table.served
-        ),
+        served=served_from_proto(table.served),
     )
 
 
@@ -62,16 +54,7 @@ def table_from_route(route: Route) -> common_pb2.RouteTable:
         shadow_versions=list(route.shadow_versions),
         revision=route.revision,
         reason=route.reason,
-        served=[
-            common_pb2.ServedVersion(
-                version=entry.version,
-                triton_model=entry.triton_model,
-                triton_version=entry.triton_version,
-                reference_uri=entry.reference_uri,
-                reference_sha256=entry.reference_sha256,
-            )
-            for entry in route.served
-        ],
+        served=served_to_proto(route.served),
     )
 
 

@@ -37,6 +37,7 @@ from governance.domain.model import (
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from radguard.governance.v1 import governance_pb2 as pb
+from services.runtime.adapters.served import served_to_proto
 from services.runtime.errors import InvalidArgument
 
 #: Model names and version labels: what Triton and Kafka keys accept without quoting.
@@ -629,16 +630,7 @@ def route_to_proto(route: RouteState) -> common_pb2.RouteTable:
         revision=route.revision,
         reason=route.reason,
         rollout_id=route.rollout_id or "",
-        served=[
-            common_pb2.ServedVersion(
-                version=entry.version,
-                triton_model=entry.triton_model,
-                triton_version=entry.triton_version,
-                reference_uri=entry.reference_uri,
-                reference_sha256=entry.reference_sha256,
-            )
-            for entry in route.served
-        ],
+        served=served_to_proto(route.served),
     )
     _set_time(message.updated_at, route.updated_at)
     return message

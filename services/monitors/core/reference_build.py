@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from kernel import vocabulary
 from kernel.power import ALPHA, POWER, SENSITIVITY, TESTS, WINDOW_READ_POSITIVES, minimal_detectable_drop
 from services.monitors.core.reference import INTENSITY_PREFIX, PIXEL_SPACING
-from services.monitors.ledger.queries import LabelledPrediction
+from services.monitors.ledger.queries import LabelledPrediction, shared_features
 
 #: Fewest reads a period must hold to become a reference (``--min-reads``): below it every subgroup's
 #: comparison is too imprecise to judge a block against.
@@ -97,13 +97,7 @@ def _threshold(rows: Sequence[LabelledPrediction], override: float | None) -> fl
 
 
 def _features(rows: Sequence[LabelledPrediction]) -> dict[str, NDArray[Any]]:
-    if not rows or rows[0].descriptors is None:
-        return {}
-    names = set(rows[0].descriptors)
-    width = len(rows[0].embedding or ())
-    for row in rows:
-        names &= set(row.descriptors or ())
-        width = min(width, len(row.embedding or ()))
+    names, width = shared_features(rows)
     stats = sorted(n for n in names if n.startswith(INTENSITY_PREFIX))
     arrays: dict[str, NDArray[Any]] = {}
 

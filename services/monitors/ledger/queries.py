@@ -9,6 +9,7 @@ a monitor that compares windows must compare maturities too, not only statistics
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -114,6 +115,22 @@ class LabelledPrediction:
     def labelled(self) -> bool:
         """Whether a read with a label has arrived."""
         return self.label is not None
+
+
+def shared_features(rows: Sequence[LabelledPrediction]) -> tuple[list[str], int]:
+    """The descriptors every row carries (sorted) and the embedding width every row has.
+
+    Only these become columns: a descriptor or embedding component the gateway added part-way through would
+    otherwise be compared on a biased subset of the traffic. ``([], 0)`` when the rows carry no descriptors.
+    """
+    if not rows or rows[0].descriptors is None:
+        return [], 0
+    names = set(rows[0].descriptors)
+    width = len(rows[0].embedding or ())
+    for row in rows:
+        names &= set(row.descriptors or ())
+        width = min(width, len(row.embedding or ()))
+    return sorted(names), width
 
 
 @dataclass(frozen=True)

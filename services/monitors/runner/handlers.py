@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from kernel.serving import ServedVersion
 from services.monitors.alerting.sequential import (
     CusumParameters,
     CusumState,
@@ -49,7 +50,6 @@ from services.monitors.runner.ports import (
     ReferenceSource,
     ReferenceUnusable,
     SequentialStore,
-    ServedVersion,
     reference_identity,
 )
 from services.monitors.runner.windows import to_window

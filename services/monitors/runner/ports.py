@@ -7,29 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from kernel.serving import ServedVersion
 from services.monitors.alerting.sequential import CusumParameters, CusumState
 from services.monitors.core.findings import Finding, MonitorKind, Severity
 from services.monitors.core.window import Window
 from services.monitors.drift.spec import DriftSpec
-
-
-@dataclass(frozen=True)
-class ServedVersion:
-    """What a route table says serves one version and what judges it (see ``RouteTable.served``).
-
-    Attributes:
-        version: Registry version label.
-        triton_model: Triton model serving it (its folder in the model repository).
-        triton_version: Triton's numeric version (the version folder).
-        reference_uri: The version's reference profile, a file:// URI or a path; empty: the model repository's.
-        reference_sha256: Hex SHA-256 the profile must have; empty: not checked.
-    """
-
-    version: str
-    triton_model: str
-    triton_version: int
-    reference_uri: str = ""
-    reference_sha256: str = ""
 
 
 @dataclass(frozen=True)

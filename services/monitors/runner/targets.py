@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from kernel.serving import ServedVersion
 from services.monitors.ledger.domain import Arm
-from services.monitors.runner.ports import MonitorTarget, ServedVersion
+from services.monitors.runner.ports import MonitorTarget
 
 __all__ = ["FixedTargets", "RoutedTargets", "ServedVersion", "ServedVersions"]
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from services.monitors.core.reference import EMBEDDING_PREFIX
 from services.monitors.core.window import AGE_BAND, MANUFACTURER, MANUFACTURER_MODEL, SEX, SITE, Window
-from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow
+from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, shared_features
 
 
 def _optional(value: int | float | None) -> float:
@@ -16,16 +16,10 @@ def _optional(value: int | float | None) -> float:
 
 
 def _features(rows: tuple[LabelledPrediction, ...]) -> dict[str, list[float]]:
-    # Only features every row carries become columns: a descriptor the gateway added mid-window would
-    # otherwise be compared on a biased subset of the traffic.
-    if not rows or rows[0].descriptors is None:
+    names, width = shared_features(rows)
+    if not names and not width:
         return {}
-    names = set(rows[0].descriptors)
-    width = len(rows[0].embedding or ())
-    for row in rows:
-        names &= set(row.descriptors or ())
-        width = min(width, len(row.embedding or ()))
-    columns: dict[str, list[float]] = {name: [] for name in sorted(names)}
+    columns: dict[str, list[float]] = {name: [] for name in names}
     columns.update({f"{EMBEDDING_PREFIX}{i}": [] for i in range(width)})
     for row in rows:
         descriptors = row.descriptors or {}

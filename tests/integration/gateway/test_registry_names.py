@@ -14,11 +14,12 @@ import pytest
 from tritonclient.grpc import InferInput
 from tritonclient.grpc import aio as triton_aio
 
+from kernel.serving import ServedVersion
 from radguard.common.v1 import common_pb2
 from radguard.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.gateway.adapters.routes import publish_route
 from services.gateway.app import Gateway
-from services.gateway.routing import Route, ServedVersion
+from services.gateway.routing import Route
 from tests.integration.conftest import StackEndpoints
 from tests.integration.gateway.test_predict import image, request
 from tests.integration.triton.test_placeholder_model import placeholder_logic

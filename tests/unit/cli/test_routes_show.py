@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from kernel.serving import ServedVersion
 from services.cli.routes_commands import served_by
-from services.gateway.routing import Route, ServedVersion
+from services.gateway.routing import Route
 
 
 def test_served_by_names_each_labels_triton_version_and_reference() -> None:

@@ -8,12 +8,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from kernel.serving import ServedVersion
 from radguard.common.v1 import common_pb2
 from services.gateway.adapters.routes import route_event, route_from_table, table_from_route
 from services.gateway.calibration import Calibration
 from services.gateway.domain import Acquisition, ModelOutputs, PredictCommand, Sex, Study
 from services.gateway.handlers import PredictHandler
-from services.gateway.routing import BUCKETS, Arm, Route, RouteBook, ServedVersion, TritonTarget
+from services.gateway.routing import BUCKETS, Arm, Route, RouteBook, TritonTarget
 from services.gateway.targets import RoutedBackend, RoutedCatalog
 from services.runtime.errors import NotFound
 

@@ -20,10 +20,10 @@ from governance.domain.model import (
     RolloutStatus,
     RolloutStep,
     RouteState,
-    ServedVersion,
     Version,
     VersionSpec,
 )
+from kernel.serving import ServedVersion
 from radguard.common.v1 import common_pb2
 from radguard.governance.v1 import governance_pb2 as pb
 from services.governance_api.adapters import convert

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel.serving import ServedVersion
 from services.monitors.alerting.sequential import CusumParameters, CusumState, probit_evidence, scoped_parameters
 from services.monitors.bias.spec import BiasSpec
 from services.monitors.calibration.spec import CalibrationSpec
@@ -22,7 +23,7 @@ from services.monitors.ledger.queries import LabelledPrediction, LedgerWindow, W
 from services.monitors.performance.spec import PerformanceSpec
 from services.monitors.runner.app import MonitorRunner
 from services.monitors.runner.handlers import RunMonitors, build_calculator, chart_evidence, judge_block
-from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget, ServedVersion
+from services.monitors.runner.ports import Chart, IssuedFinding, MonitorTarget
 from services.monitors.runner.targets import FixedTargets
 from services.monitors.runner.windows import to_window
 from services.runtime.ids import uuid7

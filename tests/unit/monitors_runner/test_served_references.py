@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kernel.serving import ServedVersion
 from radguard.common.v1 import common_pb2
 from radguard.events.v1 import events_pb2
 from services.monitors.alerting.sequential import CusumParameters
@@ -15,7 +16,7 @@ from services.monitors.core.window import Window
 from services.monitors.runner.adapters.reports import ModelRepoReferences, reference_path
 from services.monitors.runner.adapters.routes import served_versions
 from services.monitors.runner.handlers import RunMonitors
-from services.monitors.runner.ports import MonitorTarget, ReferenceUnusable, ServedVersion
+from services.monitors.runner.ports import MonitorTarget, ReferenceUnusable
 from services.monitors.runner.targets import RoutedTargets
 from services.runtime.kafka import ConsumedRecord
 from tests.unit.monitors_runner.fakes import FakeLedger, FakeStore

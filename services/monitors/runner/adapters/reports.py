@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
+from kernel.digest import sha256_file
 from services.monitors.core.reference import load_reference_profile
 from services.monitors.core.window import Window
 from services.monitors.drift.evidently_report import write_evidently_report
@@ -64,7 +64,7 @@ class ModelRepoReferences:
             raise FileNotFoundError(f"no reference profile at {path}")
         expected = target.served.reference_sha256 if target.served is not None else ""
         if expected:
-            actual = _sha256(path)
+            actual = sha256_file(path)
             if actual != expected.lower():
                 raise ReferenceUnusable(
                     f"reference profile {path} of {target}: sha256 is {actual}, the route table records {expected}"
@@ -89,11 +89,3 @@ def reference_path(uri: str) -> Path:
     if parsed.scheme:
         raise ReferenceUnusable(f"reference_uri {uri!r}: only file:// URIs and local paths are supported")
     return Path(uri)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from radguard.events.v1 import events_pb2
-from services.monitors.runner.targets import RoutedTargets, ServedVersion, ServedVersions
+from services.monitors.runner.targets import RoutedTargets, ServedVersions
+from services.runtime.adapters.served import served_from_proto
 from services.runtime.kafka import AsyncKafkaConsumer, ConsumedRecord
 from services.runtime.routes_follower import FollowTuning, TopicFollower
 from services.runtime.telemetry import get_logger
@@ -29,17 +30,7 @@ def served_versions(record: ConsumedRecord) -> ServedVersions | None:
         canary_version=table.canary_version,
         shadow_versions=tuple(table.shadow_versions),
         revision=table.revision,
-        served=tuple(
-            ServedVersion(
-                version=entry.version,
-                triton_model=entry.triton_model,
-                triton_version=entry.triton_version,
-                reference_uri=entry.reference_uri,
-                reference_sha256=entry.reference_sha256,
-            )
-            for entry in table.served
-            if entry.version and entry.triton_model and entry.triton_version >= 1
-        ),
+        served=tuple(entry for entry in served_from_proto(table.served) if entry.complete),
     )
 
 

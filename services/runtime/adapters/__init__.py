@@ -1,0 +1,1 @@
+"""Protobuf translations that several services share."""
